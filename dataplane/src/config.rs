@@ -1,0 +1,131 @@
+//! What the data plane needs to know of the configuration: an immutable
+//! snapshot built by the control plane, shared by all workers.
+
+use core::net::Ipv4Addr;
+use proto::MacAddr;
+use sched::SchedulerKind;
+
+/// L4 protocol of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum L4Proto {
+    Tcp,
+    Udp,
+}
+
+impl L4Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            L4Proto::Tcp => proto::ipv4::protocol::TCP,
+            L4Proto::Udp => proto::ipv4::protocol::UDP,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            L4Proto::Tcp => "tcp",
+            L4Proto::Udp => "udp",
+        }
+    }
+}
+
+/// How packets reach the real servers. Only DR exists so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardingMode {
+    DirectRoute,
+}
+
+/// One of the load balancer's own interfaces (a DPDK port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Index of the DPDK port the worker transmits on.
+    pub port: u16,
+    pub mac: MacAddr,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Interface {
+    /// True when `ip` is on this interface's connected subnet.
+    pub fn on_link(&self, ip: Ipv4Addr) -> bool {
+        let mask = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len.min(32))) };
+        u32::from(ip) & mask == u32::from(self.addr) & mask
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealServer {
+    pub addr: Ipv4Addr,
+    /// 0..=65535; 0 is quiescent.
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub proto: L4Proto,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub scheduler: SchedulerKind,
+    pub mode: ForwardingMode,
+    pub reals: Vec<RealServer>,
+}
+
+/// Idle timeouts, in seconds, as IPVS names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_syn: u64,
+    pub tcp: u64,
+    pub tcp_fin: u64,
+    pub tcp_close: u64,
+    pub udp: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        // IPVS defaults: established 900 s, FIN_WAIT 120 s, UDP 300 s.
+        Timeouts { tcp_syn: 60, tcp: 900, tcp_fin: 120, tcp_close: 10, udp: 300 }
+    }
+}
+
+/// Neighbor (ARP) cache timers, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArpTimers {
+    /// Age after which a resolved entry is re-requested (still used meanwhile).
+    pub refresh: u64,
+    /// Age after which an unconfirmed entry is forgotten.
+    pub expire: u64,
+    /// Minimum spacing of requests for one address.
+    pub retry: u64,
+}
+
+impl Default for ArpTimers {
+    fn default() -> Self {
+        ArpTimers { refresh: 30, expire: 90, retry: 1 }
+    }
+}
+
+/// Everything a worker needs, immutable once built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub interfaces: Vec<Interface>,
+    pub services: Vec<Service>,
+    pub timeouts: Timeouts,
+    pub arp: ArpTimers,
+    /// Connection table capacity per worker core.
+    pub max_connections_per_core: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_link_uses_the_prefix() {
+        let i = Interface { port: 0, mac: MacAddr::ZERO, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24 };
+        assert!(i.on_link(Ipv4Addr::new(198, 18, 0, 200)));
+        assert!(!i.on_link(Ipv4Addr::new(198, 18, 1, 2)));
+        let all = Interface { prefix_len: 0, ..i.clone() };
+        assert!(all.on_link(Ipv4Addr::new(1, 2, 3, 4)));
+        let host = Interface { prefix_len: 32, ..i };
+        assert!(!host.on_link(Ipv4Addr::new(198, 18, 0, 3)));
+    }
+}

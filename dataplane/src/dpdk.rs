@@ -1,0 +1,1 @@
+//! DPDK glue (filled in next).

@@ -1,0 +1,315 @@
+//! The per-core packet pipeline, sans-IO: a frame and the time in, a
+//! decision out. The frame is rewritten in place when it is to be sent.
+
+use crate::config::{ForwardingMode, L4Proto, Snapshot};
+use crate::conn::{ConnTable, FlowKey, Lookup};
+use crate::counters::{CoreCounters, DropReason};
+use crate::neighbor::NeighborTable;
+use core::net::Ipv4Addr;
+use hashbrown::HashMap;
+use proto::arp::{self, ArpPacket};
+use proto::ethernet::{ethertype, EthernetFrame};
+use proto::ipv4::{protocol, Ipv4Packet};
+use proto::l4::{TcpSegment, UdpDatagram};
+use proto::MacAddr;
+use sched::{Dest, Scheduler};
+use std::sync::Arc;
+
+const SWEEP_INTERVAL: u64 = 1_000_000_000;
+
+/// What to do with a frame after [`Pipeline::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send the (rewritten) frame on this port.
+    Transmit { port: u16 },
+    /// Used up without a reply (an ARP reply we learned from): free it.
+    Consumed,
+    /// Free it; the reason has been counted.
+    Drop(DropReason),
+}
+
+/// Why a snapshot cannot run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotError(pub String);
+
+impl core::fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+/// A service as the worker sees it: scheduler state and real servers.
+#[derive(Debug)]
+struct ServiceState {
+    proto: L4Proto,
+    dests: Vec<Dest>,
+    reals: Vec<Ipv4Addr>,
+    scheduler: Scheduler,
+}
+
+/// Key of the service map: protocol, VIP, port packed in a u64.
+#[inline]
+fn service_key(proto: u8, vip: Ipv4Addr, port: u16) -> u64 {
+    (u64::from(proto) << 48) | (u64::from(u32::from(vip)) << 16) | u64::from(port)
+}
+
+#[derive(Debug)]
+pub struct Pipeline {
+    snapshot: Arc<Snapshot>,
+    services: Vec<ServiceState>,
+    by_key: HashMap<u64, u32>,
+    /// Addresses we answer ARP for: the VIPs (on every port).
+    vips: Vec<Ipv4Addr>,
+    /// Egress port of each real server address.
+    neighbors: NeighborTable,
+    conns: ConnTable,
+    counters: Arc<CoreCounters>,
+    next_sweep: u64,
+}
+
+impl Pipeline {
+    pub fn new(snapshot: Arc<Snapshot>, counters: Arc<CoreCounters>) -> Result<Self, SnapshotError> {
+        if snapshot.interfaces.is_empty() {
+            return Err(SnapshotError("no interface".into()));
+        }
+        let mut services = Vec::with_capacity(snapshot.services.len());
+        let mut by_key = HashMap::new();
+        let mut vips = Vec::new();
+        let mut wanted = Vec::new();
+        for (i, s) in snapshot.services.iter().enumerate() {
+            let ForwardingMode::DirectRoute = s.mode;
+            let key = service_key(s.proto.number(), s.vip, s.port);
+            if by_key.insert(key, i as u32).is_some() {
+                return Err(SnapshotError(format!("duplicate service {} {}:{}", s.proto.name(), s.vip, s.port)));
+            }
+            if !vips.contains(&s.vip) {
+                vips.push(s.vip);
+            }
+            for r in &s.reals {
+                // DR reaches a real server only on a connected subnet.
+                let Some(iface) = snapshot.interfaces.iter().find(|i| i.on_link(r.addr)) else {
+                    return Err(SnapshotError(format!(
+                        "real server {} of {}:{} is on no interface's subnet (DR needs the same L2)",
+                        r.addr, s.vip, s.port
+                    )));
+                };
+                wanted.push((r.addr, iface.port));
+            }
+            let dests: Vec<Dest> = s.reals.iter().map(|r| Dest::new(r.weight)).collect();
+            services.push(ServiceState {
+                proto: s.proto,
+                scheduler: Scheduler::new(s.scheduler, &dests),
+                dests,
+                reals: s.reals.iter().map(|r| r.addr).collect(),
+            });
+        }
+        Ok(Pipeline {
+            neighbors: NeighborTable::new(wanted, snapshot.arp),
+            conns: ConnTable::new(snapshot.max_connections_per_core, snapshot.timeouts),
+            snapshot,
+            services,
+            by_key,
+            vips,
+            counters,
+            next_sweep: 0,
+        })
+    }
+
+    pub fn counters(&self) -> &Arc<CoreCounters> {
+        &self.counters
+    }
+
+    pub fn neighbors(&self) -> &NeighborTable {
+        &self.neighbors
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Housekeeping, called once per poll loop: expires connections.
+    pub fn tick(&mut self, now: u64) {
+        if now >= self.next_sweep {
+            let n = self.conns.sweep(now);
+            self.counters.conns_expired.add(n as u64);
+            self.counters.conns_active.set(self.conns.len() as u64);
+            self.next_sweep = now + SWEEP_INTERVAL;
+        }
+    }
+
+    /// Writes the ARP requests that are due into buffers from `alloc`
+    /// (which returns `None` when out of buffers) and hands each to `send`.
+    pub fn arp_requests<B: AsMut<[u8]>>(
+        &mut self,
+        now: u64,
+        mut alloc: impl FnMut() -> Option<B>,
+        mut send: impl FnMut(u16, B, usize),
+    ) {
+        let ifaces = &self.snapshot.interfaces;
+        let counters = &self.counters;
+        self.neighbors.due_requests(now, |port, target| {
+            let Some(iface) = ifaces.iter().find(|i| i.port == port) else { return false };
+            let Some(mut buf) = alloc() else {
+                counters.count_drop(DropReason::NoMbuf);
+                return false;
+            };
+            match arp::write_request(buf.as_mut(), iface.mac, iface.addr, target) {
+                Ok(len) => {
+                    counters.arp_requests_sent.inc();
+                    send(port, buf, len);
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+    }
+
+    /// Decides the fate of one frame received on `port` at time `now` (ns).
+    #[inline]
+    pub fn process(&mut self, port: u16, frame: &mut [u8], now: u64) -> Action {
+        let action = self.classify(port, frame, now);
+        if let Action::Drop(reason) = action {
+            self.counters.count_drop(reason);
+        }
+        action
+    }
+
+    fn classify(&mut self, port: u16, frame: &mut [u8], now: u64) -> Action {
+        let Some(iface_idx) = self.snapshot.interfaces.iter().position(|i| i.port == port) else {
+            return Action::Drop(DropReason::NotOurMac);
+        };
+        let our_mac = self.snapshot.interfaces[iface_idx].mac;
+        let (dst_mac, ethertype) = match EthernetFrame::new_checked(&*frame) {
+            Ok(eth) => (eth.dst(), eth.ethertype()),
+            Err(_) => return Action::Drop(DropReason::MalformedFrame),
+        };
+        if dst_mac != our_mac && !dst_mac.is_broadcast() {
+            return Action::Drop(DropReason::NotOurMac);
+        }
+        match ethertype {
+            ethertype::IPV4 if dst_mac == our_mac => self.ipv4(frame, now),
+            ethertype::IPV4 => Action::Drop(DropReason::NotOurMac),
+            ethertype::ARP => self.arp(iface_idx, frame, now),
+            _ => Action::Drop(DropReason::UnsupportedEthertype),
+        }
+    }
+
+    fn arp(&mut self, iface_idx: usize, frame: &mut [u8], now: u64) -> Action {
+        let iface = &self.snapshot.interfaces[iface_idx];
+        let (op, sender_ip, sender_mac, target_ip) = {
+            let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
+                return Action::Drop(DropReason::MalformedFrame);
+            };
+            match ArpPacket::new_checked(eth.payload()) {
+                Ok(a) => (a.operation(), a.sender_ip(), a.sender_mac(), a.target_ip()),
+                Err(_) => return Action::Drop(DropReason::MalformedArp),
+            }
+        };
+        // Any ARP from a wanted neighbor refreshes its entry (RFC 826's merge).
+        let learned = self.neighbors.learn(sender_ip, sender_mac, now);
+        if learned {
+            self.counters.arp_learned.inc();
+        }
+        let ours = target_ip == iface.addr || self.vips.contains(&target_ip);
+        match op {
+            arp::OP_REQUEST if ours => {
+                let mac = iface.mac;
+                match arp::reply_in_place(frame, mac) {
+                    Ok(_) => {
+                        self.counters.arp_replies_sent.inc();
+                        Action::Transmit { port: iface.port }
+                    }
+                    Err(_) => Action::Drop(DropReason::MalformedArp),
+                }
+            }
+            arp::OP_REPLY if learned => Action::Consumed,
+            arp::OP_REQUEST | arp::OP_REPLY => Action::Drop(DropReason::ArpNotForUs),
+            _ => Action::Drop(DropReason::MalformedArp),
+        }
+    }
+
+    fn ipv4(&mut self, frame: &mut [u8], now: u64) -> Action {
+        let (key, proto, flags) = {
+            let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
+                return Action::Drop(DropReason::MalformedFrame);
+            };
+            let ip = match Ipv4Packet::new_checked(eth.payload()) {
+                Ok(ip) => ip,
+                Err(_) => return Action::Drop(DropReason::MalformedIpv4),
+            };
+            if !ip.verify_checksum() {
+                return Action::Drop(DropReason::BadIpv4Checksum);
+            }
+            let dst = ip.dst();
+            if !self.vips.contains(&dst) {
+                let local = self.snapshot.interfaces.iter().any(|i| i.addr == dst);
+                return Action::Drop(if local { DropReason::LocalAddress } else { DropReason::NotForUs });
+            }
+            if ip.is_fragment() {
+                return Action::Drop(DropReason::Fragment);
+            }
+            let (proto, sport, dport, flags) = match ip.protocol() {
+                protocol::TCP => match TcpSegment::new_checked(ip.payload()) {
+                    Ok(t) => (L4Proto::Tcp, t.src_port(), t.dst_port(), t.flags()),
+                    Err(_) => return Action::Drop(DropReason::MalformedL4),
+                },
+                protocol::UDP => match UdpDatagram::new_checked(ip.payload()) {
+                    Ok(u) => (L4Proto::Udp, u.src_port(), u.dst_port(), 0),
+                    Err(_) => return Action::Drop(DropReason::MalformedL4),
+                },
+                _ => return Action::Drop(DropReason::UnsupportedProtocol),
+            };
+            (FlowKey { proto: proto.number(), src: ip.src(), dst, sport, dport }, proto, flags)
+        };
+
+        let real = match self.conns.lookup(&key, proto, flags, now) {
+            Lookup::Hit(c) => c.real,
+            Lookup::Miss => {
+                let Some(&svc) = self.by_key.get(&service_key(key.proto, key.dst, key.dport)) else {
+                    return Action::Drop(DropReason::NoService);
+                };
+                // Only a SYN starts a TCP connection (as IPVS without sloppy_tcp).
+                if proto == L4Proto::Tcp && flags & proto::l4::tcp_flags::SYN == 0 {
+                    return Action::Drop(DropReason::TcpNoConnection);
+                }
+                let s = &mut self.services[svc as usize];
+                debug_assert_eq!(s.proto, proto);
+                let Some(i) = s.scheduler.pick(&s.dests) else {
+                    return Action::Drop(DropReason::NoRealServer);
+                };
+                let real = s.reals[i];
+                if self.conns.insert(key, proto, flags, svc, real, now).is_none() {
+                    return Action::Drop(DropReason::ConnTableFull);
+                }
+                self.counters.conns_created.inc();
+                real
+            }
+        };
+
+        let Some(real_mac) = self.neighbors.lookup(real, now) else {
+            self.neighbors.request_soon(real, now);
+            return Action::Drop(DropReason::NeighborUnresolved);
+        };
+        // The egress port is the one whose subnet holds the real server.
+        let Some(out) = self.snapshot.interfaces.iter().find(|i| i.on_link(real)) else {
+            return Action::Drop(DropReason::NeighborUnresolved);
+        };
+        match proto::rewrite::direct_route(frame, out.mac, real_mac) {
+            Ok(()) => {
+                self.counters.forwarded.inc();
+                Action::Transmit { port: out.port }
+            }
+            Err(_) => Action::Drop(DropReason::MalformedFrame),
+        }
+    }
+
+    /// The MAC a real server resolved to, for display and tests.
+    pub fn neighbor(&self, ip: Ipv4Addr, now: u64) -> Option<MacAddr> {
+        self.neighbors.lookup(ip, now)
+    }
+}
+
+#[cfg(test)]
+mod tests;

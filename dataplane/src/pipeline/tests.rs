@@ -1,0 +1,317 @@
+use super::*;
+use crate::config::{ArpTimers, Interface, RealServer, Service, Timeouts};
+use proptest::prelude::*;
+use proto::l4::tcp_flags::*;
+use sched::SchedulerKind;
+
+const SEC: u64 = 1_000_000_000;
+const LB_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 10]);
+const RS1_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 11]);
+const RS2_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 12]);
+const LB_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+const RS1: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+const RS2: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+
+fn snapshot(scheduler: SchedulerKind, w1: u32, w2: u32, max_conns: usize) -> Arc<Snapshot> {
+    let reals = vec![RealServer { addr: RS1, weight: w1 }, RealServer { addr: RS2, weight: w2 }];
+    Arc::new(Snapshot {
+        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24 }],
+        services: vec![
+            Service { proto: L4Proto::Tcp, vip: VIP, port: 80, scheduler, mode: ForwardingMode::DirectRoute, reals: reals.clone() },
+            Service { proto: L4Proto::Udp, vip: VIP, port: 53, scheduler, mode: ForwardingMode::DirectRoute, reals },
+        ],
+        timeouts: Timeouts::default(),
+        arp: ArpTimers::default(),
+        max_connections_per_core: max_conns,
+    })
+}
+
+fn pipeline(scheduler: SchedulerKind, w1: u32, w2: u32) -> Pipeline {
+    Pipeline::new(snapshot(scheduler, w1, w2, 1024), Arc::default()).unwrap()
+}
+
+fn arp_frame(op: u16, sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    arp::write_request(&mut f, sender_mac, sender_ip, target_ip).unwrap();
+    f[20..22].copy_from_slice(&op.to_be_bytes());
+    if op == arp::OP_REPLY {
+        f[0..6].copy_from_slice(&LB_MAC.0);
+        f[32..38].copy_from_slice(&LB_MAC.0);
+    }
+    f
+}
+
+fn resolved(scheduler: SchedulerKind, w1: u32, w2: u32) -> Pipeline {
+    let mut p = pipeline(scheduler, w1, w2);
+    for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
+        let mut f = arp_frame(arp::OP_REPLY, mac, ip, LB_IP);
+        assert_eq!(p.process(0, &mut f, 0), Action::Consumed);
+    }
+    p
+}
+
+fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC.0, LB_MAC.0).ipv4(CLIENT.octets(), VIP.octets(), 64);
+    let mut b = b.tcp(sport, dport, 1000, 65535);
+    if flags & SYN != 0 {
+        b = b.syn();
+    }
+    if flags & ACK != 0 {
+        b = b.ack(1);
+    }
+    if flags & FIN != 0 {
+        b = b.fin();
+    }
+    if flags & RST != 0 {
+        b = b.rst();
+    }
+    let mut f = Vec::new();
+    b.write(&mut f, b"hello").unwrap();
+    f
+}
+
+fn udp(sport: u16, dport: u16) -> Vec<u8> {
+    let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC.0, LB_MAC.0).ipv4(CLIENT.octets(), VIP.octets(), 64).udp(sport, dport);
+    let mut f = Vec::new();
+    b.write(&mut f, b"query").unwrap();
+    f
+}
+
+fn dst_mac(f: &[u8]) -> MacAddr {
+    MacAddr(f[0..6].try_into().unwrap())
+}
+
+#[test]
+fn answers_arp_for_vip_and_own_address_only() {
+    let mut p = pipeline(SchedulerKind::Rr, 1, 1);
+    for target in [VIP, LB_IP] {
+        let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT, target);
+        assert_eq!(p.process(0, &mut f, 0), Action::Transmit { port: 0 });
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        let a = ArpPacket::new_checked(eth.payload()).unwrap();
+        assert_eq!((a.operation(), a.sender_ip(), a.sender_mac()), (arp::OP_REPLY, target, LB_MAC));
+        assert_eq!((a.target_ip(), a.target_mac(), eth.dst()), (CLIENT, CLIENT_MAC, CLIENT_MAC));
+    }
+    let mut f = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT, RS1);
+    assert_eq!(p.process(0, &mut f, 0), Action::Drop(DropReason::ArpNotForUs));
+    assert_eq!(p.counters().arp_replies_sent.get(), 2);
+    assert_eq!(p.counters().drops(DropReason::ArpNotForUs), 1);
+}
+
+#[test]
+fn resolves_real_servers_by_arp_before_forwarding() {
+    let mut p = pipeline(SchedulerKind::Rr, 1, 1);
+    let mut f = tcp(40000, 80, SYN);
+    assert_eq!(p.process(0, &mut f, 0), Action::Drop(DropReason::NeighborUnresolved));
+    let mut sent = Vec::new();
+    p.arp_requests(0, || Some(vec![0u8; 64]), |port, buf, len| sent.push((port, buf[..len].to_vec())));
+    assert_eq!(sent.len(), 2);
+    let mut targets: Vec<Ipv4Addr> = sent
+        .iter()
+        .map(|(_, f)| {
+            let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+            assert!(eth.dst().is_broadcast());
+            let a = ArpPacket::new_checked(eth.payload()).unwrap();
+            assert_eq!((a.sender_ip(), a.sender_mac()), (LB_IP, LB_MAC));
+            a.target_ip()
+        })
+        .collect();
+    targets.sort();
+    assert_eq!(targets, [RS1, RS2]);
+    // Replies arrive: the retried SYN of the same flow now goes to its server.
+    for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
+        let mut r = arp_frame(arp::OP_REPLY, mac, ip, LB_IP);
+        assert_eq!(p.process(0, &mut r, SEC), Action::Consumed);
+    }
+    assert_eq!(p.counters().arp_learned.get(), 2);
+    let mut f = tcp(40000, 80, SYN);
+    assert_eq!(p.process(0, &mut f, SEC), Action::Transmit { port: 0 });
+    assert_eq!(dst_mac(&f), RS1_MAC);
+    // Out of buffers: counted, nothing sent.
+    let mut p = pipeline(SchedulerKind::Rr, 1, 1);
+    p.arp_requests(0, || None::<Vec<u8>>, |_, _, _| panic!("nothing to send"));
+    assert_eq!(p.counters().drops(DropReason::NoMbuf), 2);
+}
+
+#[test]
+fn dr_rewrites_only_the_macs() {
+    let mut p = resolved(SchedulerKind::Rr, 1, 1);
+    let mut f = tcp(40000, 80, SYN);
+    let before = f.clone();
+    assert_eq!(p.process(0, &mut f, 0), Action::Transmit { port: 0 });
+    assert_eq!(dst_mac(&f), RS1_MAC);
+    assert_eq!(&f[6..12], &LB_MAC.0);
+    assert_eq!(&f[12..], &before[12..], "IP packet untouched");
+    assert_eq!(p.counters().forwarded.get(), 1);
+    assert_eq!(p.counters().conns_created.get(), 1);
+}
+
+#[test]
+fn a_connection_sticks_to_its_server() {
+    let mut p = resolved(SchedulerKind::Rr, 1, 1);
+    let mut first = tcp(40000, 80, SYN);
+    p.process(0, &mut first, 0);
+    let other = if dst_mac(&first) == RS1_MAC { RS2_MAC } else { RS1_MAC };
+    // Another connection in between moves the rr cursor.
+    let mut f = tcp(40001, 80, SYN);
+    p.process(0, &mut f, 0);
+    assert_eq!(dst_mac(&f), other);
+    for flags in [ACK, ACK | PSH, FIN | ACK, ACK] {
+        let mut f = tcp(40000, 80, flags);
+        assert_eq!(p.process(0, &mut f, SEC), Action::Transmit { port: 0 });
+        assert_eq!(dst_mac(&f), dst_mac(&first));
+    }
+    assert_eq!(p.connections(), 2);
+}
+
+#[test]
+fn wrr_one_to_two_over_new_connections() {
+    let mut p = resolved(SchedulerKind::Wrr, 1, 2);
+    let mut counts = [0; 2];
+    for port in 0..300u16 {
+        let mut f = tcp(10000 + port, 80, SYN);
+        assert_eq!(p.process(0, &mut f, 0), Action::Transmit { port: 0 });
+        counts[usize::from(dst_mac(&f) == RS2_MAC)] += 1;
+    }
+    assert_eq!(counts, [100, 200]);
+}
+
+#[test]
+fn udp_flows_are_balanced_and_sticky() {
+    let mut p = resolved(SchedulerKind::Rr, 1, 1);
+    let mut a = udp(5000, 53);
+    let mut b = udp(5001, 53);
+    p.process(0, &mut a, 0);
+    p.process(0, &mut b, 0);
+    assert_ne!(dst_mac(&a), dst_mac(&b));
+    let mut a2 = udp(5000, 53);
+    p.process(0, &mut a2, SEC);
+    assert_eq!(dst_mac(&a2), dst_mac(&a));
+}
+
+#[test]
+fn quiescent_server_gets_no_new_connections() {
+    let mut p = resolved(SchedulerKind::Wrr, 0, 1);
+    for port in 0..10u16 {
+        let mut f = tcp(20000 + port, 80, SYN);
+        p.process(0, &mut f, 0);
+        assert_eq!(dst_mac(&f), RS2_MAC);
+    }
+    let mut p = resolved(SchedulerKind::Rr, 0, 0);
+    let mut f = tcp(20000, 80, SYN);
+    assert_eq!(p.process(0, &mut f, 0), Action::Drop(DropReason::NoRealServer));
+}
+
+#[test]
+fn connections_expire_and_table_capacity_is_enforced() {
+    let mut p = Pipeline::new(snapshot(SchedulerKind::Rr, 1, 1, 2), Arc::default()).unwrap();
+    for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
+        p.process(0, &mut arp_frame(arp::OP_REPLY, mac, ip, LB_IP), 0);
+    }
+    for port in [1u16, 2] {
+        assert_eq!(p.process(0, &mut tcp(port, 80, SYN), 0), Action::Transmit { port: 0 });
+    }
+    assert_eq!(p.process(0, &mut tcp(3, 80, SYN), 0), Action::Drop(DropReason::ConnTableFull));
+    // Established connections still work when full.
+    assert_eq!(p.process(0, &mut tcp(1, 80, ACK), SEC), Action::Transmit { port: 0 });
+    // Keep the neighbors alive, then let the SYN_RECV one (60 s) expire.
+    for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
+        p.process(0, &mut arp_frame(arp::OP_REPLY, mac, ip, LB_IP), 59 * SEC);
+    }
+    p.tick(61 * SEC);
+    assert_eq!(p.connections(), 1);
+    assert_eq!(p.counters().conns_expired.get(), 1);
+    assert_eq!(p.counters().conns_active.get(), 1);
+    assert_eq!(p.process(0, &mut tcp(3, 80, SYN), 61 * SEC), Action::Transmit { port: 0 });
+}
+
+#[test]
+fn bad_and_foreign_input_is_counted_not_forwarded() {
+    let mut p = resolved(SchedulerKind::Rr, 1, 1);
+    let drop = |p: &mut Pipeline, mut f: Vec<u8>| p.process(0, &mut f, 0);
+
+    assert_eq!(drop(&mut p, vec![0u8; 10]), Action::Drop(DropReason::MalformedFrame));
+    let mut f = tcp(1, 80, SYN);
+    f[0..6].copy_from_slice(&RS1_MAC.0);
+    assert_eq!(drop(&mut p, f), Action::Drop(DropReason::NotOurMac));
+    let mut f = tcp(1, 80, SYN);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    assert_eq!(drop(&mut p, f), Action::Drop(DropReason::UnsupportedEthertype));
+    let mut f = tcp(1, 80, SYN);
+    f[12..14].copy_from_slice(&[0x81, 0x00]);
+    assert_eq!(drop(&mut p, f), Action::Drop(DropReason::UnsupportedEthertype));
+    let f = tcp(1, 80, SYN);
+    assert_eq!(drop(&mut p, f[..30].to_vec()), Action::Drop(DropReason::MalformedIpv4));
+    let mut f = tcp(1, 80, SYN);
+    f[14 + 8] = 1; // TTL changed, checksum now wrong
+    assert_eq!(drop(&mut p, f), Action::Drop(DropReason::BadIpv4Checksum));
+    let mut f = tcp(1, 80, SYN);
+    f[14 + 6] = 0x20; // MF
+    fix_ip_checksum(&mut f);
+    assert_eq!(drop(&mut p, f), Action::Drop(DropReason::Fragment));
+    let mut f = tcp(1, 80, SYN);
+    f[14 + 19] = 99; // destination 198.18.0.99
+    fix_ip_checksum(&mut f);
+    assert_eq!(drop(&mut p, f), Action::Drop(DropReason::NotForUs));
+    let mut f = tcp(1, 80, SYN);
+    f[14 + 19] = 2; // the LB's own address
+    fix_ip_checksum(&mut f);
+    assert_eq!(drop(&mut p, f), Action::Drop(DropReason::LocalAddress));
+    let mut f = tcp(1, 80, SYN);
+    f[14 + 9] = protocol::ICMP;
+    fix_ip_checksum(&mut f);
+    assert_eq!(drop(&mut p, f), Action::Drop(DropReason::UnsupportedProtocol));
+    let mut f = tcp(1, 80, SYN);
+    f[14 + 20 + 12] = 0x20; // TCP data offset 2
+    assert_eq!(drop(&mut p, f), Action::Drop(DropReason::MalformedL4));
+    assert_eq!(drop(&mut p, tcp(1, 81, SYN)), Action::Drop(DropReason::NoService));
+    assert_eq!(drop(&mut p, udp(1, 80)), Action::Drop(DropReason::NoService));
+    assert_eq!(drop(&mut p, tcp(1, 80, ACK)), Action::Drop(DropReason::TcpNoConnection));
+    assert_eq!(p.counters().total_drops(), 14);
+    assert_eq!(p.counters().forwarded.get(), 0);
+}
+
+fn fix_ip_checksum(f: &mut [u8]) {
+    let mut ip = Ipv4Packet::new_checked(&mut f[14..]).unwrap();
+    ip.fill_checksum();
+}
+
+#[test]
+fn rejects_real_servers_off_link_and_duplicate_services() {
+    let mut s = (*snapshot(SchedulerKind::Rr, 1, 1, 8)).clone();
+    s.services[0].reals[0].addr = Ipv4Addr::new(203, 0, 113, 5);
+    let e = Pipeline::new(Arc::new(s), Arc::default()).unwrap_err();
+    assert!(e.0.contains("203.0.113.5"), "{e}");
+    let mut s = (*snapshot(SchedulerKind::Rr, 1, 1, 8)).clone();
+    s.services[1].proto = L4Proto::Tcp;
+    s.services[1].port = 80;
+    assert!(Pipeline::new(Arc::new(s), Arc::default()).unwrap_err().0.contains("duplicate"));
+}
+
+proptest! {
+    /// Any bytes: a decision, never a panic; whatever is transmitted is ours to send.
+    #[test]
+    fn random_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut p = resolved(SchedulerKind::Wrr, 1, 2);
+        let mut f = bytes;
+        let _ = p.process(0, &mut f, 0);
+    }
+
+    /// Corrupting any one byte of a valid SYN: no panic, and if the frame is
+    /// still forwarded it went to a real server with our source MAC.
+    #[test]
+    fn corrupted_frames_never_panic(at in 0usize..59, value in any::<u8>(), cut in 0usize..60) {
+        let mut p = resolved(SchedulerKind::Rr, 1, 1);
+        let mut f = tcp(40000, 80, SYN);
+        let at = at % f.len();
+        f[at] = value;
+        f.truncate(f.len() - cut.min(f.len()));
+        if let Action::Transmit { port } = p.process(0, &mut f, 0) {
+            prop_assert_eq!(port, 0);
+            prop_assert_eq!(&f[6..12], &LB_MAC.0[..]);
+        }
+    }
+}
