@@ -1,1 +1,0 @@
-//! DPDK glue (filled in next).

@@ -1,0 +1,236 @@
+//! Owned packet buffers and fixed-size bursts of them.
+
+use super::Mempool;
+use dpdk_sys::rte_mbuf;
+use std::ptr::NonNull;
+
+/// Largest burst a [`Burst`] holds.
+pub const MAX_BURST: usize = 64;
+
+/// One packet buffer, owned: dropping it returns it to its pool.
+#[derive(Debug)]
+pub struct Mbuf {
+    ptr: NonNull<rte_mbuf>,
+}
+
+// SAFETY: an mbuf is owned by exactly one Mbuf value; moving it to another
+// thread moves the ownership (DPDK frees to the pool from any thread).
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Takes ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `ptr` must be a valid mbuf that nothing else owns or will free.
+    pub(crate) unsafe fn from_raw(ptr: NonNull<rte_mbuf>) -> Mbuf {
+        Mbuf { ptr }
+    }
+
+    /// Gives up ownership without freeing (the driver took it).
+    pub(crate) fn into_raw(self) -> *mut rte_mbuf {
+        let p = self.ptr.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    /// A fresh, empty buffer from `pool`, or `None` when it is exhausted.
+    pub fn alloc(pool: &Mempool) -> Option<Mbuf> {
+        // SAFETY: pool is a live mempool; the returned mbuf is ours alone.
+        let raw = unsafe { dpdk_sys::rte_pktmbuf_alloc(pool.as_ptr()) };
+        // SAFETY: non-null result of alloc: a valid mbuf nobody else owns.
+        NonNull::new(raw).map(|p| unsafe { Mbuf::from_raw(p) })
+    }
+
+    fn m(&self) -> &rte_mbuf {
+        // SAFETY: ptr is valid and exclusively ours for the life of self.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Data length of the first segment.
+    pub fn len(&self) -> usize {
+        usize::from(self.m().data_len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when the packet is in one segment (all it holds is in [`Self::data`]).
+    pub fn is_contiguous(&self) -> bool {
+        self.m().nb_segs == 1 && self.m().pkt_len == u32::from(self.m().data_len)
+    }
+
+    /// Room after the data in the first segment.
+    pub fn tailroom(&self) -> usize {
+        let m = self.m();
+        usize::from(m.buf_len).saturating_sub(usize::from(m.data_off) + usize::from(m.data_len))
+    }
+
+    /// The first segment's data.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let m = self.m();
+        // SAFETY: buf_addr + data_off .. + data_len lies inside the buffer
+        // DPDK gave us; we own it, so no one writes it meanwhile.
+        unsafe {
+            std::slice::from_raw_parts((m.buf_addr as *const u8).add(usize::from(m.data_off)), usize::from(m.data_len))
+        }
+    }
+
+    /// The first segment's data, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `data`; &mut self makes the access exclusive.
+        unsafe {
+            let m = self.ptr.as_mut();
+            std::slice::from_raw_parts_mut((m.buf_addr as *mut u8).add(usize::from(m.data_off)), usize::from(m.data_len))
+        }
+    }
+
+    /// Sets the packet length (single segment), growing or shrinking the
+    /// data; `false` if `len` does not fit in the buffer.
+    pub fn set_len(&mut self, len: usize) -> bool {
+        let m = self.m();
+        let room = usize::from(m.buf_len).saturating_sub(usize::from(m.data_off));
+        if len > room || m.nb_segs != 1 {
+            return false;
+        }
+        // SAFETY: exclusive access; len fits in the first segment.
+        unsafe {
+            let m = self.ptr.as_mut();
+            m.data_len = len as u16;
+            m.pkt_len = len as u32;
+        }
+        true
+    }
+
+    /// The port the packet arrived on.
+    pub fn port(&self) -> u16 {
+        self.m().port
+    }
+}
+
+impl AsMut<[u8]> for Mbuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.data_mut()
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf (and its chained segments); freed once here.
+        unsafe { dpdk_sys::rte_pktmbuf_free(self.ptr.as_ptr()) };
+    }
+}
+
+/// A fixed-capacity array of owned mbufs, on the stack: what rx fills and
+/// tx drains. Dropping it frees whatever it still holds.
+pub struct Burst {
+    ptrs: [*mut rte_mbuf; MAX_BURST],
+    /// Owned mbufs are `ptrs[head..len]`.
+    head: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for Burst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Burst({} mbufs)", self.len - self.head)
+    }
+}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Burst {
+    pub fn new() -> Burst {
+        Burst { ptrs: [std::ptr::null_mut(); MAX_BURST], head: 0, len: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len - self.head
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == self.head
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == MAX_BURST
+    }
+
+    /// Adds an mbuf; gives it back when the burst is full.
+    #[inline]
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.len == MAX_BURST {
+            return Err(m);
+        }
+        self.ptrs[self.len] = m.into_raw();
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Takes the next mbuf out, in order.
+    #[inline]
+    pub fn pop(&mut self) -> Option<Mbuf> {
+        if self.head == self.len {
+            return None;
+        }
+        let p = self.ptrs[self.head];
+        self.head += 1;
+        if self.head == self.len {
+            self.head = 0;
+            self.len = 0;
+        }
+        // SAFETY: every pointer in head..len is an owned, valid mbuf
+        // (put there by push or by the driver on rx); it leaves the burst here.
+        NonNull::new(p).map(|p| unsafe { Mbuf::from_raw(p) })
+    }
+
+    /// Empty space for the driver to fill: (pointer to the first free slot,
+    /// number of free slots). Call only on an empty burst.
+    pub(crate) fn rx_slots(&mut self, max: usize) -> (*mut *mut rte_mbuf, u16) {
+        debug_assert!(self.is_empty());
+        self.head = 0;
+        self.len = 0;
+        (self.ptrs.as_mut_ptr(), max.min(MAX_BURST) as u16)
+    }
+
+    /// Records that the driver put `n` mbufs in the slots from `rx_slots`.
+    pub(crate) fn rx_filled(&mut self, n: u16) {
+        self.len = usize::from(n).min(MAX_BURST);
+    }
+
+    /// The owned mbufs for the driver to send: (pointer, count).
+    pub(crate) fn tx_slots(&mut self) -> (*mut *mut rte_mbuf, u16) {
+        // SAFETY: head <= len <= MAX_BURST, so the pointer stays in the array.
+        (unsafe { self.ptrs.as_mut_ptr().add(self.head) }, (self.len - self.head) as u16)
+    }
+
+    /// The driver took the first `sent` mbufs; frees the rest. Returns how
+    /// many were freed unsent.
+    pub(crate) fn tx_done(&mut self, sent: u16) -> usize {
+        self.head += usize::from(sent).min(self.len - self.head);
+        let unsent = self.len - self.head;
+        self.free_rest();
+        unsent
+    }
+
+    fn free_rest(&mut self) {
+        for i in self.head..self.len {
+            // SAFETY: ptrs[head..len] are owned mbufs; each is freed once and
+            // the range is emptied right after.
+            unsafe { dpdk_sys::rte_pktmbuf_free(self.ptrs[i]) };
+        }
+        self.head = 0;
+        self.len = 0;
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        self.free_rest();
+    }
+}

@@ -1,0 +1,186 @@
+//! DPDK in-process, on `net_ring` (a loopback port: what is sent is received
+//! back). The EAL can be initialised once per process, so this file holds
+//! one test that runs its checks in order.
+
+use dataplane::config::{ArpTimers, ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
+use dataplane::counters::CoreCounters;
+use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, MAX_BURST};
+use dataplane::pipeline::Pipeline;
+use dataplane::worker::{Worker, WorkerSettings};
+use proto::MacAddr;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn eal() -> Eal {
+    let args: Vec<String> = [
+        "-l",
+        "0",
+        "--no-huge",
+        "-m",
+        "256",
+        "--no-pci",
+        "--no-shconf",
+        "--no-telemetry",
+        "--log-level",
+        "error",
+        "--vdev=net_ring0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["--file-prefix".to_string(), format!("rvs-test-{}", std::process::id())])
+    .collect();
+    Eal::init(&args).expect("EAL init (is DPDK installed? run as root)")
+}
+
+fn frame(m: &mut Mbuf, tag: u8) {
+    assert!(m.set_len(60));
+    let d = m.data_mut();
+    d.fill(0);
+    d[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x99]);
+    d[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental ethertype
+    d[14] = tag;
+}
+
+#[test]
+fn dpdk_ownership_and_worker_on_net_ring() {
+    let eal = eal();
+    assert!(Eal::init(&[]).is_err(), "a second EAL init is refused");
+    let pool = Arc::new(Mempool::new(&eal, "test_pool", 2047, 0).unwrap());
+    let mut port = Port::by_name(&eal, "net_ring0").unwrap();
+    assert!(Port::by_name(&eal, "net_nonexistent9").is_err());
+    port.start(1, 256, 256, &pool).unwrap();
+    assert_eq!(pool.in_use(), 0, "net_ring does not pre-fill rx");
+
+    // 1. Mbufs sent come back intact; dropping them returns them to the pool.
+    let mut b = Burst::new();
+    for tag in 0..10 {
+        let mut m = Mbuf::alloc(&pool).unwrap();
+        frame(&mut m, tag);
+        b.push(m).unwrap();
+    }
+    assert_eq!(pool.in_use(), 10);
+    assert_eq!(port.tx(0, &mut b), (10, 0));
+    assert!(b.is_empty());
+    assert_eq!(pool.in_use(), 10, "sent mbufs sit in the ring, owned by the driver");
+    let mut rx = Burst::new();
+    assert_eq!(port.rx(0, &mut rx, 32), 10);
+    for tag in 0..10 {
+        let m = rx.pop().unwrap();
+        assert!(m.is_contiguous());
+        assert_eq!((m.len(), m.data()[14]), (60, tag));
+    }
+    assert!(rx.pop().is_none());
+    assert_eq!(pool.in_use(), 0, "received mbufs freed on drop");
+
+    // 2. A dropped burst frees what it holds.
+    let mut b = Burst::new();
+    for _ in 0..5 {
+        b.push(Mbuf::alloc(&pool).unwrap()).unwrap();
+    }
+    drop(b);
+    assert_eq!(pool.in_use(), 0);
+
+    // 3. A full burst hands the extra mbuf back instead of losing it.
+    let mut b = Burst::new();
+    for _ in 0..MAX_BURST {
+        b.push(Mbuf::alloc(&pool).unwrap()).unwrap();
+    }
+    let extra = b.push(Mbuf::alloc(&pool).unwrap()).unwrap_err();
+    drop(extra);
+    drop(b);
+    assert_eq!(pool.in_use(), 0);
+
+    // 4. Overfill the ring: the driver takes what fits, the unsent tail is
+    //    freed and reported, nothing leaks.
+    let (mut sent, mut unsent) = (0, 0);
+    for _ in 0..20 {
+        let mut b = Burst::new();
+        for _ in 0..MAX_BURST {
+            let mut m = Mbuf::alloc(&pool).unwrap();
+            frame(&mut m, 0);
+            b.push(m).unwrap();
+        }
+        let (s, u) = port.tx(0, &mut b);
+        sent += s;
+        unsent += u;
+    }
+    assert_eq!(sent + unsent, 20 * MAX_BURST);
+    assert!(unsent > 0, "the ring must have filled up (sent {sent})");
+    assert_eq!(pool.in_use() as usize, sent, "only the mbufs in the ring are out of the pool");
+    let mut drained = 0;
+    loop {
+        let n = port.rx(0, &mut rx, 32);
+        if n == 0 {
+            break;
+        }
+        drained += n;
+        while rx.pop().is_some() {}
+    }
+    assert_eq!(drained, sent);
+    assert_eq!(pool.in_use(), 0);
+
+    // 5. A worker answers ARP for its VIP and asks for its real servers.
+    let mac = port.mac().unwrap();
+    let snapshot = Arc::new(Snapshot {
+        interfaces: vec![Interface { port: port.id(), mac, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24 }],
+        services: vec![Service {
+            proto: L4Proto::Tcp,
+            vip: Ipv4Addr::new(198, 18, 0, 100),
+            port: 80,
+            scheduler: sched::SchedulerKind::Rr,
+            mode: ForwardingMode::DirectRoute,
+            reals: vec![RealServer { addr: Ipv4Addr::new(198, 18, 0, 11), weight: 1 }],
+        }],
+        timeouts: Timeouts::default(),
+        arp: ArpTimers::default(),
+        max_connections_per_core: 1024,
+    });
+    let counters = Arc::new(CoreCounters::default());
+    let pipeline = Pipeline::new(snapshot, Arc::clone(&counters)).unwrap();
+    // Queue the client's ARP request before the worker starts.
+    let mut m = Mbuf::alloc(&pool).unwrap();
+    assert!(m.set_len(60));
+    m.data_mut().fill(0);
+    proto::arp::write_request(
+        m.data_mut(),
+        MacAddr([2, 0, 0, 0, 0, 10]),
+        Ipv4Addr::new(198, 18, 0, 10),
+        Ipv4Addr::new(198, 18, 0, 100),
+    )
+    .unwrap();
+    let mut b = Burst::new();
+    b.push(m).unwrap();
+    assert_eq!(port.tx(0, &mut b), (1, 0));
+
+    let ports = Arc::new(vec![port]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = Worker {
+        pipeline,
+        ports: Arc::clone(&ports),
+        queue: 0,
+        pool: Arc::clone(&pool),
+        stop: Arc::clone(&stop),
+        settings: WorkerSettings { idle_sleep: Duration::from_micros(50), ..WorkerSettings::default() },
+    };
+    let handle = std::thread::spawn(move || worker.run());
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+
+    assert_eq!(counters.arp_replies_sent.get(), 1, "{}", counters.summary());
+    assert!(counters.arp_requests_sent.get() >= 1, "{}", counters.summary());
+    // The reply and the request loop back and are seen (and dropped) too.
+    assert!(counters.rx_packets.get() >= 3, "{}", counters.summary());
+    assert_eq!(counters.tx_packets.get(), counters.arp_replies_sent.get() + counters.arp_requests_sent.get());
+    let mut leftover = 0;
+    while ports[0].rx(0, &mut rx, 32) > 0 {
+        while rx.pop().is_some() {
+            leftover += 1;
+        }
+    }
+    assert!(leftover <= 1);
+    assert_eq!(pool.in_use(), 0, "the worker leaked no mbuf: {}", counters.summary());
+    drop(ports);
+}
