@@ -1,1 +1,5 @@
-//! placeholder
+//! The RVS control plane: the configuration file (parse, validate, turn
+//! into the data plane's snapshot) and the `rvsd` daemon's building blocks.
+
+pub mod config;
+pub mod log;

@@ -47,9 +47,14 @@ pub struct Interface {
 impl Interface {
     /// True when `ip` is on this interface's connected subnet.
     pub fn on_link(&self, ip: Ipv4Addr) -> bool {
-        let mask = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len.min(32))) };
-        u32::from(ip) & mask == u32::from(self.addr) & mask
+        same_subnet(self.addr, self.prefix_len, ip)
     }
+}
+
+/// True when `ip` is in the `prefix_len` subnet of `addr`.
+pub fn same_subnet(addr: Ipv4Addr, prefix_len: u8, ip: Ipv4Addr) -> bool {
+    let mask = if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len.min(32))) };
+    u32::from(ip) & mask == u32::from(addr) & mask
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

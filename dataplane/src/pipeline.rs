@@ -284,6 +284,7 @@ impl Pipeline {
                     return Action::Drop(DropReason::ConnTableFull);
                 }
                 self.counters.conns_created.inc();
+                self.counters.conns_active.set(self.conns.len() as u64);
                 real
             }
         };

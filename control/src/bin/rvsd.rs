@@ -1,0 +1,201 @@
+//! rvsd: the RVS daemon. Reads the config, brings up DPDK ports, launches
+//! one worker per EAL worker lcore, and runs until SIGINT/SIGTERM.
+
+use clap::Parser;
+use control::config::{self, Config};
+use control::{error, info, warn};
+use dataplane::config::{Interface, Snapshot};
+use dataplane::counters::CoreCounters;
+use dataplane::dpdk::{Eal, Mempool, Port};
+use dataplane::pipeline::Pipeline;
+use dataplane::worker::Worker;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(name = "rvsd", version, about = "RVS: a DPDK layer-4 load balancer")]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["config", "check_config"])))]
+struct Args {
+    /// Run with this configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate this configuration file and exit (non-zero on errors).
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    /// Log the counters every N seconds (0 = only at exit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    stats_interval: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(path) = args.check_config {
+        return match config::load(&path) {
+            Ok(c) => {
+                let reals: usize = c.services.iter().map(|s| s.reals.len()).sum();
+                println!(
+                    "{}: OK ({} interfaces, {} services, {} real servers)",
+                    path.display(),
+                    c.interfaces.len(),
+                    c.services.len(),
+                    reals
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let Some(path) = args.config else { return ExitCode::from(2) };
+    let cfg = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    match run(&cfg, args.stats_interval) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn log_stats(counters: &[Arc<CoreCounters>], lcores: &[u32], ports: &[Port], cfg: &Config) {
+    for (c, l) in counters.iter().zip(lcores) {
+        info!("stats lcore={l} {}", c.summary());
+    }
+    for (p, i) in ports.iter().zip(&cfg.interfaces) {
+        let s = p.stats();
+        info!(
+            "stats port={} ipackets={} opackets={} imissed={} ierrors={} oerrors={} rx_nombuf={}",
+            i.name, s.ipackets, s.opackets, s.imissed, s.ierrors, s.oerrors, s.rx_nombuf
+        );
+    }
+}
+
+fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Error>> {
+    // Signals first, so a Ctrl-C during start-up still stops us cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+
+    let eal = Eal::init(&cfg.eal_args)?;
+    let mut lcores = eal.worker_lcores();
+    if lcores.is_empty() {
+        return Err("the EAL has no worker lcore: give eal_args at least two lcores (e.g. \"-l\", \"0-1\")".into());
+    }
+    if let Some(n) = cfg.worker_count {
+        if n as usize > lcores.len() {
+            return Err(format!("workers.count = {n} but the EAL has only {} worker lcores", lcores.len()).into());
+        }
+        lcores.truncate(n as usize);
+    }
+    let nworkers = lcores.len() as u16;
+    let pool = Arc::new(Mempool::new(&eal, "rvs_mbufs", cfg.mbufs, cfg.mbuf_cache)?);
+
+    let mut ports = Vec::new();
+    let mut interfaces = Vec::new();
+    for ic in &cfg.interfaces {
+        let mut port = Port::by_name(&eal, &ic.device)?;
+        port.start(nworkers, cfg.rx_descriptors, cfg.tx_descriptors, &pool)?;
+        let mac = port.mac()?;
+        let link = port.link();
+        info!(
+            "interface {} on {} (port {}): {mac} {}/{} link {} {} Mb/s, {nworkers} queue(s)",
+            ic.name,
+            ic.device,
+            port.id(),
+            ic.addr,
+            ic.prefix_len,
+            if link.up { "up" } else { "down" },
+            link.speed_mbps
+        );
+        interfaces.push(Interface { port: port.id(), mac, addr: ic.addr, prefix_len: ic.prefix_len });
+        ports.push(port);
+    }
+    let snapshot = Arc::new(Snapshot {
+        interfaces,
+        services: cfg.services.clone(),
+        timeouts: cfg.timeouts,
+        arp: cfg.arp,
+        max_connections_per_core: cfg.connections_per_core,
+    });
+    let ports = Arc::new(ports);
+
+    let mut counters = Vec::new();
+    let mut workers = Vec::new();
+    for (q, _) in lcores.iter().enumerate() {
+        let c = Arc::new(CoreCounters::default());
+        let pipeline = Pipeline::new(Arc::clone(&snapshot), Arc::clone(&c))?;
+        counters.push(c);
+        workers.push(Worker {
+            pipeline,
+            ports: Arc::clone(&ports),
+            queue: q as u16,
+            pool: Arc::clone(&pool),
+            stop: Arc::clone(&stop),
+            settings: cfg.worker,
+        });
+    }
+    let mut launched = 0;
+    let mut launch_error = None;
+    for (worker, lcore) in workers.into_iter().zip(&lcores) {
+        if let Err(e) = eal.launch(*lcore, move || worker.run()) {
+            launch_error = Some(e);
+            break;
+        }
+        launched += 1;
+    }
+    let lcore_ids: Vec<u32> = lcores.iter().map(|l| l.0).collect();
+    if let Some(e) = launch_error {
+        stop.store(true, Ordering::SeqCst);
+        eal.wait_all();
+        return Err(format!("{e} (after {launched} workers started)").into());
+    }
+    info!(
+        "running: {} worker(s) on lcores {:?}, {} service(s); pid {}",
+        launched,
+        lcore_ids,
+        snapshot.services.len(),
+        std::process::id()
+    );
+    for s in &snapshot.services {
+        let reals: Vec<String> = s.reals.iter().map(|r| format!("{}(w{})", r.addr, r.weight)).collect();
+        info!("service {} {}:{} {} dr -> {}", s.proto.name(), s.vip, s.port, s.scheduler, reals.join(" "));
+    }
+
+    // The main lcore is the control thread: it sleeps, so a worker sharing
+    // the machine with clients and servers is not starved.
+    let mut last_stats = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if reload.swap(false, Ordering::Relaxed) {
+            warn!("SIGHUP: reload is not implemented yet; the running configuration is unchanged");
+        }
+        if stats_interval > 0 && last_stats.elapsed() >= Duration::from_secs(stats_interval) {
+            log_stats(&counters, &lcore_ids, &ports, cfg);
+            last_stats = Instant::now();
+        }
+    }
+    info!("stopping: waiting for workers");
+    eal.wait_all();
+    log_stats(&counters, &lcore_ids, &ports, cfg);
+    // Order matters: ports (which reference the pool) before the pool,
+    // both before the EAL.
+    drop(ports);
+    drop(pool);
+    drop(eal);
+    info!("stopped");
+    Ok(())
+}

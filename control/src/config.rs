@@ -1,0 +1,508 @@
+//! The configuration file (TOML): schema, defaults and validation.
+//!
+//! Parsing keeps the byte span of every value that validation may reject,
+//! so each error names `file:line:column`, the key, and the problem. All
+//! errors are collected and reported together.
+
+use core::fmt;
+use core::net::Ipv4Addr;
+use dataplane::config::{same_subnet, ArpTimers, ForwardingMode, L4Proto, RealServer, Service, Timeouts};
+use dataplane::worker::WorkerSettings;
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+// ---------- the file as written ----------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    dpdk: DpdkSection,
+    #[serde(default)]
+    workers: WorkersSection,
+    #[serde(default)]
+    limits: LimitsSection,
+    #[serde(default)]
+    timeouts: TimeoutsSection,
+    #[serde(default)]
+    arp: ArpSection,
+    #[serde(default)]
+    interfaces: Vec<InterfaceSection>,
+    #[serde(default)]
+    services: Vec<ServiceSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DpdkSection {
+    eal_args: Vec<String>,
+    #[serde(default = "defaults::mbufs")]
+    mbufs: Spanned<u32>,
+    #[serde(default = "defaults::mbuf_cache")]
+    mbuf_cache: Spanned<u32>,
+    #[serde(default = "defaults::descriptors")]
+    rx_descriptors: u16,
+    #[serde(default = "defaults::descriptors")]
+    tx_descriptors: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkersSection {
+    count: Option<Spanned<u32>>,
+    #[serde(default = "defaults::burst")]
+    burst: Spanned<u32>,
+    #[serde(default = "defaults::idle_sleep_us")]
+    idle_sleep_us: u64,
+    #[serde(default = "defaults::idle_polls")]
+    idle_polls: Spanned<u32>,
+}
+
+impl Default for WorkersSection {
+    fn default() -> Self {
+        WorkersSection {
+            count: None,
+            burst: defaults::burst(),
+            idle_sleep_us: defaults::idle_sleep_us(),
+            idle_polls: defaults::idle_polls(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    #[serde(default = "defaults::connections_per_core")]
+    connections_per_core: Spanned<u32>,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection { connections_per_core: defaults::connections_per_core() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsSection {
+    tcp_syn: Option<Spanned<u64>>,
+    tcp: Option<Spanned<u64>>,
+    tcp_fin: Option<Spanned<u64>>,
+    tcp_close: Option<Spanned<u64>>,
+    udp: Option<Spanned<u64>>,
+}
+
+impl Default for TimeoutsSection {
+    fn default() -> Self {
+        TimeoutsSection { tcp_syn: None, tcp: None, tcp_fin: None, tcp_close: None, udp: None }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ArpSection {
+    refresh: Option<Spanned<u64>>,
+    expire: Option<Spanned<u64>>,
+    retry: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InterfaceSection {
+    name: Spanned<String>,
+    device: Spanned<String>,
+    address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceSection {
+    protocol: Spanned<String>,
+    vip: Spanned<String>,
+    port: Spanned<u32>,
+    scheduler: Spanned<String>,
+    #[serde(default = "defaults::forwarding")]
+    forwarding: Spanned<String>,
+    #[serde(default)]
+    reals: Vec<RealSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RealSection {
+    address: Spanned<String>,
+    port: Option<Spanned<u32>>,
+    #[serde(default = "defaults::weight")]
+    weight: Spanned<i64>,
+}
+
+mod defaults {
+    use toml::Spanned;
+    fn s<T>(v: T) -> Spanned<T> {
+        Spanned::new(0..0, v)
+    }
+    pub(super) fn mbufs() -> Spanned<u32> {
+        s(16383)
+    }
+    pub(super) fn mbuf_cache() -> Spanned<u32> {
+        s(256)
+    }
+    pub(super) fn descriptors() -> u16 {
+        1024
+    }
+    pub(super) fn burst() -> Spanned<u32> {
+        s(32)
+    }
+    pub(super) fn idle_sleep_us() -> u64 {
+        100
+    }
+    pub(super) fn idle_polls() -> Spanned<u32> {
+        s(256)
+    }
+    pub(super) fn connections_per_core() -> Spanned<u32> {
+        s(262_144)
+    }
+    pub(super) fn forwarding() -> Spanned<String> {
+        s("dr".to_string())
+    }
+    pub(super) fn weight() -> Spanned<i64> {
+        s(1)
+    }
+}
+
+// ---------- the validated result ----------
+
+/// An interface as configured; its MAC and port id are learned at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceConfig {
+    pub name: String,
+    pub device: String,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+/// A configuration that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub eal_args: Vec<String>,
+    pub mbufs: u32,
+    pub mbuf_cache: u32,
+    pub rx_descriptors: u16,
+    pub tx_descriptors: u16,
+    /// `None`: one worker per EAL worker lcore.
+    pub worker_count: Option<u32>,
+    pub worker: WorkerSettings,
+    pub connections_per_core: usize,
+    pub timeouts: Timeouts,
+    pub arp: ArpTimers,
+    pub interfaces: Vec<InterfaceConfig>,
+    pub services: Vec<Service>,
+}
+
+/// One problem in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; 0 when the position is unknown.
+    pub line: usize,
+    pub column: usize,
+    /// Dotted path of the key (`services[0].reals[1].weight`), if known.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Collects errors against one source text.
+struct Checker<'a> {
+    file: &'a str,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        if offset == 0 && self.text.is_empty() {
+            return (1, 1);
+        }
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+
+    fn err_at(&mut self, span: core::ops::Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        // Defaults carry the empty span 0..0: no position in the file.
+        let (line, column) = if span == (0..0) { (0, 0) } else { self.position(span.start) };
+        self.errors.push(ConfigError { file: self.file.to_string(), line, column, key: key.into(), message: message.into() });
+    }
+
+    fn err<T>(&mut self, v: &Spanned<T>, key: impl Into<String>, message: impl Into<String>) {
+        self.err_at(v.span(), key, message);
+    }
+}
+
+/// The key assigned on `line` when the error column is after its `=`
+/// (toml's type errors point at the value and do not name the key).
+fn key_on_line(text: &str, line: usize, column: usize) -> String {
+    let Some(l) = text.lines().nth(line.wrapping_sub(1)) else { return String::new() };
+    match l.split_once('=') {
+        Some((k, _)) if k.chars().count() < column && !l.trim_start().starts_with('[') => {
+            k.trim().trim_matches('"').to_string()
+        }
+        _ => String::new(),
+    }
+}
+
+fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (a, p) = s.split_once('/').ok_or_else(|| format!("{s:?} is not ADDRESS/PREFIX (e.g. \"198.18.0.2/24\")"))?;
+    let addr: Ipv4Addr = a.parse().map_err(|_| format!("{a:?} is not an IPv4 address"))?;
+    let prefix: u8 = p.parse().ok().filter(|p| (1..=32).contains(p)).ok_or_else(|| format!("prefix {p:?} is not 1..32"))?;
+    Ok((addr, prefix))
+}
+
+fn parse_ip(s: &str) -> Result<Ipv4Addr, String> {
+    s.parse().map_err(|_| format!("{s:?} is not an IPv4 address"))
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&file, &text),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file,
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        }])),
+    }
+}
+
+/// Parses and validates `text`; `file` names it in messages.
+pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
+    let mut c = Checker { file, text, errors: Vec::new() };
+    let raw: FileConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let (line, column) = c.position(span.start);
+            let message = e.message().trim().replace('\n', "; ");
+            let key = key_on_line(text, line, column);
+            return Err(ConfigErrors(vec![ConfigError { file: file.into(), line, column, key, message }]));
+        }
+    };
+    let cfg = validate(&mut c, raw);
+    if c.errors.is_empty() {
+        Ok(cfg)
+    } else {
+        c.errors.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(c.errors))
+    }
+}
+
+fn positive(c: &mut Checker<'_>, v: &Option<Spanned<u64>>, key: &str, default: u64) -> u64 {
+    match v {
+        None => default,
+        Some(s) if *s.get_ref() == 0 => {
+            c.err(s, key, "must be at least 1 (seconds)");
+            default
+        }
+        Some(s) => *s.get_ref(),
+    }
+}
+
+fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
+    let d = &raw.dpdk;
+    if *d.mbufs.get_ref() < 1024 {
+        c.err(&d.mbufs, "dpdk.mbufs", "must be at least 1024");
+    }
+    if *d.mbuf_cache.get_ref() > 512 {
+        c.err(&d.mbuf_cache, "dpdk.mbuf_cache", "must be at most 512 (RTE_MEMPOOL_CACHE_MAX_SIZE)");
+    }
+
+    let w = &raw.workers;
+    if let Some(n) = &w.count {
+        if *n.get_ref() == 0 {
+            c.err(n, "workers.count", "must be at least 1");
+        }
+    }
+    let burst = *w.burst.get_ref();
+    if !(1..=dataplane::dpdk::MAX_BURST as u32).contains(&burst) {
+        c.err(&w.burst, "workers.burst", format!("must be 1..{}", dataplane::dpdk::MAX_BURST));
+    }
+    if *w.idle_polls.get_ref() == 0 {
+        c.err(&w.idle_polls, "workers.idle_polls", "must be at least 1");
+    }
+    if *raw.limits.connections_per_core.get_ref() == 0 {
+        c.err(&raw.limits.connections_per_core, "limits.connections_per_core", "must be at least 1");
+    }
+
+    let td = Timeouts::default();
+    let t = &raw.timeouts;
+    let timeouts = Timeouts {
+        tcp_syn: positive(c, &t.tcp_syn, "timeouts.tcp_syn", td.tcp_syn),
+        tcp: positive(c, &t.tcp, "timeouts.tcp", td.tcp),
+        tcp_fin: positive(c, &t.tcp_fin, "timeouts.tcp_fin", td.tcp_fin),
+        tcp_close: positive(c, &t.tcp_close, "timeouts.tcp_close", td.tcp_close),
+        udp: positive(c, &t.udp, "timeouts.udp", td.udp),
+    };
+    let ad = ArpTimers::default();
+    let arp = ArpTimers {
+        refresh: positive(c, &raw.arp.refresh, "arp.refresh", ad.refresh),
+        expire: positive(c, &raw.arp.expire, "arp.expire", ad.expire),
+        retry: positive(c, &raw.arp.retry, "arp.retry", ad.retry),
+    };
+    if arp.expire <= arp.refresh {
+        if let Some(e) = &raw.arp.expire {
+            c.err(e, "arp.expire", format!("must be greater than arp.refresh ({})", arp.refresh));
+        } else if let Some(r) = &raw.arp.refresh {
+            c.err(r, "arp.refresh", format!("must be less than arp.expire ({})", arp.expire));
+        }
+    }
+
+    let mut interfaces: Vec<InterfaceConfig> = Vec::new();
+    if raw.interfaces.is_empty() {
+        c.err_at(0..0, "interfaces", "at least one [[interfaces]] is required");
+    }
+    for (i, iface) in raw.interfaces.iter().enumerate() {
+        let key = format!("interfaces[{i}]");
+        if interfaces.iter().any(|x| &x.name == iface.name.get_ref()) {
+            c.err(&iface.name, format!("{key}.name"), format!("duplicate interface name {:?}", iface.name.get_ref()));
+        }
+        if interfaces.iter().any(|x| &x.device == iface.device.get_ref()) {
+            c.err(&iface.device, format!("{key}.device"), format!("device {:?} is used twice", iface.device.get_ref()));
+        }
+        match parse_cidr(iface.address.get_ref()) {
+            Ok((addr, prefix_len)) => interfaces.push(InterfaceConfig {
+                name: iface.name.get_ref().clone(),
+                device: iface.device.get_ref().clone(),
+                addr,
+                prefix_len,
+            }),
+            Err(m) => c.err(&iface.address, format!("{key}.address"), m),
+        }
+    }
+
+    let mut services: Vec<Service> = Vec::new();
+    for (i, s) in raw.services.iter().enumerate() {
+        let key = format!("services[{i}]");
+        let proto = match s.protocol.get_ref().as_str() {
+            "tcp" => Some(L4Proto::Tcp),
+            "udp" => Some(L4Proto::Udp),
+            other => {
+                c.err(&s.protocol, format!("{key}.protocol"), format!("{other:?} is not \"tcp\" or \"udp\""));
+                None
+            }
+        };
+        let vip = parse_ip(s.vip.get_ref()).map_err(|m| c.err(&s.vip, format!("{key}.vip"), m)).ok();
+        if let Some(v) = vip {
+            if interfaces.iter().any(|x| x.addr == v) {
+                c.err(&s.vip, format!("{key}.vip"), format!("{v} is an interface address, not a virtual one"));
+            }
+        }
+        let port = *s.port.get_ref();
+        if !(1..=65535).contains(&port) {
+            c.err(&s.port, format!("{key}.port"), format!("{port} is not a port (1..65535)"));
+        }
+        let scheduler = s
+            .scheduler
+            .get_ref()
+            .parse::<sched::SchedulerKind>()
+            .map_err(|e| c.err(&s.scheduler, format!("{key}.scheduler"), e.to_string()))
+            .ok();
+        let mode = match s.forwarding.get_ref().as_str() {
+            "dr" => Some(ForwardingMode::DirectRoute),
+            m @ ("nat" | "fullnat" | "tun") => {
+                c.err(&s.forwarding, format!("{key}.forwarding"), format!("{m:?} is not supported yet (only \"dr\")"));
+                None
+            }
+            other => {
+                c.err(&s.forwarding, format!("{key}.forwarding"), format!("{other:?} is not one of dr, nat, fullnat, tun"));
+                None
+            }
+        };
+        let mut reals: Vec<RealServer> = Vec::new();
+        for (j, r) in s.reals.iter().enumerate() {
+            let rkey = format!("{key}.reals[{j}]");
+            let weight = *r.weight.get_ref();
+            if !(0..=65535).contains(&weight) {
+                c.err(&r.weight, format!("{rkey}.weight"), format!("{weight} is outside 0..65535"));
+            }
+            if let Some(p) = &r.port {
+                if *p.get_ref() != port {
+                    c.err(p, format!("{rkey}.port"), "DR cannot change the port: omit it or use the service's port");
+                }
+            }
+            let Ok(addr) = parse_ip(r.address.get_ref()).map_err(|m| c.err(&r.address, format!("{rkey}.address"), m)) else {
+                continue;
+            };
+            if reals.iter().any(|x| x.addr == addr) {
+                c.err(&r.address, format!("{rkey}.address"), format!("{addr} is listed twice in this service"));
+            }
+            if !interfaces.is_empty()
+                && !interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, addr))
+            {
+                c.err(&r.address, format!("{rkey}.address"), format!("{addr} is on no interface's subnet; DR needs real servers on the same L2"));
+            }
+            reals.push(RealServer { addr, weight: weight.clamp(0, 65535) as u32 });
+        }
+        let (Some(proto), Some(vip), Some(scheduler), Some(mode)) = (proto, vip, scheduler, mode) else { continue };
+        let port = port.clamp(0, 65535) as u16;
+        if services.iter().any(|x| x.proto == proto && x.vip == vip && x.port == port) {
+            c.err(&s.vip, key, format!("duplicate service {} {vip}:{port}", proto.name()));
+            continue;
+        }
+        services.push(Service { proto, vip, port, scheduler, mode, reals });
+    }
+
+    Config {
+        eal_args: raw.dpdk.eal_args.clone(),
+        mbufs: *d.mbufs.get_ref(),
+        mbuf_cache: *d.mbuf_cache.get_ref(),
+        rx_descriptors: d.rx_descriptors,
+        tx_descriptors: d.tx_descriptors,
+        worker_count: w.count.as_ref().map(|n| *n.get_ref()),
+        worker: WorkerSettings {
+            burst: burst.clamp(1, dataplane::dpdk::MAX_BURST as u32) as usize,
+            idle_sleep: Duration::from_micros(w.idle_sleep_us),
+            idle_polls: *w.idle_polls.get_ref(),
+        },
+        connections_per_core: *raw.limits.connections_per_core.get_ref() as usize,
+        timeouts,
+        arp,
+        interfaces,
+        services,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+use super::*;
+
+const GOOD: &str = r#"
+[dpdk]
+eal_args = ["-l", "0-1", "--no-huge", "--vdev=net_af_packet0,iface=lb0"]
+
+[workers]
+idle_sleep_us = 50
+
+[[interfaces]]
+name = "lan"
+device = "net_af_packet0"
+address = "198.18.0.2/24"
+
+[[services]]
+protocol = "tcp"
+vip = "198.18.0.100"
+port = 80
+scheduler = "wrr"
+
+  [[services.reals]]
+  address = "198.18.0.11"
+  weight = 1
+
+  [[services.reals]]
+  address = "198.18.0.12"
+  port = 80
+  weight = 2
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    parse("test.toml", text).unwrap_err().0.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn good_config_with_defaults() {
+    let c = parse("test.toml", GOOD).unwrap();
+    assert_eq!(c.eal_args.len(), 4);
+    assert_eq!(c.mbufs, 16383);
+    assert_eq!(c.worker.idle_sleep, Duration::from_micros(50));
+    assert_eq!(c.worker.burst, 32);
+    assert_eq!(c.worker_count, None);
+    assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(c.interfaces[0].addr, Ipv4Addr::new(198, 18, 0, 2));
+    assert_eq!(c.interfaces[0].prefix_len, 24);
+    let s = &c.services[0];
+    assert_eq!((s.proto, s.port, s.scheduler, s.mode), (L4Proto::Tcp, 80, sched::SchedulerKind::Wrr, ForwardingMode::DirectRoute));
+    assert_eq!(s.reals[1], RealServer { addr: Ipv4Addr::new(198, 18, 0, 12), weight: 2 });
+}
+
+#[test]
+fn syntax_and_type_errors_have_positions() {
+    let e = errors("[dpdk]\neal_args = [\"-l\"\n");
+    assert_eq!(e.len(), 1);
+    assert_eq!(e, ["test.toml:3:1: invalid array; expected `]`"]);
+    let e = errors(&GOOD.replace("port = 80\nscheduler", "port = \"eighty\"\nscheduler"));
+    assert_eq!(e, ["test.toml:16:8: port: invalid type: string \"eighty\", expected u32"]);
+    let e = errors(&GOOD.replace("weight = 2", "wieght = 2"));
+    assert!(e[0].starts_with("test.toml:26:3: ") && e[0].contains("unknown field `wieght`"), "{e:?}");
+    let e = errors("");
+    assert!(e[0].contains("missing field `dpdk`"), "{e:?}");
+}
+
+#[test]
+fn semantic_errors_name_key_and_position_all_at_once() {
+    let bad = GOOD
+        .replace("scheduler = \"wrr\"", "scheduler = \"fastest\"")
+        .replace("weight = 2", "weight = 70000")
+        .replace("address = \"198.18.0.11\"", "address = \"10.9.9.9\"")
+        .replace("198.18.0.2/24", "198.18.0.2/33");
+    let e = errors(&bad);
+    assert_eq!(
+        e,
+        [
+            "test.toml:11:11: interfaces[0].address: prefix \"33\" is not 1..32",
+            "test.toml:17:13: services[0].scheduler: unknown scheduler \"fastest\" (known: rr, wrr)",
+            "test.toml:26:12: services[0].reals[1].weight: 70000 is outside 0..65535",
+        ]
+    );
+    let e = errors(&GOOD.replace("198.18.0.11", "10.9.9.9"));
+    assert_eq!(e, ["test.toml:20:13: services[0].reals[0].address: 10.9.9.9 is on no interface's subnet; DR needs real servers on the same L2"]);
+}
+
+#[test]
+fn every_kind_of_semantic_error_is_caught() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("protocol = \"tcp\"", "protocol = \"sctp\"", "services[0].protocol: \"sctp\" is not"),
+        ("vip = \"198.18.0.100\"", "vip = \"198.18.0\"", "services[0].vip: \"198.18.0\" is not an IPv4"),
+        ("vip = \"198.18.0.100\"", "vip = \"198.18.0.2\"", "is an interface address"),
+        ("port = 80\nscheduler", "port = 0\nscheduler", "services[0].port: 0 is not a port"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"nat\"", "\"nat\" is not supported yet"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"bridge\"", "not one of dr, nat, fullnat, tun"),
+        ("port = 80\n  weight = 2", "port = 8080\n  weight = 2", "DR cannot change the port"),
+        ("198.18.0.12", "198.18.0.11", "listed twice"),
+        ("weight = 1", "weight = -1", "-1 is outside 0..65535"),
+        ("address = \"198.18.0.2/24\"", "address = \"198.18.0.2\"", "is not ADDRESS/PREFIX"),
+        ("idle_sleep_us = 50", "idle_sleep_us = 50\nburst = 65", "workers.burst: must be 1..64"),
+        ("idle_sleep_us = 50", "idle_sleep_us = 50\ncount = 0", "workers.count: must be at least 1"),
+        ("[workers]", "[timeouts]\ntcp = 0\n[workers]", "timeouts.tcp: must be at least 1"),
+        ("[workers]", "[arp]\nrefresh = 60\nexpire = 30\n[workers]", "arp.expire: must be greater than arp.refresh"),
+        ("[workers]", "[limits]\nconnections_per_core = 0\n[workers]", "limits.connections_per_core"),
+    ];
+    for (from, to, want) in cases {
+        let text = GOOD.replacen(from, to, 1);
+        assert_ne!(text, GOOD, "case {want:?} did not change the text");
+        let e = errors(&text);
+        assert!(e.iter().any(|m| m.contains(want)), "want {want:?} in {e:?}");
+        assert!(e.iter().all(|m| m.starts_with("test.toml:")), "{e:?}");
+    }
+    // Duplicate service.
+    let dup = format!("{GOOD}\n[[services]]\nprotocol = \"tcp\"\nvip = \"198.18.0.100\"\nport = 80\nscheduler = \"rr\"\n");
+    assert!(errors(&dup).iter().any(|m| m.contains("duplicate service tcp 198.18.0.100:80")));
+    // No interfaces at all.
+    let e = errors("[dpdk]\neal_args = []\n");
+    assert_eq!(e, ["test.toml:0:0: interfaces: at least one [[interfaces]] is required"]);
+}
+
+#[test]
+fn unreadable_file_is_an_error_not_a_panic() {
+    let e = load(Path::new("/nonexistent/rvs.toml")).unwrap_err();
+    assert!(e.to_string().starts_with("error: /nonexistent/rvs.toml:0:0: cannot read"), "{e}");
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what building and running RVS needs on Debian 12, idempotently:
+# nothing is fetched when everything is already there.
+set -euo pipefail
+
+PKGS=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config ethtool curl iproute2 python3 procps)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+    [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null || { echo "deps: cargo not found; install Rust (rustup) first" >&2; exit 1; }

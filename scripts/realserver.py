@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""A real server for the demo and tests: HTTP on TCP port 80 and a UDP
+request/response service on port 53, both answering with this server's
+name and the client address it saw, e.g. "server=rs1 client=198.18.0.10".
+
+usage: realserver.py NAME
+"""
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+NAME = sys.argv[1]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = f"server={NAME} client={self.client_address[0]}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+def udp_service():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 53))
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto(f"server={NAME} client={peer[0]} echo={data.decode(errors='replace')}\n".encode(), peer)
+
+
+threading.Thread(target=udp_service, daemon=True).start()
+ThreadingHTTPServer.allow_reuse_address = True
+ThreadingHTTPServer(("0.0.0.0", 80), Handler).serve_forever()

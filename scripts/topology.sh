@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The test/demo network: one L2 segment (a bridge in its own namespace) with
+# a client, the load balancer and two real servers, each a network
+# namespace with a real kernel stack. Addresses are in 198.18.0.0/24 (the
+# benchmarking range) and exist only inside these namespaces.
+#
+#   usage: topology.sh up PREFIX | down PREFIX
+#
+#   PREFIX-cl   client            198.18.0.10/24
+#   PREFIX-lb   load balancer     eth0 without any address (RVS owns it)
+#   PREFIX-rs1  real server 1     198.18.0.11/24, VIP 198.18.0.100/32 on lo
+#   PREFIX-rs2  real server 2     198.18.0.12/24, VIP on lo
+#   PREFIX-sw   the switch        bridge br0
+set -euo pipefail
+
+VIP=198.18.0.100
+cmd=${1:?usage: topology.sh up|down PREFIX}
+P=${2:?usage: topology.sh up|down PREFIX}
+
+offloads_off() { # ns dev: veth offloads make partial checksums and super-packets
+    ip netns exec "$1" ethtool -K "$2" tx off tso off gso off gro off rx off >/dev/null 2>&1 || true
+}
+
+down() {
+    for h in cl lb rs1 rs2 sw; do
+        if ip netns pids "$P-$h" >/dev/null 2>&1; then
+            for pid in $(ip netns pids "$P-$h" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+        fi
+        ip netns del "$P-$h" 2>/dev/null || true
+    done
+}
+
+up() {
+    down
+    ip netns add "$P-sw"
+    ip -n "$P-sw" link add br0 type bridge
+    ip -n "$P-sw" link set br0 up
+    ip netns exec "$P-sw" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    for h in cl lb rs1 rs2; do
+        ip netns add "$P-$h"
+        ip netns exec "$P-$h" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+        ip link add eth0 netns "$P-$h" type veth peer name "$h" netns "$P-sw"
+        ip -n "$P-sw" link set "$h" master br0 up
+        ip -n "$P-$h" link set lo up
+        ip -n "$P-$h" link set eth0 up
+        offloads_off "$P-$h" eth0
+        offloads_off "$P-sw" "$h"
+    done
+    ip -n "$P-cl" addr add 198.18.0.10/24 dev eth0
+    for i in 1 2; do
+        ns="$P-rs$i"
+        ip -n "$ns" addr add "198.18.0.1$i/24" dev eth0
+        # LVS-DR real server: the VIP is local (on lo) but never announced
+        # or answered for by ARP, so only the load balancer attracts it.
+        ip -n "$ns" addr add "$VIP/32" dev lo
+        ip netns exec "$ns" sysctl -qw \
+            net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+            net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2 \
+            net.ipv4.conf.lo.arp_ignore=1 net.ipv4.conf.lo.arp_announce=2
+    done
+}
+
+case "$cmd" in
+    up) up ;;
+    down) down ;;
+    *) echo "usage: topology.sh up|down PREFIX" >&2; exit 2 ;;
+esac
