@@ -36,6 +36,12 @@ up() {
     ip -n "$P-sw" link add br0 type bridge
     ip -n "$P-sw" link set br0 up
     ip netns exec "$P-sw" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    # A plain L2 switch: with br_netfilter loaded (Docker hosts), bridged
+    # frames would go through iptables, which drops malformed IPv4 and holds
+    # fragments for reassembly before they ever reach the load balancer.
+    for t in arptables iptables ip6tables; do
+        ip netns exec "$P-sw" sysctl -qw "net.bridge.bridge-nf-call-$t=0" 2>/dev/null || true
+    done
     for h in cl lb rs1 rs2; do
         ip netns add "$P-$h"
         ip netns exec "$P-$h" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
