@@ -83,7 +83,7 @@ impl Default for LimitsSection {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct TimeoutsSection {
     tcp_syn: Option<Spanned<u64>>,
@@ -91,12 +91,6 @@ struct TimeoutsSection {
     tcp_fin: Option<Spanned<u64>>,
     tcp_close: Option<Spanned<u64>>,
     udp: Option<Spanned<u64>>,
-}
-
-impl Default for TimeoutsSection {
-    fn default() -> Self {
-        TimeoutsSection { tcp_syn: None, tcp: None, tcp_fin: None, tcp_close: None, udp: None }
-    }
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -179,7 +179,7 @@ fn tally(lines: &[String]) -> BTreeMap<String, usize> {
 
 /// The value of `key=` in the final `stats lcore=` line of the log.
 fn stat(log: &str, key: &str) -> u64 {
-    let line = log.lines().filter(|l| l.contains("stats lcore=")).last().expect("stats line");
+    let line = log.lines().rfind(|l| l.contains("stats lcore=")).expect("stats line");
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .map_or(0, |v| v.parse().unwrap())

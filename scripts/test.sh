@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: lints, unit and property tests, DPDK in-process
+# tests (net_ring), and the end-to-end tests on network namespaces.
+#
+#   usage: scripts/test.sh        (as root, on Debian 12)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" = 0 ] || { echo "test: run as root (DPDK and network namespaces need it)" >&2; exit 1; }
+
+echo "== dependencies (apt, idempotent)"
+scripts/deps.sh
+
+echo "== shell and python syntax"
+for f in scripts/*.sh .ci/run; do bash -n "$f"; done
+python3 -m py_compile scripts/*.py && rm -rf scripts/__pycache__
+
+if cargo clippy --version >/dev/null 2>&1; then
+    echo "== clippy (warnings are errors)"
+    cargo clippy --workspace --all-targets --quiet -- -D warnings
+else
+    echo "== clippy is not installed with this toolchain: lints not run"
+fi
+
+echo "== configs/ pass --check-config"
+cargo build --quiet -p control --bin rvsd
+for c in configs/*.toml; do
+    sed -e "s|@FILE_PREFIX@|check|" "$c" >/tmp/rvs-check.toml
+    target/debug/rvsd --check-config /tmp/rvs-check.toml >/dev/null || { echo "$c fails --check-config" >&2; exit 1; }
+done
+
+echo "== cargo test (unit, property, DPDK net_ring, end-to-end DR on namespaces)"
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/rvs-test.log
+grep -q "test result: FAILED" /tmp/rvs-test.log && exit 1
+passed=$(grep -o '[0-9]* passed' /tmp/rvs-test.log | awk '{s += $1} END {print s + 0}')
+failed=$(grep -o '[0-9]* failed' /tmp/rvs-test.log | awk '{s += $1} END {print s + 0}')
+echo
+echo "rvs: $passed passed, $failed failed"
+[ "$failed" = 0 ]
