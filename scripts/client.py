@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Client for the demo and tests: N requests to the VIP, each on a new TCP
-connection (HTTP) or from a new UDP socket, one result line per request:
+connection (HTTP) or from a new UDP source port, one result line per request:
 "ok <server's answer>" or "fail <error>".
 
 usage: client.py http|udp VIP N
@@ -22,6 +22,10 @@ for i in range(n):
                 raise RuntimeError(f"HTTP {r.status}")
         else:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            # A distinct source port per request: each is a new flow (random
+            # ephemeral ports can repeat, and a repeat rightly sticks to the
+            # server the earlier flow went to).
+            s.bind(("0.0.0.0", 20000 + i))
             s.settimeout(2)
             s.sendto(f"req{i}".encode(), (vip, 53))
             body = s.recv(2048).decode().strip()
