@@ -19,8 +19,9 @@ fn main() {
     {
         Ok(lib) => lib,
         Err(e) => {
-            eprintln!("\nerror: DPDK 22.11 was not found by pkg-config ({e}).");
-            eprintln!("       On Debian 12, as root: {APT_HINT}\n");
+            eprintln!("\nerror: DPDK 22.11 (pkg-config package libdpdk) was not found.");
+            eprintln!("       On Debian 12, as root: {APT_HINT}");
+            eprintln!("       pkg-config said: {}\n", e.to_string().trim().replace('\n', "\n         "));
             std::process::exit(1);
         }
     };
