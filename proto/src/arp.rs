@@ -1,5 +1,6 @@
 //! ARP for IPv4 over Ethernet (RFC 826): the only kind RVS speaks.
 
+use crate::bytes;
 use crate::error::{Error, Result};
 use crate::ethernet::{self, EthernetFrame, MacAddr};
 use core::net::Ipv4Addr;
@@ -49,33 +50,24 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     pub fn operation(&self) -> u16 {
-        let b = &self.buffer.as_ref()[field::OPER];
-        u16::from_be_bytes([b[0], b[1]])
+        bytes::be16(self.buffer.as_ref(), field::OPER.start)
     }
 
     pub fn sender_mac(&self) -> MacAddr {
-        let mut m = [0; 6];
-        m.copy_from_slice(&self.buffer.as_ref()[field::SHA]);
-        MacAddr(m)
+        bytes::mac(self.buffer.as_ref(), field::SHA.start)
     }
 
     pub fn sender_ip(&self) -> Ipv4Addr {
-        ip_at(self.buffer.as_ref(), field::SPA.start)
+        bytes::ipv4(self.buffer.as_ref(), field::SPA.start)
     }
 
     pub fn target_mac(&self) -> MacAddr {
-        let mut m = [0; 6];
-        m.copy_from_slice(&self.buffer.as_ref()[field::THA]);
-        MacAddr(m)
+        bytes::mac(self.buffer.as_ref(), field::THA.start)
     }
 
     pub fn target_ip(&self) -> Ipv4Addr {
-        ip_at(self.buffer.as_ref(), field::TPA.start)
+        bytes::ipv4(self.buffer.as_ref(), field::TPA.start)
     }
-}
-
-fn ip_at(b: &[u8], at: usize) -> Ipv4Addr {
-    Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
 }
 
 fn write_arp(b: &mut [u8], op: u16, sha: MacAddr, spa: Ipv4Addr, tha: MacAddr, tpa: Ipv4Addr) {

@@ -71,16 +71,15 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     }
 
     pub fn dst(&self) -> MacAddr {
-        mac_at(self.buffer.as_ref(), field::DST.start)
+        crate::bytes::mac(self.buffer.as_ref(), field::DST.start)
     }
 
     pub fn src(&self) -> MacAddr {
-        mac_at(self.buffer.as_ref(), field::SRC.start)
+        crate::bytes::mac(self.buffer.as_ref(), field::SRC.start)
     }
 
     pub fn ethertype(&self) -> u16 {
-        let b = &self.buffer.as_ref()[field::ETHERTYPE];
-        u16::from_be_bytes([b[0], b[1]])
+        crate::bytes::be16(self.buffer.as_ref(), field::ETHERTYPE.start)
     }
 
     pub fn payload(&self) -> &[u8] {
@@ -104,12 +103,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }
-}
-
-fn mac_at(b: &[u8], at: usize) -> MacAddr {
-    let mut m = [0u8; 6];
-    m.copy_from_slice(&b[at..at + 6]);
-    MacAddr(m)
 }
 
 #[cfg(test)]

@@ -67,8 +67,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     fn u16_at(&self, r: core::ops::Range<usize>) -> u16 {
-        let b = &self.b()[r];
-        u16::from_be_bytes([b[0], b[1]])
+        crate::bytes::be16(self.b(), r.start)
     }
 
     pub fn header_len(&self) -> usize {
@@ -105,13 +104,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn src(&self) -> Ipv4Addr {
-        let b = &self.b()[field::SRC];
-        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+        crate::bytes::ipv4(self.b(), field::SRC.start)
     }
 
     pub fn dst(&self) -> Ipv4Addr {
-        let b = &self.b()[field::DST];
-        Ipv4Addr::new(b[0], b[1], b[2], b[3])
+        crate::bytes::ipv4(self.b(), field::DST.start)
     }
 
     /// True when the header checksum is correct.

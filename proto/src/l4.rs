@@ -1,6 +1,7 @@
 //! The parts of TCP and UDP headers RVS needs for flow lookup: ports and,
 //! for TCP, the flags that drive connection state.
 
+use crate::bytes::be16;
 use crate::error::{Error, Result};
 
 pub const TCP_MIN_HEADER_LEN: usize = 20;
@@ -39,13 +40,11 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
     }
 
     pub fn src_port(&self) -> u16 {
-        let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[0], b[1]])
+        be16(self.buffer.as_ref(), 0)
     }
 
     pub fn dst_port(&self) -> u16 {
-        let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[2], b[3]])
+        be16(self.buffer.as_ref(), 2)
     }
 
     pub fn header_len(&self) -> usize {
@@ -70,7 +69,7 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
         if b.len() < UDP_HEADER_LEN {
             return Err(Error::Truncated);
         }
-        let len = usize::from(u16::from_be_bytes([b[4], b[5]]));
+        let len = usize::from(be16(b, 4));
         if len < UDP_HEADER_LEN {
             return Err(Error::Malformed("UDP length below 8"));
         }
@@ -81,13 +80,11 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
     }
 
     pub fn src_port(&self) -> u16 {
-        let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[0], b[1]])
+        be16(self.buffer.as_ref(), 0)
     }
 
     pub fn dst_port(&self) -> u16 {
-        let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[2], b[3]])
+        be16(self.buffer.as_ref(), 2)
     }
 }
 

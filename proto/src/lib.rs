@@ -13,6 +13,7 @@ pub mod ipv4;
 pub mod l4;
 pub mod rewrite;
 
+mod bytes;
 mod error;
 pub use error::Error;
 pub use ethernet::MacAddr;
