@@ -7,6 +7,7 @@
 use core::fmt;
 use core::net::Ipv4Addr;
 use dataplane::config::{same_subnet, ArpTimers, ForwardingMode, L4Proto, RealServer, Service, Timeouts};
+use sched::{PersistenceConfig, SchedulerSpec};
 use dataplane::worker::WorkerSettings;
 use serde::Deserialize;
 use std::path::Path;
@@ -116,8 +117,17 @@ struct ServiceSection {
     vip: Spanned<String>,
     port: Spanned<u32>,
     scheduler: Spanned<String>,
+    #[serde(default)]
+    scheduler_flags: Vec<Spanned<String>>,
+    mh_table_size: Option<Spanned<u32>>,
     #[serde(default = "defaults::forwarding")]
     forwarding: Spanned<String>,
+    /// Seconds; absent or 0 = not persistent.
+    persistence_timeout: Option<Spanned<u64>>,
+    persistence_netmask: Option<Spanned<String>>,
+    persistence_prefix_v6: Option<Spanned<u8>>,
+    #[serde(default)]
+    expire_quiescent_template: bool,
     #[serde(default)]
     reals: Vec<RealSection>,
 }
@@ -129,6 +139,9 @@ struct RealSection {
     port: Option<Spanned<u32>>,
     #[serde(default = "defaults::weight")]
     weight: Spanned<i64>,
+    #[serde(default)]
+    upper_threshold: u32,
+    lower_threshold: Option<Spanned<u32>>,
 }
 
 mod defaults {
@@ -334,6 +347,72 @@ fn positive(c: &mut Checker<'_>, v: &Option<Spanned<u64>>, key: &str, default: u
     }
 }
 
+/// The scheduler, its flags and mh table size; errors at the offending key.
+fn scheduler_spec(c: &mut Checker<'_>, s: &ServiceSection, key: &str) -> Option<SchedulerSpec> {
+    let kind = match s.scheduler.get_ref().parse::<sched::SchedulerKind>() {
+        Ok(k) => k,
+        Err(e) => {
+            c.err(&s.scheduler, format!("{key}.scheduler"), e.to_string());
+            return None;
+        }
+    };
+    let mut ok = true;
+    for (j, f) in s.scheduler_flags.iter().enumerate() {
+        if let Err(e) = SchedulerSpec::parse(kind.name(), &[f.get_ref().as_str()], None) {
+            c.err(f, format!("{key}.scheduler_flags[{j}]"), e.to_string());
+            ok = false;
+        }
+    }
+    let size = s.mh_table_size.as_ref().map(|m| *m.get_ref());
+    if let (Some(m), Err(e)) = (&s.mh_table_size, SchedulerSpec::parse(kind.name(), &[], size)) {
+        c.err(m, format!("{key}.mh_table_size"), e.to_string());
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    let flags: Vec<&str> = s.scheduler_flags.iter().map(|f| f.get_ref().as_str()).collect();
+    SchedulerSpec::parse(kind.name(), &flags, size).map_err(|e| c.err(&s.scheduler, format!("{key}.scheduler"), e.to_string())).ok()
+}
+
+/// `Some(None)`: valid, not persistent; `None`: an error was reported.
+fn persistence(c: &mut Checker<'_>, s: &ServiceSection, key: &str) -> Option<Option<PersistenceConfig>> {
+    let timeout = s.persistence_timeout.as_ref().map_or(0, |t| *t.get_ref());
+    let mut ok = true;
+    if timeout == 0 {
+        for (set, name) in [
+            (s.persistence_netmask.as_ref().map(|x| x.span()), "persistence_netmask"),
+            (s.persistence_prefix_v6.as_ref().map(|x| x.span()), "persistence_prefix_v6"),
+        ] {
+            if let Some(span) = set {
+                c.err_at(span, format!("{key}.{name}"), "needs persistence_timeout");
+                ok = false;
+            }
+        }
+        return ok.then_some(None);
+    }
+    let mut p = PersistenceConfig::new(timeout);
+    p.expire_quiescent = s.expire_quiescent_template;
+    if let Some(m) = &s.persistence_netmask {
+        match m.get_ref().parse::<Ipv4Addr>() {
+            Ok(mask) if u32::from(mask).leading_ones() + u32::from(mask).trailing_zeros() == 32 => p.netmask_v4 = mask,
+            _ => {
+                c.err(m, format!("{key}.persistence_netmask"), format!("{:?} is not an IPv4 netmask (e.g. \"255.255.255.0\")", m.get_ref()));
+                ok = false;
+            }
+        }
+    }
+    if let Some(v) = &s.persistence_prefix_v6 {
+        if *v.get_ref() > 128 {
+            c.err(v, format!("{key}.persistence_prefix_v6"), "must be 0..128");
+            ok = false;
+        } else {
+            p.prefix_v6 = *v.get_ref();
+        }
+    }
+    ok.then_some(Some(p))
+}
+
 fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
     let d = &raw.dpdk;
     if *d.mbufs.get_ref() < 1024 {
@@ -427,12 +506,8 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         if !(1..=65535).contains(&port) {
             c.err(&s.port, format!("{key}.port"), format!("{port} is not a port (1..65535)"));
         }
-        let scheduler = s
-            .scheduler
-            .get_ref()
-            .parse::<sched::SchedulerKind>()
-            .map_err(|e| c.err(&s.scheduler, format!("{key}.scheduler"), e.to_string()))
-            .ok();
+        let scheduler = scheduler_spec(c, s, &key);
+        let persistence = persistence(c, s, &key);
         let mode = match s.forwarding.get_ref().as_str() {
             "dr" => Some(ForwardingMode::DirectRoute),
             m @ ("nat" | "fullnat" | "tun") => {
@@ -451,6 +526,13 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             if !(0..=65535).contains(&weight) {
                 c.err(&r.weight, format!("{rkey}.weight"), format!("{weight} is outside 0..65535"));
             }
+            if let Some(l) = &r.lower_threshold {
+                if r.upper_threshold == 0 {
+                    c.err(l, format!("{rkey}.lower_threshold"), "needs an upper_threshold");
+                } else if *l.get_ref() >= r.upper_threshold {
+                    c.err(l, format!("{rkey}.lower_threshold"), format!("must be below upper_threshold ({})", r.upper_threshold));
+                }
+            }
             if let Some(p) = &r.port {
                 if *p.get_ref() != port {
                     c.err(p, format!("{rkey}.port"), "DR cannot change the port: omit it or use the service's port");
@@ -467,15 +549,28 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             {
                 c.err(&r.address, format!("{rkey}.address"), format!("{addr} is on no interface's subnet; DR needs real servers on the same L2"));
             }
-            reals.push(RealServer { addr, weight: weight.clamp(0, 65535) as u32 });
+            reals.push(RealServer {
+                addr,
+                weight: weight.clamp(0, 65535) as u32,
+                upper_threshold: r.upper_threshold,
+                lower_threshold: r.lower_threshold.as_ref().map_or(0, |l| *l.get_ref()),
+            });
         }
-        let (Some(proto), Some(vip), Some(scheduler), Some(mode)) = (proto, vip, scheduler, mode) else { continue };
+        let (Some(proto), Some(vip), Some(scheduler), Some(mode), Some(persistence)) = (proto, vip, scheduler, mode, persistence)
+        else {
+            continue;
+        };
+        if let Some(m) = &s.mh_table_size {
+            if (*m.get_ref() as usize) < reals.len() {
+                c.err(m, format!("{key}.mh_table_size"), format!("{} is smaller than the {} real servers", m.get_ref(), reals.len()));
+            }
+        }
         let port = port.clamp(0, 65535) as u16;
         if services.iter().any(|x| x.proto == proto && x.vip == vip && x.port == port) {
             c.err(&s.vip, key, format!("duplicate service {} {vip}:{port}", proto.name()));
             continue;
         }
-        services.push(Service { proto, vip, port, scheduler, mode, reals });
+        services.push(Service { proto, vip, port, scheduler, persistence, mode, reals });
     }
 
     Config {

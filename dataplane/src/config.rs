@@ -3,7 +3,7 @@
 
 use core::net::Ipv4Addr;
 use proto::MacAddr;
-use sched::SchedulerKind;
+use sched::{PersistenceConfig, SchedulerSpec};
 
 /// L4 protocol of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +62,16 @@ pub struct RealServer {
     pub addr: Ipv4Addr,
     /// 0..=65535; 0 is quiescent.
     pub weight: u32,
+    /// Connection thresholds for the whole service (ipvsadm -x/-y); 0 =
+    /// none. Each worker core enforces its share (rounded up).
+    pub upper_threshold: u32,
+    pub lower_threshold: u32,
+}
+
+impl RealServer {
+    pub fn new(addr: Ipv4Addr, weight: u32) -> Self {
+        RealServer { addr, weight, upper_threshold: 0, lower_threshold: 0 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +79,8 @@ pub struct Service {
     pub proto: L4Proto,
     pub vip: Ipv4Addr,
     pub port: u16,
-    pub scheduler: SchedulerKind,
+    pub scheduler: SchedulerSpec,
+    pub persistence: Option<PersistenceConfig>,
     pub mode: ForwardingMode,
     pub reals: Vec<RealServer>,
 }
@@ -117,6 +128,8 @@ pub struct Snapshot {
     pub arp: ArpTimers,
     /// Connection table capacity per worker core.
     pub max_connections_per_core: usize,
+    /// Number of worker cores sharing the traffic (divides thresholds).
+    pub worker_cores: u32,
 }
 
 #[cfg(test)]

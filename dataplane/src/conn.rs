@@ -32,18 +32,45 @@ pub enum TcpState {
     Close,
 }
 
+impl TcpState {
+    /// IPVS counts only ESTABLISHED connections as active.
+    pub fn is_active(self) -> bool {
+        self == TcpState::Established
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conn {
     pub service: u32,
+    /// Index of the real server in the service's pool.
+    pub dest: u32,
     pub real: Ipv4Addr,
     pub tcp: Option<TcpState>,
     pub expires: u64,
 }
 
+/// Where a new connection goes: its service and real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub service: u32,
+    pub dest: u32,
+    pub real: Ipv4Addr,
+}
+
+impl Conn {
+    /// Counts as an active connection for the schedulers (UDP always).
+    pub fn is_active(&self) -> bool {
+        self.tcp.is_none_or(TcpState::is_active)
+    }
+}
+
 /// Result of looking a packet up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    Hit(Conn),
+    /// Live: the connection after this packet, and whether it was active before.
+    Hit { conn: Conn, was_active: bool },
+    /// Found but expired: removed now (release its counts).
+    Expired(Conn),
     Miss,
 }
 
@@ -102,36 +129,47 @@ impl ConnTable {
     /// packet's TCP `flags` and refreshing its timeout.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, proto: L4Proto, flags: u8, now: u64) -> Lookup {
-        let Some(c) = self.map.get(key).copied() else { return Lookup::Miss };
-        if c.expires <= now {
+        let Some(old) = self.map.get(key).copied() else { return Lookup::Miss };
+        if old.expires <= now {
             self.map.remove(key);
-            return Lookup::Miss;
+            return Lookup::Expired(old);
         }
-        let tcp = c.tcp.map(|s| Self::tcp_next(Some(s), flags));
+        let tcp = old.tcp.map(|s| Self::tcp_next(Some(s), flags));
         let expires = now + self.timeout(proto, tcp);
-        let c = Conn { tcp, expires, ..c };
+        let c = Conn { tcp, expires, ..old };
         if let Some(slot) = self.map.get_mut(key) {
             *slot = c;
         }
-        Lookup::Hit(c)
+        Lookup::Hit { conn: c, was_active: old.is_active() }
     }
 
     /// Adds a connection; `None` when the table is full.
     #[inline]
-    pub fn insert(&mut self, key: FlowKey, proto: L4Proto, flags: u8, service: u32, real: Ipv4Addr, now: u64) -> Option<Conn> {
+    pub fn insert(&mut self, key: FlowKey, proto: L4Proto, flags: u8, to: Binding, now: u64) -> Option<Conn> {
         if self.map.len() >= self.capacity {
             return None;
         }
         let tcp = (proto == L4Proto::Tcp).then(|| Self::tcp_next(None, flags));
-        let c = Conn { service, real, tcp, expires: now + self.timeout(proto, tcp) };
+        let c = Conn { service: to.service, dest: to.dest, real: to.real, tcp, expires: now + self.timeout(proto, tcp) };
         self.map.insert(key, c);
         Some(c)
     }
 
-    /// Removes every expired connection; returns how many.
-    pub fn sweep(&mut self, now: u64) -> usize {
+    /// Whether a new connection of this kind starts active.
+    pub fn starts_active(proto: L4Proto, flags: u8) -> bool {
+        proto == L4Proto::Udp || Self::tcp_next(None, flags).is_active()
+    }
+
+    /// Removes every expired connection, handing each to `gone`; returns how many.
+    pub fn sweep(&mut self, now: u64, mut gone: impl FnMut(&FlowKey, &Conn)) -> usize {
         let before = self.map.len();
-        self.map.retain(|_, c| c.expires > now);
+        self.map.retain(|k, c| {
+            let keep = c.expires > now;
+            if !keep {
+                gone(k, c);
+            }
+            keep
+        });
         before - self.map.len()
     }
 }
@@ -146,20 +184,25 @@ mod tests {
     }
     const RS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
 
+    fn b(service: u32, dest: u32) -> Binding {
+        Binding { service, dest, real: RS }
+    }
+
     #[test]
     fn tcp_states_set_timeouts() {
         let mut t = ConnTable::new(8, Timeouts::default());
-        let c = t.insert(key(1), L4Proto::Tcp, SYN, 0, RS, 0).unwrap();
-        assert_eq!((c.tcp, c.expires), (Some(TcpState::SynRecv), 60 * SEC));
-        let Lookup::Hit(c) = t.lookup(&key(1), L4Proto::Tcp, ACK, SEC) else { panic!() };
-        assert_eq!((c.tcp, c.expires), (Some(TcpState::Established), 901 * SEC));
-        let Lookup::Hit(c) = t.lookup(&key(1), L4Proto::Tcp, FIN | ACK, 2 * SEC) else { panic!() };
-        assert_eq!((c.tcp, c.expires), (Some(TcpState::FinWait), 122 * SEC));
+        let c = t.insert(key(1), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        assert_eq!((c.tcp, c.expires, c.is_active()), (Some(TcpState::SynRecv), 60 * SEC, false));
+        let Lookup::Hit { conn: c, was_active } = t.lookup(&key(1), L4Proto::Tcp, ACK, SEC) else { panic!() };
+        assert_eq!((c.tcp, c.expires, was_active, c.is_active()), (Some(TcpState::Established), 901 * SEC, false, true));
+        let Lookup::Hit { conn: c, was_active } = t.lookup(&key(1), L4Proto::Tcp, FIN | ACK, 2 * SEC) else { panic!() };
+        assert_eq!((c.tcp, c.expires, was_active), (Some(TcpState::FinWait), 122 * SEC, true));
         // A late data packet does not reopen a closing connection.
-        let Lookup::Hit(c) = t.lookup(&key(1), L4Proto::Tcp, ACK, 3 * SEC) else { panic!() };
+        let Lookup::Hit { conn: c, .. } = t.lookup(&key(1), L4Proto::Tcp, ACK, 3 * SEC) else { panic!() };
         assert_eq!(c.tcp, Some(TcpState::FinWait));
-        let Lookup::Hit(c) = t.lookup(&key(1), L4Proto::Tcp, RST, 4 * SEC) else { panic!() };
+        let Lookup::Hit { conn: c, .. } = t.lookup(&key(1), L4Proto::Tcp, RST, 4 * SEC) else { panic!() };
         assert_eq!((c.tcp, c.expires), (Some(TcpState::Close), 14 * SEC));
+        assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, ACK, 14 * SEC), Lookup::Expired(c) if c.tcp == Some(TcpState::Close)));
         assert_eq!(t.lookup(&key(1), L4Proto::Tcp, ACK, 14 * SEC), Lookup::Miss);
         assert!(t.is_empty());
     }
@@ -169,26 +212,30 @@ mod tests {
         let mut t = ConnTable::new(8, Timeouts::default());
         let mut k = key(7);
         k.proto = 17;
-        let c = t.insert(k, L4Proto::Udp, 0, 3, RS, 5).unwrap();
-        assert_eq!((c.tcp, c.service, c.expires), (None, 3, 5 + 300 * SEC));
+        let c = t.insert(k, L4Proto::Udp, 0, b(3, 1), 5).unwrap();
+        assert_eq!((c.tcp, c.service, c.dest, c.expires, c.is_active()), (None, 3, 1, 5 + 300 * SEC, true));
+        assert!(ConnTable::starts_active(L4Proto::Udp, 0));
+        assert!(!ConnTable::starts_active(L4Proto::Tcp, SYN));
     }
 
     #[test]
     fn full_table_refuses_new_but_serves_existing() {
         let mut t = ConnTable::new(2, Timeouts::default());
-        t.insert(key(1), L4Proto::Tcp, SYN, 0, RS, 0).unwrap();
-        t.insert(key(2), L4Proto::Tcp, SYN, 0, RS, 0).unwrap();
-        assert!(t.insert(key(3), L4Proto::Tcp, SYN, 0, RS, 0).is_none());
-        assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, ACK, 1), Lookup::Hit(_)));
+        t.insert(key(1), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        t.insert(key(2), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        assert!(t.insert(key(3), L4Proto::Tcp, SYN, b(0, 0), 0).is_none());
+        assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, ACK, 1), Lookup::Hit { .. }));
     }
 
     #[test]
     fn sweep_removes_only_expired() {
         let mut t = ConnTable::new(8, Timeouts::default());
-        t.insert(key(1), L4Proto::Tcp, SYN, 0, RS, 0).unwrap();
-        t.insert(key(2), L4Proto::Tcp, SYN, 0, RS, 30 * SEC).unwrap();
-        assert_eq!(t.sweep(60 * SEC), 1);
+        t.insert(key(1), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        t.insert(key(2), L4Proto::Tcp, SYN, b(0, 0), 30 * SEC).unwrap();
+        let mut gone = Vec::new();
+        assert_eq!(t.sweep(60 * SEC, |k, _| gone.push(k.sport)), 1);
+        assert_eq!(gone, [1]);
         assert_eq!(t.len(), 1);
-        assert_eq!(t.sweep(90 * SEC), 1);
+        assert_eq!(t.sweep(90 * SEC, |_, _| {}), 1);
     }
 }

@@ -2,7 +2,7 @@
 //! decision out. The frame is rewritten in place when it is to be sent.
 
 use crate::config::{ForwardingMode, L4Proto, Snapshot};
-use crate::conn::{ConnTable, FlowKey, Lookup};
+use crate::conn::{Binding, ConnTable, FlowKey, Lookup};
 use crate::counters::{CoreCounters, DropReason};
 use crate::neighbor::NeighborTable;
 use core::net::Ipv4Addr;
@@ -12,7 +12,7 @@ use proto::ethernet::{ethertype, EthernetFrame};
 use proto::ipv4::{protocol, Ipv4Packet};
 use proto::l4::{TcpSegment, UdpDatagram};
 use proto::MacAddr;
-use sched::{Dest, Scheduler};
+use sched::{DestConfig, Flow, Pool};
 use std::sync::Arc;
 
 const SWEEP_INTERVAL: u64 = 1_000_000_000;
@@ -44,9 +44,14 @@ impl std::error::Error for SnapshotError {}
 #[derive(Debug)]
 struct ServiceState {
     proto: L4Proto,
-    dests: Vec<Dest>,
+    /// Real servers, their counts on this core, and the scheduler.
+    pool: Pool,
     reals: Vec<Ipv4Addr>,
-    scheduler: Scheduler,
+}
+
+/// This core's share of a service-wide threshold (rounded up; 0 stays 0).
+fn share(threshold: u32, cores: u32) -> u32 {
+    threshold.div_ceil(cores.max(1))
 }
 
 /// Key of the service map: protocol, VIP, port packed in a u64.
@@ -97,13 +102,21 @@ impl Pipeline {
                 };
                 wanted.push((r.addr, iface.port));
             }
-            let dests: Vec<Dest> = s.reals.iter().map(|r| Dest::new(r.weight)).collect();
-            services.push(ServiceState {
-                proto: s.proto,
-                scheduler: Scheduler::new(s.scheduler, &dests),
-                dests,
-                reals: s.reals.iter().map(|r| r.addr).collect(),
-            });
+            let cores = snapshot.worker_cores;
+            let dests: Vec<DestConfig> = s
+                .reals
+                .iter()
+                .map(|r| DestConfig {
+                    addr: r.addr.into(),
+                    port: s.port,
+                    weight: r.weight,
+                    upper_threshold: share(r.upper_threshold, cores),
+                    lower_threshold: share(r.lower_threshold, cores),
+                })
+                .collect();
+            let pool = Pool::new(s.scheduler, &dests, s.persistence)
+                .map_err(|e| SnapshotError(format!("service {} {}:{}: {e}", s.proto.name(), s.vip, s.port)))?;
+            services.push(ServiceState { proto: s.proto, pool, reals: s.reals.iter().map(|r| r.addr).collect() });
         }
         Ok(Pipeline {
             neighbors: NeighborTable::new(wanted, snapshot.arp),
@@ -132,7 +145,10 @@ impl Pipeline {
     /// Housekeeping, called once per poll loop: expires connections.
     pub fn tick(&mut self, now: u64) {
         if now >= self.next_sweep {
-            let n = self.conns.sweep(now);
+            let services = &mut self.services;
+            let n = self.conns.sweep(now, |k, c| {
+                services[c.service as usize].pool.closed(c.dest as usize, c.is_active(), k.src.into(), now);
+            });
             self.counters.conns_expired.add(n as u64);
             self.counters.conns_active.set(self.conns.len() as u64);
             self.next_sweep = now + SWEEP_INTERVAL;
@@ -264,9 +280,23 @@ impl Pipeline {
             (FlowKey { proto: proto.number(), src: ip.src(), dst, sport, dport }, proto, flags)
         };
 
-        let real = match self.conns.lookup(&key, proto, flags, now) {
-            Lookup::Hit(c) => c.real,
-            Lookup::Miss => {
+        let hit = match self.conns.lookup(&key, proto, flags, now) {
+            Lookup::Hit { conn, was_active } => {
+                if conn.is_active() != was_active {
+                    self.services[conn.service as usize].pool.set_active(conn.dest as usize, conn.is_active());
+                }
+                Some(conn.real)
+            }
+            Lookup::Expired(c) => {
+                self.services[c.service as usize].pool.closed(c.dest as usize, c.is_active(), key.src.into(), now);
+                self.counters.conns_expired.inc();
+                None
+            }
+            Lookup::Miss => None,
+        };
+        let real = match hit {
+            Some(real) => real,
+            None => {
                 let Some(&svc) = self.by_key.get(&service_key(key.proto, key.dst, key.dport)) else {
                     return Action::Drop(DropReason::NoService);
                 };
@@ -276,11 +306,14 @@ impl Pipeline {
                 }
                 let s = &mut self.services[svc as usize];
                 debug_assert_eq!(s.proto, proto);
-                let Some(i) = s.scheduler.pick(&s.dests) else {
+                let flow = Flow { src: key.src.into(), src_port: key.sport, dst: key.dst.into(), dst_port: key.dport };
+                let active = ConnTable::starts_active(proto, flags);
+                let Some(i) = s.pool.schedule(&flow, active, now) else {
                     return Action::Drop(DropReason::NoRealServer);
                 };
                 let real = s.reals[i];
-                if self.conns.insert(key, proto, flags, svc, real, now).is_none() {
+                if self.conns.insert(key, proto, flags, Binding { service: svc, dest: i as u32, real }, now).is_none() {
+                    s.pool.closed(i, active, flow.src, now);
                     return Action::Drop(DropReason::ConnTableFull);
                 }
                 self.counters.conns_created.inc();
@@ -304,6 +337,11 @@ impl Pipeline {
             }
             Err(_) => Action::Drop(DropReason::MalformedFrame),
         }
+    }
+
+    /// Service `i`'s pool on this core (counts, weights, health).
+    pub fn pool(&self, i: usize) -> &Pool {
+        &self.services[i].pool
     }
 
     /// The MAC a real server resolved to, for display and tests.

@@ -129,13 +129,15 @@ fn dpdk_ownership_and_worker_on_net_ring() {
             proto: L4Proto::Tcp,
             vip: Ipv4Addr::new(198, 18, 0, 100),
             port: 80,
-            scheduler: sched::SchedulerKind::Rr,
+            scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Rr),
+            persistence: None,
             mode: ForwardingMode::DirectRoute,
-            reals: vec![RealServer { addr: Ipv4Addr::new(198, 18, 0, 11), weight: 1 }],
+            reals: vec![RealServer::new(Ipv4Addr::new(198, 18, 0, 11), 1)],
         }],
         timeouts: Timeouts::default(),
         arp: ArpTimers::default(),
         max_connections_per_core: 1024,
+        worker_cores: 1,
     });
     let counters = Arc::new(CoreCounters::default());
     let pipeline = Pipeline::new(snapshot, Arc::clone(&counters)).unwrap();

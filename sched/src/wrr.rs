@@ -4,10 +4,10 @@
 //! at least `cw`. With weights 1:2 the order is B, A, B, B, A, B, ... rather
 //! than bursts of one server.
 
-use crate::Dest;
+use crate::dest::DestState as Dest;
 
 #[derive(Debug, Clone)]
-pub struct WeightedRoundRobin {
+pub(crate) struct WeightedRoundRobin {
     /// Position in the list; `None` is the list head (before the first server).
     cursor: Option<usize>,
     cw: i64,
@@ -26,7 +26,7 @@ fn gcd(a: u32, b: u32) -> u32 {
 }
 
 impl WeightedRoundRobin {
-    pub fn new(dests: &[Dest]) -> Self {
+    pub(crate) fn new(dests: &[Dest]) -> Self {
         let mut s = WeightedRoundRobin { cursor: None, cw: 0, mw: 0, di: 1 };
         s.update(dests);
         s
@@ -34,16 +34,16 @@ impl WeightedRoundRobin {
 
     /// Recomputes gcd and maximum after weights change (IPVS does this on
     /// every edit of the service) and restarts the cycle.
-    pub fn update(&mut self, dests: &[Dest]) {
-        let g = dests.iter().map(|d| d.weight).filter(|&w| w > 0).fold(0, gcd);
-        let max = dests.iter().map(|d| d.weight).max().unwrap_or(0);
+    pub(crate) fn update(&mut self, dests: &[Dest]) {
+        let g = dests.iter().map(|d| d.weight()).filter(|&w| w > 0).fold(0, gcd);
+        let max = dests.iter().map(|d| d.weight()).max().unwrap_or(0);
         self.di = i64::from(g.max(1));
         self.mw = i64::from(max) - (self.di - 1);
         self.cw = self.mw;
         self.cursor = None;
     }
 
-    pub fn pick(&mut self, dests: &[Dest]) -> Option<usize> {
+    pub(crate) fn pick(&mut self, dests: &[Dest]) -> Option<usize> {
         let n = dests.len();
         if self.mw <= 0 || n == 0 {
             return None;
@@ -66,7 +66,7 @@ impl WeightedRoundRobin {
             }
             pos = Some(next);
             let d = dests[next];
-            if d.eligible() && i64::from(d.weight) >= self.cw {
+            if d.eligible() && i64::from(d.weight()) >= self.cw {
                 self.cursor = pos;
                 return pos;
             }
@@ -81,7 +81,7 @@ mod tests {
     use super::*;
 
     fn seq(weights: &[u32], count: usize) -> Vec<usize> {
-        let d: Vec<_> = weights.iter().map(|&w| Dest::new(w)).collect();
+        let d: Vec<_> = weights.iter().map(|&w| crate::tests::dest(w)).collect();
         let mut s = WeightedRoundRobin::new(&d);
         (0..count).map(|_| s.pick(&d).unwrap()).collect()
     }
@@ -116,11 +116,11 @@ mod tests {
 
     #[test]
     fn skips_unavailable_without_looping_forever() {
-        let mut d = vec![Dest::new(2), Dest::new(1)];
-        d[0].unavailable = true;
+        let mut d = vec![crate::tests::dest(2), crate::tests::dest(1)];
+        d[0].available = false;
         let mut s = WeightedRoundRobin::new(&d);
         assert_eq!((0..3).map(|_| s.pick(&d).unwrap()).collect::<Vec<_>>(), [1, 1, 1]);
-        d[1].unavailable = true;
+        d[1].available = false;
         assert_eq!(s.pick(&d), None);
     }
 }

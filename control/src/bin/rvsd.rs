@@ -130,6 +130,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
         timeouts: cfg.timeouts,
         arp: cfg.arp,
         max_connections_per_core: cfg.connections_per_core,
+        worker_cores: u32::from(nworkers),
     });
     let ports = Arc::new(ports);
 
@@ -172,7 +173,8 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
     );
     for s in &snapshot.services {
         let reals: Vec<String> = s.reals.iter().map(|r| format!("{}(w{})", r.addr, r.weight)).collect();
-        info!("service {} {}:{} {} dr -> {}", s.proto.name(), s.vip, s.port, s.scheduler, reals.join(" "));
+        let persist = s.persistence.map(|p| format!(" persistent {}s", p.timeout)).unwrap_or_default();
+        info!("service {} {}:{} {}{persist} dr -> {}", s.proto.name(), s.vip, s.port, s.scheduler.kind, reals.join(" "));
     }
 
     // The main lcore is the control thread: it sleeps, so a worker sharing

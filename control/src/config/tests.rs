@@ -44,8 +44,9 @@ fn good_config_with_defaults() {
     assert_eq!(c.interfaces[0].addr, Ipv4Addr::new(198, 18, 0, 2));
     assert_eq!(c.interfaces[0].prefix_len, 24);
     let s = &c.services[0];
-    assert_eq!((s.proto, s.port, s.scheduler, s.mode), (L4Proto::Tcp, 80, sched::SchedulerKind::Wrr, ForwardingMode::DirectRoute));
-    assert_eq!(s.reals[1], RealServer { addr: Ipv4Addr::new(198, 18, 0, 12), weight: 2 });
+    assert_eq!((s.proto, s.port, s.scheduler.kind, s.mode), (L4Proto::Tcp, 80, sched::SchedulerKind::Wrr, ForwardingMode::DirectRoute));
+    assert_eq!(s.reals[1], RealServer::new(Ipv4Addr::new(198, 18, 0, 12), 2));
+    assert_eq!(s.persistence, None);
 }
 
 #[test]
@@ -73,7 +74,7 @@ fn semantic_errors_name_key_and_position_all_at_once() {
         e,
         [
             "test.toml:11:11: interfaces[0].address: prefix \"33\" is not 1..32",
-            "test.toml:17:13: services[0].scheduler: unknown scheduler \"fastest\" (known: rr, wrr)",
+            "test.toml:17:13: services[0].scheduler: unknown scheduler \"fastest\" (known: rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, mh, fo, ovf, twos)",
             "test.toml:26:12: services[0].reals[1].weight: 70000 is outside 0..65535",
         ]
     );
@@ -99,6 +100,16 @@ fn every_kind_of_semantic_error_is_caught() {
         ("[workers]", "[timeouts]\ntcp = 0\n[workers]", "timeouts.tcp: must be at least 1"),
         ("[workers]", "[arp]\nrefresh = 60\nexpire = 30\n[workers]", "arp.expire: must be greater than arp.refresh"),
         ("[workers]", "[limits]\nconnections_per_core = 0\n[workers]", "limits.connections_per_core"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nscheduler_flags = [\"sh-port\"]", "services[0].scheduler_flags[0]: flag \"sh-port\" does not apply to scheduler wrr"),
+        ("scheduler = \"wrr\"", "scheduler = \"sh\"\nscheduler_flags = [\"sh-port\", \"fast\"]", "scheduler_flags[1]: unknown scheduler flag \"fast\""),
+        ("scheduler = \"wrr\"", "scheduler = \"mh\"\nmh_table_size = 1000", "services[0].mh_table_size: mh table size 1000 must be a prime"),
+        ("scheduler = \"wrr\"", "scheduler = \"wlc\"\nmh_table_size = 65521", "a table size applies only to mh, not wlc"),
+        ("scheduler = \"wrr\"", "scheduler = \"mh\"\nmh_table_size = 1", "must be a prime"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\npersistence_netmask = \"255.255.255.0\"", "persistence_netmask: needs persistence_timeout"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\npersistence_timeout = 300\npersistence_netmask = \"255.0.255.0\"", "is not an IPv4 netmask"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\npersistence_timeout = 300\npersistence_prefix_v6 = 129", "must be 0..128"),
+        ("weight = 2", "weight = 2\n  lower_threshold = 5", "lower_threshold: needs an upper_threshold"),
+        ("weight = 2", "weight = 2\n  upper_threshold = 5\n  lower_threshold = 5", "must be below upper_threshold (5)"),
     ];
     for (from, to, want) in cases {
         let text = GOOD.replacen(from, to, 1);
@@ -113,6 +124,25 @@ fn every_kind_of_semantic_error_is_caught() {
     // No interfaces at all.
     let e = errors("[dpdk]\neal_args = []\n");
     assert_eq!(e, ["test.toml:0:0: interfaces: at least one [[interfaces]] is required"]);
+}
+
+#[test]
+fn schedulers_flags_persistence_and_thresholds() {
+    let text = GOOD
+        .replace("scheduler = \"wrr\"", "scheduler = \"mh\"\nscheduler_flags = [\"mh-port\", \"mh-fallback\"]\nmh_table_size = 65521\npersistence_timeout = 300\npersistence_netmask = \"255.255.255.0\"\nexpire_quiescent_template = true")
+        .replace("weight = 2", "weight = 2\n  upper_threshold = 100\n  lower_threshold = 50");
+    let c = parse("test.toml", &text).unwrap();
+    let s = &c.services[0];
+    assert_eq!(s.scheduler.kind, sched::SchedulerKind::Mh);
+    assert!(s.scheduler.flags.port && s.scheduler.flags.fallback);
+    assert_eq!(s.scheduler.mh_table_size, Some(65521));
+    let p = s.persistence.unwrap();
+    assert_eq!((p.timeout, p.netmask_v4, p.expire_quiescent), (300, Ipv4Addr::new(255, 255, 255, 0), true));
+    assert_eq!((s.reals[1].upper_threshold, s.reals[1].lower_threshold), (100, 50));
+    for k in sched::SchedulerKind::ALL {
+        let text = GOOD.replace("scheduler = \"wrr\"", &format!("scheduler = \"{k}\""));
+        assert_eq!(parse("test.toml", &text).unwrap().services[0].scheduler.kind, k);
+    }
 }
 
 #[test]

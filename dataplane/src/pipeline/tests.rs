@@ -2,7 +2,7 @@ use super::*;
 use crate::config::{ArpTimers, Interface, RealServer, Service, Timeouts};
 use proptest::prelude::*;
 use proto::l4::tcp_flags::*;
-use sched::SchedulerKind;
+use sched::{SchedulerKind, SchedulerSpec};
 
 const SEC: u64 = 1_000_000_000;
 const LB_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
@@ -16,16 +16,18 @@ const RS2: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 12);
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 
 fn snapshot(scheduler: SchedulerKind, w1: u32, w2: u32, max_conns: usize) -> Arc<Snapshot> {
-    let reals = vec![RealServer { addr: RS1, weight: w1 }, RealServer { addr: RS2, weight: w2 }];
+    let reals = vec![RealServer::new(RS1, w1), RealServer::new(RS2, w2)];
+    let scheduler = SchedulerSpec::new(scheduler);
     Arc::new(Snapshot {
         interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24 }],
         services: vec![
-            Service { proto: L4Proto::Tcp, vip: VIP, port: 80, scheduler, mode: ForwardingMode::DirectRoute, reals: reals.clone() },
-            Service { proto: L4Proto::Udp, vip: VIP, port: 53, scheduler, mode: ForwardingMode::DirectRoute, reals },
+            Service { proto: L4Proto::Tcp, vip: VIP, port: 80, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, reals: reals.clone() },
+            Service { proto: L4Proto::Udp, vip: VIP, port: 53, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, reals },
         ],
         timeouts: Timeouts::default(),
         arp: ArpTimers::default(),
         max_connections_per_core: max_conns,
+        worker_cores: 1,
     })
 }
 
@@ -289,6 +291,69 @@ fn rejects_real_servers_off_link_and_duplicate_services() {
     s.services[1].proto = L4Proto::Tcp;
     s.services[1].port = 80;
     assert!(Pipeline::new(Arc::new(s), Arc::default()).unwrap_err().0.contains("duplicate"));
+}
+
+#[test]
+fn scheduler_counts_follow_tcp_states_and_expiry() {
+    let mut p = resolved(SchedulerKind::Lc, 1, 1);
+    assert_eq!(p.process(0, &mut tcp(1, 80, SYN), 0), Action::Transmit { port: 0 });
+    let d = |p: &Pipeline| (p.pool(0).dest(0).active, p.pool(0).dest(0).inactive);
+    assert_eq!(d(&p), (0, 1), "SYN_RECV counts as inactive, as in IPVS");
+    p.process(0, &mut tcp(1, 80, ACK), SEC);
+    assert_eq!(d(&p), (1, 0), "ESTABLISHED is active");
+    p.process(0, &mut tcp(1, 80, FIN | ACK), 2 * SEC);
+    assert_eq!(d(&p), (0, 1));
+    // FIN_WAIT lasts 120 s; after that the sweep releases the count.
+    for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
+        p.process(0, &mut arp_frame(arp::OP_REPLY, mac, ip, LB_IP), 100 * SEC);
+    }
+    p.tick(123 * SEC);
+    assert_eq!(d(&p), (0, 0));
+    // A connection refused by a full table releases its count too.
+    let mut p = Pipeline::new(snapshot(SchedulerKind::Lc, 1, 1, 1), Arc::default()).unwrap();
+    for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
+        p.process(0, &mut arp_frame(arp::OP_REPLY, mac, ip, LB_IP), 0);
+    }
+    p.process(0, &mut udp(1, 53), 0);
+    assert_eq!(p.process(0, &mut tcp(2, 80, SYN), 0), Action::Drop(DropReason::ConnTableFull));
+    let total: u32 = p.pool(0).dests().iter().map(|d| d.active + d.inactive).sum();
+    assert_eq!(total, 0, "the TCP service holds no phantom connection");
+}
+
+#[test]
+fn persistent_service_keeps_a_client_on_one_server() {
+    let mut s = (*snapshot(SchedulerKind::Rr, 1, 1, 1024)).clone();
+    s.services[0].persistence = Some(sched::PersistenceConfig::new(300));
+    let mut p = Pipeline::new(Arc::new(s), Arc::default()).unwrap();
+    for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
+        p.process(0, &mut arp_frame(arp::OP_REPLY, mac, ip, LB_IP), 0);
+    }
+    let mut first = tcp(40000, 80, SYN);
+    p.process(0, &mut first, 0);
+    for port in 40001..40020 {
+        let mut f = tcp(port, 80, SYN);
+        assert_eq!(p.process(0, &mut f, SEC), Action::Transmit { port: 0 });
+        assert_eq!(dst_mac(&f), dst_mac(&first), "rr would alternate; persistence must not");
+    }
+    assert_eq!(p.pool(0).templates(), 1);
+}
+
+#[test]
+fn thresholds_are_shared_among_cores() {
+    let mut s = (*snapshot(SchedulerKind::Rr, 1, 1, 1024)).clone();
+    s.worker_cores = 2;
+    s.services[0].reals[0].upper_threshold = 5; // 3 per core (rounded up)
+    let mut p = Pipeline::new(Arc::new(s), Arc::default()).unwrap();
+    for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
+        p.process(0, &mut arp_frame(arp::OP_REPLY, mac, ip, LB_IP), 0);
+    }
+    let mut to_rs1 = 0;
+    for port in 0..20u16 {
+        let mut f = tcp(1000 + port, 80, SYN);
+        p.process(0, &mut f, 0);
+        to_rs1 += usize::from(dst_mac(&f) == RS1_MAC);
+    }
+    assert_eq!(to_rs1, 3);
 }
 
 proptest! {

@@ -1,0 +1,169 @@
+//! The schedulers that pick an extreme over all eligible servers: lc, wlc,
+//! sed, nq (least load), fo, ovf (highest weight). Each is an order on
+//! destinations kept in a [`Tournament`], so a pick is O(1) and a change
+//! to one server costs O(log n).
+
+use crate::dest::DestState;
+use crate::tournament::Tournament;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Least connections: lowest overhead.
+    Lc,
+    /// Weighted least connections: lowest overhead / weight.
+    Wlc,
+    /// Shortest expected delay: lowest (active + 1) / weight.
+    Sed,
+    /// Never queue: an idle server first (in list order), else as sed.
+    Nq,
+    /// Weighted failover: highest weight.
+    Fo,
+    /// Overflow: highest weight among servers with active < weight.
+    Ovf,
+}
+
+/// `a * wb < b * wa` without overflow: a/wa < b/wb.
+#[inline]
+fn ratio_less(a: u64, wa: u32, b: u64, wb: u32) -> bool {
+    u128::from(a) * u128::from(wb) < u128::from(b) * u128::from(wa)
+}
+
+impl Order {
+    #[inline]
+    pub(crate) fn eligible(self, d: &DestState) -> bool {
+        d.eligible() && (self != Order::Ovf || d.active < d.weight())
+    }
+
+    /// True when `a` must be picked over `b` (ties: neither, so the lower
+    /// index wins, as IPVS's list scan does).
+    #[inline]
+    pub(crate) fn better(self, a: &DestState, b: &DestState) -> bool {
+        let sed = |a: &DestState, b: &DestState| {
+            ratio_less(u64::from(a.active) + 1, a.weight(), u64::from(b.active) + 1, b.weight())
+        };
+        match self {
+            Order::Lc => a.overhead() < b.overhead(),
+            Order::Wlc => ratio_less(a.overhead(), a.weight(), b.overhead(), b.weight()),
+            Order::Sed => sed(a, b),
+            Order::Nq => match (a.active == 0, b.active == 0) {
+                (true, false) => true,
+                (false, true) | (true, true) => false,
+                (false, false) => sed(a, b),
+            },
+            Order::Fo | Order::Ovf => a.weight() > b.weight(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Least {
+    order: Order,
+    tree: Tournament,
+}
+
+impl Least {
+    pub(crate) fn new(order: Order, dests: &[DestState]) -> Self {
+        let tree = Tournament::build(dests.len(), |i| order.eligible(&dests[i]), |a, b| order.better(&dests[a], &dests[b]));
+        Least { order, tree }
+    }
+
+    #[inline]
+    pub(crate) fn pick(&self) -> Option<usize> {
+        self.tree.best()
+    }
+
+    /// Server `i` changed (counts, weight, health, threshold).
+    #[inline]
+    pub(crate) fn refresh(&mut self, dests: &[DestState], i: usize) {
+        if i >= self.tree.capacity() {
+            *self = Least::new(self.order, dests);
+            return;
+        }
+        let order = self.order;
+        self.tree.update(i, order.eligible(&dests[i]), |a, b| order.better(&dests[a], &dests[b]));
+    }
+}
+
+/// IPVS's list scan for `order`: the reference the tree must agree with.
+#[cfg(test)]
+pub(crate) fn scan(order: Order, dests: &[DestState]) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, d) in dests.iter().enumerate() {
+        if !order.eligible(d) {
+            continue;
+        }
+        // nq takes the first idle server at once.
+        if order == Order::Nq && d.active == 0 {
+            return Some(i);
+        }
+        if best.is_none_or(|b| order.better(d, &dests[b])) {
+            best = Some(i);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::dest;
+    use proptest::prelude::*;
+
+    fn with(w: u32, active: u32, inactive: u32) -> DestState {
+        let mut d = dest(w);
+        d.active = active;
+        d.inactive = inactive;
+        d
+    }
+
+    #[test]
+    fn exact_picks_including_ties() {
+        // lc: overhead 256*1+0 vs 256*0+300: the second is lower.
+        let d = [with(1, 1, 0), with(1, 0, 200), with(1, 0, 200)];
+        assert_eq!(Least::new(Order::Lc, &d).pick(), Some(1), "tie goes to the first");
+        let d = [with(1, 1, 0), with(1, 0, 300)];
+        assert_eq!(Least::new(Order::Lc, &d).pick(), Some(0), "256 < 300");
+        // wlc: 512/2 = 256 vs 256/1 = 256: tie, first wins; weight 3 makes the third best.
+        let d = [with(2, 2, 0), with(1, 1, 0), with(3, 2, 0)];
+        assert_eq!(Least::new(Order::Wlc, &d).pick(), Some(2));
+        assert_eq!(Least::new(Order::Wlc, &d[..2]).pick(), Some(0));
+        // sed: (1+1)/1 = 2 vs (3+1)/2 = 2: tie -> first; (0+1)/1 = 1 best.
+        let d = [with(1, 1, 0), with(2, 3, 0), with(1, 0, 5)];
+        assert_eq!(Least::new(Order::Sed, &d).pick(), Some(2));
+        assert_eq!(Least::new(Order::Sed, &d[..2]).pick(), Some(0));
+        // nq: the first idle server, even with a worse ratio.
+        let d = [with(100, 1, 0), with(1, 0, 9), with(1, 0, 0)];
+        assert_eq!(Least::new(Order::Nq, &d).pick(), Some(1));
+        // fo: highest weight, first on ties, skipping quiescent/unavailable.
+        let mut d = [with(3, 0, 0), with(7, 0, 0), with(7, 0, 0), with(0, 0, 0)];
+        assert_eq!(Least::new(Order::Fo, &d).pick(), Some(1));
+        d[1].available = false;
+        assert_eq!(Least::new(Order::Fo, &d).pick(), Some(2));
+        // ovf: highest weight whose active count is below its weight.
+        let d = [with(3, 0, 0), with(7, 7, 0), with(5, 4, 0)];
+        assert_eq!(Least::new(Order::Ovf, &d).pick(), Some(2));
+        let d = [with(3, 3, 0), with(7, 7, 0)];
+        assert_eq!(Least::new(Order::Ovf, &d).pick(), None);
+    }
+
+    proptest! {
+        /// The tree agrees with IPVS's linear scan after every change.
+        #[test]
+        fn tree_matches_ipvs_scan(
+            order in prop::sample::select(vec![Order::Lc, Order::Wlc, Order::Sed, Order::Nq, Order::Fo, Order::Ovf]),
+            init in proptest::collection::vec((0u32..4, 0u32..4, 0u32..4, any::<bool>()), 1..20),
+            changes in proptest::collection::vec((any::<usize>(), 0u32..4, 0u32..4, 0u32..4, any::<bool>()), 0..30),
+        ) {
+            let mut d: Vec<DestState> = init.iter().map(|&(w, a, i, up)| { let mut x = with(w, a, i); x.available = up; x }).collect();
+            let mut least = Least::new(order, &d);
+            prop_assert_eq!(least.pick(), scan(order, &d));
+            for (i, w, a, n, up) in changes {
+                let i = i % d.len();
+                d[i] = with(w, a, n);
+                d[i].available = up;
+                least.refresh(&d, i);
+                prop_assert_eq!(least.pick(), scan(order, &d));
+            }
+        }
+    }
+}
