@@ -329,7 +329,7 @@ impl Pool {
         } else {
             d.inactive += 1;
         }
-        self.changed(i);
+        self.counted(i);
         Some(i)
     }
 
@@ -361,7 +361,7 @@ impl Pool {
         } else {
             return;
         }
-        self.changed(i);
+        self.counted(i);
     }
 
     /// A connection on `i` ended (closed or expired).
@@ -375,7 +375,7 @@ impl Pool {
         if let Some(p) = &mut self.persistence {
             p.release(client, i, now);
         }
-        self.changed(i);
+        self.counted(i);
     }
 
     /// Sets a server's weight (0 = quiescent).
@@ -419,6 +419,18 @@ impl Pool {
             l.forget(i);
         }
         self.reweighted(i);
+    }
+
+    /// Only the connection counts of `i` changed.
+    fn counted(&mut self, i: usize) {
+        self.dests[i].update_overload();
+        let d = &self.dests;
+        match &mut self.algo {
+            Algo::Least(s) => s.counts_changed(d, i),
+            Algo::Locality(l) => l.refresh(d, i),
+            Algo::Twos(t) => t.refresh(d, i),
+            Algo::Rr(_) | Algo::Wrr(_) | Algo::Buckets(_) | Algo::Maglev(_) => {}
+        }
     }
 
     /// Counts, health or threshold of `i` changed.

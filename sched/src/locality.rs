@@ -69,16 +69,6 @@ impl Locality {
         self.was_underloaded[i] = now;
     }
 
-    /// `ip_vs_lblc.c`'s is_overloaded: busier than its weight while some
-    /// server is less than half busy.
-    fn overloaded(&self, d: &DestState) -> bool {
-        d.active > d.weight() && self.underloaded > 0
-    }
-
-    fn usable(&self, d: &DestState) -> bool {
-        d.eligible() && !self.overloaded(d)
-    }
-
     fn expire(&mut self, now: u64) {
         while let Some(&(addr, queued)) = self.expiry.front() {
             if now.saturating_sub(queued) < EXPIRATION {
@@ -98,49 +88,44 @@ impl Locality {
 
     pub(crate) fn pick(&mut self, dests: &[DestState], dst: IpAddr, now: u64) -> Option<usize> {
         self.expire(now);
-        if let Some(e) = self.table.get(&dst) {
-            let mut set = e.set.clone();
-            let modified = e.last_modified;
-            if self.replicated {
-                // As ip_vs_lblcr_schedule: choose the least loaded member,
-                // then shrink a set untouched for a while by its busiest.
-                let choice = least_loaded(dests, &set).filter(|&i| !self.overloaded(&dests[i]));
-                if set.len() > 1 && now.saturating_sub(modified) >= EXPIRATION {
-                    if let Some(k) = busiest(dests, &set) {
-                        set.remove(k);
-                    }
-                }
-                let (pick, changed) = match choice {
-                    Some(i) => (i, false),
-                    None => {
-                        let i = self.wlc.pick()?;
-                        set.push(i as u32);
-                        (i, true)
-                    }
-                };
-                let e = self.table.get_mut(&dst).expect("present");
-                e.set = set;
-                e.last_used = now;
-                if changed {
-                    e.last_modified = now;
-                }
-                return Some(pick);
-            }
-            let current = set[0] as usize;
-            if self.usable(&dests[current]) {
-                self.table.get_mut(&dst).expect("present").last_used = now;
+        // ip_vs_lblc.c's is_overloaded: busier than its weight while some
+        // server is less than half busy.
+        let any_underloaded = self.underloaded > 0;
+        let overloaded = |d: &DestState| d.active > d.weight() && any_underloaded;
+        let Locality { replicated, wlc, table, expiry, .. } = self;
+        let Some(e) = table.get_mut(&dst) else {
+            let i = wlc.pick()?;
+            table.insert(dst, Entry { set: vec![i as u32], last_used: now, last_modified: now });
+            expiry.push_back((dst, now));
+            return Some(i);
+        };
+        e.last_used = now;
+        if !*replicated {
+            let current = e.set[0] as usize;
+            if dests[current].eligible() && !overloaded(&dests[current]) {
                 return Some(current);
             }
-            let i = self.wlc.pick()?;
-            let e = self.table.get_mut(&dst).expect("present");
+            let i = wlc.pick()?;
             e.set[0] = i as u32;
-            e.last_used = now;
             e.last_modified = now;
             return Some(i);
         }
-        let i = self.wlc.pick()?;
-        self.table.insert(dst, Entry { set: vec![i as u32], last_used: now, last_modified: now });
-        self.expiry.push_back((dst, now));
+        // As ip_vs_lblcr_schedule: choose the least loaded member, then
+        // shrink a set untouched for a while by its busiest member.
+        let choice = least_loaded(dests, &e.set).filter(|&i| !overloaded(&dests[i]));
+        if e.set.len() > 1 && now.saturating_sub(e.last_modified) >= EXPIRATION {
+            if let Some(k) = busiest(dests, &e.set) {
+                e.set.remove(k);
+            }
+        }
+        if let Some(i) = choice {
+            return Some(i);
+        }
+        let i = wlc.pick()?;
+        if !e.set.contains(&(i as u32)) {
+            e.set.push(i as u32);
+            e.last_modified = now;
+        }
         Some(i)
     }
 
