@@ -71,6 +71,33 @@ fn main() {
         println!("| {kind} | {} | {:.2}x |", cells.join(" | "), row[3] / row[0]);
     }
 
+    // Reference: wlc as IPVS does it, a scan of every server per pick.
+    let mut row = Vec::new();
+    for &n in &SIZES {
+        let dests = servers(n, &mut rng);
+        let mut active = vec![0u64; n];
+        let mut open: VecDeque<usize> = VecDeque::with_capacity(OPEN + 1);
+        let ns = median_ns_per_op(RUNS, ITERS / 10, |iters| {
+            for _ in 0..iters {
+                let mut best = 0;
+                for i in 1..n {
+                    // overhead_best * weight_i > overhead_i * weight_best
+                    if (active[best] << 8) * u64::from(dests[i].weight) > (active[i] << 8) * u64::from(dests[best].weight) {
+                        best = i;
+                    }
+                }
+                active[best] += 1;
+                open.push_back(best);
+                if open.len() > OPEN {
+                    active[open.pop_front().expect("non-empty")] -= 1;
+                }
+            }
+        });
+        row.push(ns);
+    }
+    let cells: Vec<String> = row.iter().map(|ns| format!("{ns:.1}")).collect();
+    println!("| wlc by list scan (IPVS's method, reference) | {} | {:.0}x |", cells.join(" | "), row[3] / row[0]);
+
     let mut rng = Rng(7);
     let dests = servers(1_000, &mut rng);
     let build = median_duration(5, || {
