@@ -78,11 +78,17 @@ impl Lab {
     }
 
     fn config(&self, weights: (u32, u32)) -> PathBuf {
+        self.config_with(weights, "wrr")
+    }
+
+    /// The demo config with the TCP service's scheduler replaced.
+    fn config_with(&self, weights: (u32, u32), scheduler: &str) -> PathBuf {
         let text = std::fs::read_to_string(repo().join("configs/demo.toml"))
             .unwrap()
             .replace("@FILE_PREFIX@", &format!("{}-{}", self.prefix, std::process::id()))
             .replace("weight = 1\n", &format!("weight = {}\n", weights.0))
-            .replace("weight = 2\n", &format!("weight = {}\n", weights.1));
+            .replace("weight = 2\n", &format!("weight = {}\n", weights.1))
+            .replace("scheduler = \"wrr\"", &format!("scheduler = \"{scheduler}\""));
         let path = self.dir.join("rvs.toml");
         std::fs::write(&path, text).unwrap();
         path
@@ -273,6 +279,19 @@ fn dr_udp_rr_and_garbage_frames_are_counted_drops() {
     for k in ["drop_malformed_ipv4", "drop_malformed_arp", "drop_malformed_l4", "drop_unsupported_ethertype", "drop_unsupported_protocol"] {
         assert!(stat(&log, k) >= 100, "{k} in {log}");
     }
+}
+
+#[test]
+fn dr_source_hashing_keeps_a_client_on_one_server() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up("rvse2ec");
+    lab.start_real_servers();
+    let cfg = lab.config_with((1, 1), "sh");
+    lab.start_rvsd(&cfg);
+    let by_server = tally(&lab.client("http", 60));
+    assert_eq!(by_server.len(), 1, "sh sends one client to one server: {by_server:?}");
+    assert_eq!(by_server.values().sum::<usize>(), 60);
+    lab.stop_rvsd();
 }
 
 #[test]
