@@ -83,12 +83,21 @@ impl Lab {
 
     /// The demo config with the TCP service's scheduler replaced.
     fn config_with(&self, weights: (u32, u32), scheduler: &str) -> PathBuf {
+        self.config_full(weights, scheduler, 1)
+    }
+
+    /// ... and `workers` worker lcores, each with its own af_packet queue pair.
+    fn config_full(&self, weights: (u32, u32), scheduler: &str, workers: u32) -> PathBuf {
+        // Two CPUs here: extra worker lcores share CPU 1 (they sleep when idle).
+        let lcores = (1..=workers).map(|l| format!("{l}@1")).collect::<Vec<_>>().join(",");
         let text = std::fs::read_to_string(repo().join("configs/demo.toml"))
             .unwrap()
             .replace("@FILE_PREFIX@", &format!("{}-{}", self.prefix, std::process::id()))
             .replace("weight = 1\n", &format!("weight = {}\n", weights.0))
             .replace("weight = 2\n", &format!("weight = {}\n", weights.1))
-            .replace("scheduler = \"wrr\"", &format!("scheduler = \"{scheduler}\""));
+            .replace("scheduler = \"wrr\"", &format!("scheduler = \"{scheduler}\""))
+            .replace("\"-l\", \"0-1\"", &format!("\"--lcores\", \"0@0,{lcores}\""))
+            .replace("iface=eth0\"", &format!("iface=eth0,qpairs={workers}\""));
         let path = self.dir.join("rvs.toml");
         std::fs::write(&path, text).unwrap();
         path
@@ -292,6 +301,29 @@ fn dr_source_hashing_keeps_a_client_on_one_server() {
     assert_eq!(by_server.len(), 1, "sh sends one client to one server: {by_server:?}");
     assert_eq!(by_server.values().sum::<usize>(), 60);
     lab.stop_rvsd();
+}
+
+#[test]
+fn dr_two_workers_each_with_a_queue() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up("rvse2ed");
+    lab.start_real_servers();
+    let cfg = lab.config_full((1, 1), "rr", 2);
+    lab.start_rvsd(&cfg);
+    assert!(lab.log().contains("running: 2 worker(s) on lcores [1, 2]"), "{}", lab.log());
+    let by_server = tally(&lab.client("http", 200));
+    assert_eq!(by_server.values().sum::<usize>(), 200);
+    // Each core runs its own rr: together still close to even.
+    assert!(by_server["rs1"].abs_diff(by_server["rs2"]) <= 20, "{by_server:?}");
+    let log = lab.stop_rvsd();
+    let per_core: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("stats lcore="))
+        .map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("conns_created=")).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(per_core.len(), 2, "{log}");
+    assert!(per_core.iter().all(|&n| n > 0), "the kernel's fanout must feed both queues: {per_core:?}");
+    assert!(per_core.iter().sum::<u64>() >= 200);
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! - the DPDK glue ([`dpdk`]) and the worker loop ([`worker`]): EAL, ports,
 //!   mempools, owned mbufs, lcore launch. Every FFI `unsafe` lives there.
 
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod counters;

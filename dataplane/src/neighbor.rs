@@ -1,49 +1,106 @@
-//! The neighbor (ARP) cache of one worker.
+//! The neighbor (ARP) cache.
 //!
 //! Only addresses the configuration needs (real servers) are resolved and
 //! learned, so stray ARP traffic cannot fill the table. A resolved entry is
-//! used until `expire`; after `refresh` it is re-requested in the background,
-//! so a live server's entry never lapses while traffic flows.
+//! used until `expire`; after `refresh` it is re-requested in the
+//! background, so a live server's entry never lapses while traffic flows.
+//!
+//! The facts (MAC, when confirmed) live in [`SharedNeighbors`], one table
+//! for all workers: an ARP reply reaches only the queue the device hashes
+//! it to, but every worker needs the answer. Each slot is two `AtomicU64`s
+//! written with plain stores (several workers storing the same fact is
+//! harmless) and read with plain loads: no lock, no read-modify-write. When
+//! to send requests stays per worker ([`NeighborTable`]). All workers must
+//! pass times from the same clock ([`crate::clock`]).
 
 use crate::config::ArpTimers;
 use core::net::Ipv4Addr;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use hashbrown::HashMap;
 use proto::MacAddr;
+use std::sync::Arc;
 
 const SEC: u64 = 1_000_000_000;
+/// Set in a slot's `mac` word when it holds a MAC.
+const VALID: u64 = 1 << 63;
 
-#[derive(Debug, Clone)]
-struct Entry {
-    /// Port the address is reached through.
-    port: u16,
-    mac: Option<MacAddr>,
-    confirmed_at: u64,
-    /// When the last request went out; `None` = never.
-    requested_at: Option<u64>,
+#[derive(Debug, Default)]
+struct Slot {
+    /// VALID | 48-bit MAC, or 0.
+    mac: AtomicU64,
+    confirmed_at: AtomicU64,
 }
 
+fn pack(mac: MacAddr) -> u64 {
+    let b = mac.0;
+    VALID | u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+}
+
+fn unpack(word: u64) -> Option<MacAddr> {
+    if word & VALID == 0 {
+        return None;
+    }
+    let b = word.to_be_bytes();
+    Some(MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]))
+}
+
+/// The resolved addresses, shared by every worker.
+#[derive(Debug)]
+pub struct SharedNeighbors {
+    index: HashMap<Ipv4Addr, usize>,
+    addrs: Vec<(Ipv4Addr, u16)>,
+    slots: Vec<Slot>,
+}
+
+impl SharedNeighbors {
+    /// `wanted`: the addresses to resolve and the port each is reached through.
+    pub fn new(wanted: impl IntoIterator<Item = (Ipv4Addr, u16)>) -> Self {
+        let mut index = HashMap::new();
+        let mut addrs = Vec::new();
+        for (ip, port) in wanted {
+            if !index.contains_key(&ip) {
+                index.insert(ip, addrs.len());
+                addrs.push((ip, port));
+            }
+        }
+        let slots = addrs.iter().map(|_| Slot::default()).collect();
+        SharedNeighbors { index, addrs, slots }
+    }
+
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+
+    fn get(&self, i: usize) -> (Option<MacAddr>, u64) {
+        (unpack(self.slots[i].mac.load(Relaxed)), self.slots[i].confirmed_at.load(Relaxed))
+    }
+}
+
+/// One worker's view: the shared facts plus its own request timers.
 #[derive(Debug)]
 pub struct NeighborTable {
-    entries: HashMap<Ipv4Addr, Entry>,
+    shared: Arc<SharedNeighbors>,
+    /// When this worker last asked for each slot; `None` = never.
+    requested_at: Vec<Option<u64>>,
     timers: ArpTimers,
 }
 
 impl NeighborTable {
-    /// `wanted`: the addresses to resolve and the port each is reached through.
-    pub fn new(wanted: impl IntoIterator<Item = (Ipv4Addr, u16)>, timers: ArpTimers) -> Self {
-        let entries = wanted
-            .into_iter()
-            .map(|(ip, port)| (ip, Entry { port, mac: None, confirmed_at: 0, requested_at: None }))
-            .collect();
-        NeighborTable { entries, timers }
+    pub fn new(shared: Arc<SharedNeighbors>, timers: ArpTimers) -> Self {
+        NeighborTable { requested_at: vec![None; shared.len()], shared, timers }
     }
 
     /// The MAC for `ip` if it is resolved and not expired.
     #[inline]
     pub fn lookup(&self, ip: Ipv4Addr, now: u64) -> Option<MacAddr> {
-        let e = self.entries.get(&ip)?;
-        let mac = e.mac?;
-        (now.saturating_sub(e.confirmed_at) < self.timers.expire * SEC).then_some(mac)
+        let &i = self.shared.index.get(&ip)?;
+        let (mac, confirmed) = self.shared.get(i);
+        let mac = mac?;
+        (now.saturating_sub(confirmed) < self.timers.expire * SEC).then_some(mac)
     }
 
     /// Records that `ip` is at `mac`; ignored unless `ip` is wanted.
@@ -52,49 +109,46 @@ impl NeighborTable {
         if mac.is_multicast() || mac == MacAddr::ZERO {
             return false;
         }
-        match self.entries.get_mut(&ip) {
-            Some(e) => {
-                e.mac = Some(mac);
-                e.confirmed_at = now;
-                true
-            }
-            None => false,
-        }
+        let Some(&i) = self.shared.index.get(&ip) else { return false };
+        let slot = &self.shared.slots[i];
+        // Time first: a reader that sees the new MAC also sees a fresh time
+        // or, at worst, an older one (and re-requests early).
+        slot.confirmed_at.store(now, Relaxed);
+        slot.mac.store(pack(mac), Relaxed);
+        true
     }
 
-    /// Forgets the request time of `ip` so the next [`Self::due_requests`]
-    /// asks again at once (after a packet found it unresolved).
+    /// Lets the next [`Self::due_requests`] ask again at once (after a
+    /// packet found `ip` unresolved), if the last request is `retry` old.
     pub fn request_soon(&mut self, ip: Ipv4Addr, now: u64) {
-        if let Some(e) = self.entries.get_mut(&ip) {
-            if e.requested_at.is_some_and(|t| now.saturating_sub(t) >= self.timers.retry * SEC) {
-                e.requested_at = None;
+        if let Some(&i) = self.shared.index.get(&ip) {
+            if self.requested_at[i].is_some_and(|t| now.saturating_sub(t) >= self.timers.retry * SEC) {
+                self.requested_at[i] = None;
             }
         }
     }
 
     /// Calls `send(port, ip)` for every address that needs an ARP request
     /// now (unresolved, or resolved but older than `refresh`), at most once
-    /// per `retry` interval each.
+    /// per `retry` interval each from this worker.
     pub fn due_requests(&mut self, now: u64, mut send: impl FnMut(u16, Ipv4Addr) -> bool) {
         let t = self.timers;
-        for (ip, e) in self.entries.iter_mut() {
-            let fresh = e.mac.is_some() && now.saturating_sub(e.confirmed_at) < t.refresh * SEC;
-            let recently_asked = e.requested_at.is_some_and(|r| now.saturating_sub(r) < t.retry * SEC);
+        for (i, &(ip, port)) in self.shared.addrs.iter().enumerate() {
+            let (mac, confirmed) = self.shared.get(i);
+            let fresh = mac.is_some() && now.saturating_sub(confirmed) < t.refresh * SEC;
+            let recently_asked = self.requested_at[i].is_some_and(|r| now.saturating_sub(r) < t.retry * SEC);
             if fresh || recently_asked {
                 continue;
             }
-            if send(e.port, *ip) {
-                e.requested_at = Some(now);
-            }
-            if e.mac.is_some() && now.saturating_sub(e.confirmed_at) >= t.expire * SEC {
-                e.mac = None;
+            if send(port, ip) {
+                self.requested_at[i] = Some(now);
             }
         }
     }
 
-    /// (address, MAC if resolved) for display.
-    pub fn entries(&self) -> impl Iterator<Item = (Ipv4Addr, Option<MacAddr>)> + '_ {
-        self.entries.iter().map(|(ip, e)| (*ip, e.mac))
+    /// (address, MAC if resolved and not expired) for display.
+    pub fn entries(&self, now: u64) -> impl Iterator<Item = (Ipv4Addr, Option<MacAddr>)> + '_ {
+        self.shared.addrs.iter().map(move |&(ip, _)| (ip, self.lookup(ip, now)))
     }
 }
 
@@ -103,10 +157,14 @@ mod tests {
     use super::*;
 
     const RS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
-    const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 11]);
+    const MAC: MacAddr = MacAddr([2, 0, 0, 0xab, 0, 11]);
+
+    fn timers() -> ArpTimers {
+        ArpTimers { refresh: 30, expire: 90, retry: 1 }
+    }
 
     fn table() -> NeighborTable {
-        NeighborTable::new([(RS, 0)], ArpTimers { refresh: 30, expire: 90, retry: 1 })
+        NeighborTable::new(Arc::new(SharedNeighbors::new([(RS, 0)])), timers())
     }
 
     fn due(t: &mut NeighborTable, now: u64) -> Vec<(u16, Ipv4Addr)> {
@@ -141,7 +199,7 @@ mod tests {
         assert!(!t.learn(RS, MacAddr::BROADCAST, 0));
         assert!(!t.learn(RS, MacAddr::ZERO, 0));
         assert_eq!(t.lookup(RS, 0), None);
-        assert_eq!(t.entries().count(), 1);
+        assert_eq!(t.entries(0).collect::<Vec<_>>(), [(RS, None)]);
     }
 
     #[test]
@@ -152,5 +210,30 @@ mod tests {
         assert!(due(&mut t, SEC / 10).is_empty());
         t.request_soon(RS, 2 * SEC);
         assert_eq!(due(&mut t, 2 * SEC).len(), 1);
+    }
+
+    #[test]
+    fn what_one_worker_learns_every_worker_knows() {
+        let shared = Arc::new(SharedNeighbors::new([(RS, 0), (RS, 0)]));
+        assert_eq!(shared.len(), 1, "duplicates collapse");
+        let mut a = NeighborTable::new(Arc::clone(&shared), timers());
+        let mut b = NeighborTable::new(Arc::clone(&shared), timers());
+        assert_eq!(due(&mut b, 0).len(), 1);
+        a.learn(RS, MAC, SEC);
+        assert_eq!(b.lookup(RS, SEC), Some(MAC));
+        assert!(due(&mut b, 2 * SEC).is_empty(), "b stops asking once a learned it");
+        // Learning from another thread, too.
+        let mut c = NeighborTable::new(Arc::clone(&shared), timers());
+        let other = MacAddr([2, 0, 0, 0, 0, 0x77]);
+        std::thread::spawn(move || c.learn(RS, other, 3 * SEC)).join().unwrap();
+        assert_eq!(a.lookup(RS, 3 * SEC), Some(other));
+    }
+
+    #[test]
+    fn mac_packing_round_trips() {
+        for m in [MAC, MacAddr([0xff, 0xfe, 0, 1, 2, 3]), MacAddr::ZERO] {
+            assert_eq!(unpack(pack(m)), Some(m));
+        }
+        assert_eq!(unpack(0), None);
     }
 }

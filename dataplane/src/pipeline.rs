@@ -4,7 +4,7 @@
 use crate::config::{ForwardingMode, L4Proto, Snapshot};
 use crate::conn::{Binding, ConnTable, FlowKey, Lookup};
 use crate::counters::{CoreCounters, DropReason};
-use crate::neighbor::NeighborTable;
+use crate::neighbor::{NeighborTable, SharedNeighbors};
 use core::net::Ipv4Addr;
 use hashbrown::HashMap;
 use proto::arp::{self, ArpPacket};
@@ -75,14 +75,38 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// The addresses a snapshot needs resolved, for [`SharedNeighbors::new`]:
+    /// every real server, with the port of the subnet it is on.
+    pub fn wanted_neighbors(snapshot: &Snapshot) -> Vec<(Ipv4Addr, u16)> {
+        let mut out = Vec::new();
+        for s in &snapshot.services {
+            for r in &s.reals {
+                if let Some(iface) = snapshot.interfaces.iter().find(|i| i.on_link(r.addr)) {
+                    out.push((r.addr, iface.port));
+                }
+            }
+        }
+        out
+    }
+
+    /// A pipeline with a neighbor table of its own (one worker).
     pub fn new(snapshot: Arc<Snapshot>, counters: Arc<CoreCounters>) -> Result<Self, SnapshotError> {
+        let neighbors = Arc::new(SharedNeighbors::new(Self::wanted_neighbors(&snapshot)));
+        Self::with_neighbors(snapshot, counters, neighbors)
+    }
+
+    /// A pipeline sharing `neighbors` with the other workers.
+    pub fn with_neighbors(
+        snapshot: Arc<Snapshot>,
+        counters: Arc<CoreCounters>,
+        neighbors: Arc<SharedNeighbors>,
+    ) -> Result<Self, SnapshotError> {
         if snapshot.interfaces.is_empty() {
             return Err(SnapshotError("no interface".into()));
         }
         let mut services = Vec::with_capacity(snapshot.services.len());
         let mut by_key = HashMap::new();
         let mut vips = Vec::new();
-        let mut wanted = Vec::new();
         for (i, s) in snapshot.services.iter().enumerate() {
             let ForwardingMode::DirectRoute = s.mode;
             let key = service_key(s.proto.number(), s.vip, s.port);
@@ -94,13 +118,12 @@ impl Pipeline {
             }
             for r in &s.reals {
                 // DR reaches a real server only on a connected subnet.
-                let Some(iface) = snapshot.interfaces.iter().find(|i| i.on_link(r.addr)) else {
+                if !snapshot.interfaces.iter().any(|i| i.on_link(r.addr)) {
                     return Err(SnapshotError(format!(
                         "real server {} of {}:{} is on no interface's subnet (DR needs the same L2)",
                         r.addr, s.vip, s.port
                     )));
-                };
-                wanted.push((r.addr, iface.port));
+                }
             }
             let cores = snapshot.worker_cores;
             let dests: Vec<DestConfig> = s
@@ -119,7 +142,7 @@ impl Pipeline {
             services.push(ServiceState { proto: s.proto, pool, reals: s.reals.iter().map(|r| r.addr).collect() });
         }
         Ok(Pipeline {
-            neighbors: NeighborTable::new(wanted, snapshot.arp),
+            neighbors: NeighborTable::new(neighbors, snapshot.arp),
             conns: ConnTable::new(snapshot.max_connections_per_core, snapshot.timeouts),
             snapshot,
             services,

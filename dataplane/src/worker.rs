@@ -7,7 +7,7 @@ use crate::dpdk::{Burst, Mbuf, Mempool, Port};
 use crate::pipeline::{Action, Pipeline};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Minimum Ethernet frame (without FCS): generated frames are padded to it.
 const MIN_FRAME: usize = 60;
@@ -55,14 +55,13 @@ impl Worker {
         let ports = Arc::clone(&self.ports);
         let nports = ports.len();
         let queue = self.queue;
-        let start = Instant::now();
         let mut rx = Burst::new();
         // One pending tx burst per port, allocated once, before the loop.
         let mut tx: Vec<Burst> = (0..nports).map(|_| Burst::new()).collect();
         let mut idle_polls = 0u32;
 
         while !self.stop.load(Relaxed) {
-            let now = start.elapsed().as_nanos() as u64;
+            let now = crate::clock::now_ns();
             self.pipeline.tick(now);
             self.send_arp_requests(now, &mut tx, &counters);
 

@@ -7,6 +7,7 @@ use control::{error, info, warn};
 use dataplane::config::{Interface, Snapshot};
 use dataplane::counters::CoreCounters;
 use dataplane::dpdk::{Eal, Mempool, Port};
+use dataplane::neighbor::SharedNeighbors;
 use dataplane::pipeline::Pipeline;
 use dataplane::worker::Worker;
 use std::path::PathBuf;
@@ -134,11 +135,14 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
     });
     let ports = Arc::new(ports);
 
+    // One neighbor table for all workers: an ARP reply lands on one queue
+    // only, but every worker forwards to that server.
+    let neighbors = Arc::new(SharedNeighbors::new(Pipeline::wanted_neighbors(&snapshot)));
     let mut counters = Vec::new();
     let mut workers = Vec::new();
     for (q, _) in lcores.iter().enumerate() {
         let c = Arc::new(CoreCounters::default());
-        let pipeline = Pipeline::new(Arc::clone(&snapshot), Arc::clone(&c))?;
+        let pipeline = Pipeline::with_neighbors(Arc::clone(&snapshot), Arc::clone(&c), Arc::clone(&neighbors))?;
         counters.push(c);
         workers.push(Worker {
             pipeline,
