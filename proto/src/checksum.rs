@@ -70,3 +70,54 @@ mod tests {
         assert_eq!(update32(c, old, new), checksum(&data));
     }
 }
+
+/// The IPv4 pseudo-header's contribution to a TCP/UDP checksum.
+pub fn pseudo_header_v4(src: [u8; 4], dst: [u8; 4], protocol: u8, l4_len: u16) -> u32 {
+    let mut acc = sum(&src, 0);
+    acc = sum(&dst, acc);
+    acc += u32::from(protocol);
+    acc + u32::from(l4_len)
+}
+
+/// The IPv6 pseudo-header's contribution (RFC 8200 section 8.1).
+pub fn pseudo_header_v6(src: [u8; 16], dst: [u8; 16], next_header: u8, l4_len: u32) -> u32 {
+    let mut acc = sum(&src, 0);
+    acc = sum(&dst, acc);
+    acc = acc.wrapping_add(l4_len >> 16).wrapping_add(l4_len & 0xffff);
+    acc + u32::from(next_header)
+}
+
+/// The checksum field for an L4 segment given its pseudo-header sum. The
+/// segment's own checksum field must be zero when this is computed.
+pub fn l4_checksum(pseudo: u32, segment: &[u8]) -> u16 {
+    !fold(sum(segment, pseudo))
+}
+
+#[cfg(test)]
+mod pseudo_tests {
+    use super::*;
+
+    #[test]
+    fn udp_checksum_matches_etherparse_v4_and_v6() {
+        let payload = b"hello, world";
+        let udp = etherparse::UdpHeader::with_ipv4_checksum(5000, 53, &etherparse::Ipv4Header::new(20, 64, etherparse::IpNumber::UDP, [198, 18, 0, 10], [198, 18, 0, 100]).unwrap(), payload).unwrap();
+        let mut seg = udp.to_bytes().to_vec();
+        seg.extend_from_slice(payload);
+        let want = u16::from_be_bytes([seg[6], seg[7]]);
+        seg[6] = 0;
+        seg[7] = 0;
+        let ph = pseudo_header_v4([198, 18, 0, 10], [198, 18, 0, 100], 17, seg.len() as u16);
+        assert_eq!(l4_checksum(ph, &seg), want);
+
+        let src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let dst = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let ip6 = etherparse::Ipv6Header { payload_length: 8 + payload.len() as u16, next_header: etherparse::IpNumber::UDP, hop_limit: 64, source: src, destination: dst, ..Default::default() };
+        let udp = etherparse::UdpHeader::with_ipv6_checksum(5000, 53, &ip6, payload).unwrap();
+        let mut seg = udp.to_bytes().to_vec();
+        seg.extend_from_slice(payload);
+        let want = u16::from_be_bytes([seg[6], seg[7]]);
+        seg[6] = 0;
+        seg[7] = 0;
+        assert_eq!(l4_checksum(pseudo_header_v6(src, dst, 17, seg.len() as u32), &seg), want);
+    }
+}

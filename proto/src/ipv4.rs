@@ -86,9 +86,19 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.u16_at(field::FLAGS_FRAG) & FLAG_DF != 0
     }
 
+    /// True for the first fragment (offset 0) of a fragmented packet, and
+    /// for an unfragmented one: where the L4 header is.
+    pub fn is_first_fragment(&self) -> bool {
+        self.u16_at(field::FLAGS_FRAG) & FRAG_OFFSET_MASK == 0
+    }
+
     /// True for any fragment: more-fragments set or a non-zero offset.
     pub fn is_fragment(&self) -> bool {
         self.u16_at(field::FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK) != 0
+    }
+
+    pub fn tos(&self) -> u8 {
+        self.b()[1]
     }
 
     pub fn ttl(&self) -> u8 {
@@ -123,6 +133,19 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    pub fn set_src(&mut self, a: Ipv4Addr) {
+        self.buffer.as_mut()[field::SRC].copy_from_slice(&a.octets());
+    }
+
+    pub fn set_dst(&mut self, a: Ipv4Addr) {
+        self.buffer.as_mut()[field::DST].copy_from_slice(&a.octets());
+    }
+
+    /// Sets the total length. The caller keeps it within the buffer.
+    pub fn set_total_len(&mut self, len: u16) {
+        self.buffer.as_mut()[field::TOTAL_LEN].copy_from_slice(&len.to_be_bytes());
+    }
+
     pub fn set_ttl(&mut self, ttl: u8) {
         self.buffer.as_mut()[field::TTL] = ttl;
     }

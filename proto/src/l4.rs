@@ -54,6 +54,133 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
     pub fn flags(&self) -> u8 {
         self.buffer.as_ref()[13]
     }
+
+    pub fn seq(&self) -> u32 {
+        let b = self.buffer.as_ref();
+        u32::from_be_bytes([b[4], b[5], b[6], b[7]])
+    }
+
+    pub fn ack(&self) -> u32 {
+        let b = self.buffer.as_ref();
+        u32::from_be_bytes([b[8], b[9], b[10], b[11]])
+    }
+
+    pub fn window(&self) -> u16 {
+        be16(self.buffer.as_ref(), 14)
+    }
+
+    pub fn checksum(&self) -> u16 {
+        be16(self.buffer.as_ref(), 16)
+    }
+
+    /// The option bytes (between the fixed header and the data).
+    pub fn options(&self) -> &[u8] {
+        &self.buffer.as_ref()[TCP_MIN_HEADER_LEN..self.header_len()]
+    }
+
+    /// Iterates the options; stops at End of Option List or at the first
+    /// malformed option (yielding it as an error).
+    pub fn option_iter(&self) -> TcpOptions<'_> {
+        TcpOptions { bytes: self.options(), at: 0 }
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.buffer.as_ref()[self.header_len()..]
+    }
+
+    /// The MSS option's value, if present.
+    pub fn mss(&self) -> Option<u16> {
+        self.option_iter().find_map(|o| match o {
+            Ok(TcpOption { kind: tcp_option::MSS, data, .. }) if data.len() == 2 => Some(u16::from_be_bytes([data[0], data[1]])),
+            _ => None,
+        })
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
+    pub fn set_src_port(&mut self, port: u16) {
+        self.buffer.as_mut()[0..2].copy_from_slice(&port.to_be_bytes());
+    }
+
+    pub fn set_dst_port(&mut self, port: u16) {
+        self.buffer.as_mut()[2..4].copy_from_slice(&port.to_be_bytes());
+    }
+
+    pub fn set_checksum(&mut self, value: u16) {
+        self.buffer.as_mut()[16..18].copy_from_slice(&value.to_be_bytes());
+    }
+}
+
+/// TCP option kinds RVS reads or writes.
+pub mod tcp_option {
+    pub const EOL: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const MSS: u8 = 2;
+    pub const WINDOW_SCALE: u8 = 3;
+    pub const SACK_PERMITTED: u8 = 4;
+    pub const SACK: u8 = 5;
+    pub const TIMESTAMPS: u8 = 8;
+    /// TCP Option for Address: the client's address for FullNAT.
+    pub const TOA: u8 = 254;
+}
+
+/// One option: kind, its data, and where it starts within the options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpOption<'a> {
+    pub kind: u8,
+    pub data: &'a [u8],
+    pub offset: usize,
+}
+
+impl TcpOption<'_> {
+    /// Bytes it occupies (1 for NOP, else 2 + data).
+    pub fn len(&self) -> usize {
+        if self.kind == tcp_option::NOP {
+            1
+        } else {
+            2 + self.data.len()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Iterator over TCP options (see [`TcpSegment::option_iter`]).
+#[derive(Debug, Clone)]
+pub struct TcpOptions<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for TcpOptions<'a> {
+    type Item = Result<TcpOption<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.bytes;
+        let at = self.at;
+        let &kind = b.get(at)?;
+        match kind {
+            tcp_option::EOL => {
+                self.at = b.len();
+                None
+            }
+            tcp_option::NOP => {
+                self.at += 1;
+                Some(Ok(TcpOption { kind, data: &[], offset: at }))
+            }
+            _ => {
+                let len = usize::from(*b.get(at + 1).unwrap_or(&0));
+                if len < 2 || at + len > b.len() {
+                    self.at = b.len();
+                    return Some(Err(Error::Malformed("TCP option length")));
+                }
+                self.at += len;
+                Some(Ok(TcpOption { kind, data: &b[at + 2..at + len], offset: at }))
+            }
+        }
+    }
 }
 
 /// A view of a UDP datagram. `new_checked` guarantees the 8-byte header and
@@ -86,6 +213,33 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
     pub fn dst_port(&self) -> u16 {
         be16(self.buffer.as_ref(), 2)
     }
+
+    pub fn len(&self) -> usize {
+        usize::from(be16(self.buffer.as_ref(), 4))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// 0 means "no checksum" (IPv4 only).
+    pub fn checksum(&self) -> u16 {
+        be16(self.buffer.as_ref(), 6)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpDatagram<T> {
+    pub fn set_src_port(&mut self, port: u16) {
+        self.buffer.as_mut()[0..2].copy_from_slice(&port.to_be_bytes());
+    }
+
+    pub fn set_dst_port(&mut self, port: u16) {
+        self.buffer.as_mut()[2..4].copy_from_slice(&port.to_be_bytes());
+    }
+
+    pub fn set_checksum(&mut self, value: u16) {
+        self.buffer.as_mut()[6..8].copy_from_slice(&value.to_be_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +260,32 @@ mod tests {
         s[12] = 4 << 4;
         assert!(matches!(TcpSegment::new_checked(&s[..]), Err(Error::Malformed(_))));
         assert_eq!(TcpSegment::new_checked(&s[..19]).unwrap_err(), Error::Truncated);
+    }
+
+    #[test]
+    fn tcp_options_are_iterated_and_bounded() {
+        // 20 + 12 bytes: MSS 1460, NOP, NOP, SACK-permitted, NOP, WS 7.
+        let mut s = [0u8; 32];
+        s[12] = 8 << 4;
+        s[20..32].copy_from_slice(&[2, 4, 0x05, 0xb4, 1, 1, 4, 2, 1, 3, 3, 7]);
+        let t = TcpSegment::new_checked(&s[..]).unwrap();
+        let kinds: Vec<u8> = t.option_iter().map(|o| o.unwrap().kind).collect();
+        assert_eq!(kinds, [2, 1, 1, 4, 1, 3]);
+        assert_eq!(t.mss(), Some(1460));
+        let ws = t.option_iter().map(Result::unwrap).find(|o| o.kind == 3).unwrap();
+        assert_eq!((ws.data, ws.offset, ws.len()), (&[7u8][..], 9, 3));
+        // A length running past the header is an error, then the end.
+        s[21] = 40;
+        let t = TcpSegment::new_checked(&s[..]).unwrap();
+        let v: Vec<_> = t.option_iter().collect();
+        assert_eq!(v.len(), 1);
+        assert!(v[0].is_err());
+        assert_eq!(t.mss(), None);
+        // Length 0 and 1 are malformed too; EOL ends the list.
+        s[21] = 1;
+        assert!(TcpSegment::new_checked(&s[..]).unwrap().option_iter().next().unwrap().is_err());
+        s[20] = 0;
+        assert_eq!(TcpSegment::new_checked(&s[..]).unwrap().option_iter().count(), 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod ipv4;
+pub mod ipv6;
 pub mod l4;
 pub mod rewrite;
 

@@ -1,5 +1,9 @@
 //! Rewrite primitives: what each forwarding mode does to a packet's bytes.
 
+pub mod nat;
+
+pub use nat::Endpoint;
+
 use crate::error::Result;
 use crate::ethernet::{EthernetFrame, MacAddr};
 

@@ -1,0 +1,322 @@
+//! Address and port rewrites for NAT and FullNAT, over IPv4 or IPv6
+//! carrying TCP or UDP, with every checksum updated incrementally
+//! (RFC 1624): no pass over the payload.
+//!
+//! - NAT in: [`rewrite`] with a new destination (DNAT); NAT out: a new
+//!   source (SNAT).
+//! - FullNAT in: new source (local address and port) and destination (real
+//!   server); out: the reverse.
+//!
+//! UDP over IPv4 with checksum 0 carries no checksum and keeps none; a
+//! computed UDP checksum of 0 is sent as 0xffff (RFC 768).
+
+use crate::checksum::{update16, update32};
+use crate::error::{Error, Result};
+use crate::ipv4::{protocol, Ipv4Packet};
+use crate::ipv6::Ipv6Packet;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// An address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub addr: IpAddr,
+    pub port: u16,
+}
+
+impl Endpoint {
+    pub fn v4(addr: Ipv4Addr, port: u16) -> Self {
+        Endpoint { addr: IpAddr::V4(addr), port }
+    }
+}
+
+fn update128(mut check: u16, old: Ipv6Addr, new: Ipv6Addr) -> u16 {
+    let (o, n) = (old.octets(), new.octets());
+    for k in 0..8 {
+        check = update16(check, u16::from_be_bytes([o[2 * k], o[2 * k + 1]]), u16::from_be_bytes([n[2 * k], n[2 * k + 1]]));
+    }
+    check
+}
+
+/// Where the L4 checksum and ports are, after the IP header.
+struct L4 {
+    /// Offset of the checksum field within the L4 header.
+    check_at: usize,
+    udp: bool,
+}
+
+fn l4_layout(proto: u8, l4: &[u8]) -> Result<L4> {
+    match proto {
+        protocol::TCP if l4.len() >= crate::l4::TCP_MIN_HEADER_LEN => Ok(L4 { check_at: 16, udp: false }),
+        protocol::UDP if l4.len() >= crate::l4::UDP_HEADER_LEN => Ok(L4 { check_at: 6, udp: true }),
+        protocol::TCP | protocol::UDP => Err(Error::Truncated),
+        _ => Err(Error::Malformed("not TCP or UDP")),
+    }
+}
+
+/// Applies `f` (which updates a checksum for the address changes) and the
+/// port changes to the L4 header in `l4`.
+fn fix_l4(l4: &mut [u8], layout: &L4, src_port: Option<u16>, dst_port: Option<u16>, addr_delta: impl Fn(u16) -> u16) {
+    let at = layout.check_at;
+    let old_check = u16::from_be_bytes([l4[at], l4[at + 1]]);
+    let keep_zero = layout.udp && old_check == 0;
+    let mut check = old_check;
+    if !keep_zero {
+        check = addr_delta(check);
+    }
+    for (pos, new) in [(0usize, src_port), (2, dst_port)] {
+        if let Some(new) = new {
+            let old = u16::from_be_bytes([l4[pos], l4[pos + 1]]);
+            if !keep_zero {
+                check = update16(check, old, new);
+            }
+            l4[pos..pos + 2].copy_from_slice(&new.to_be_bytes());
+        }
+    }
+    if !keep_zero {
+        if layout.udp && check == 0 {
+            check = 0xffff;
+        }
+        l4[at..at + 2].copy_from_slice(&check.to_be_bytes());
+    }
+}
+
+/// Rewrites the source and/or destination of the IP packet in `packet`
+/// (starting at the IP header). The new addresses must be of the packet's
+/// family. Fragments other than the first have no L4 header: rejected.
+pub fn rewrite(packet: &mut [u8], src: Option<Endpoint>, dst: Option<Endpoint>) -> Result<()> {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => rewrite_v4(packet, src, dst),
+        Some(6) => rewrite_v6(packet, src, dst),
+        Some(_) => Err(Error::Malformed("not an IP packet")),
+        None => Err(Error::Truncated),
+    }
+}
+
+fn v4(e: Option<Endpoint>) -> Result<Option<(Ipv4Addr, u16)>> {
+    match e {
+        None => Ok(None),
+        Some(Endpoint { addr: IpAddr::V4(a), port }) => Ok(Some((a, port))),
+        Some(_) => Err(Error::Malformed("IPv6 address for an IPv4 packet")),
+    }
+}
+
+fn v6(e: Option<Endpoint>) -> Result<Option<(Ipv6Addr, u16)>> {
+    match e {
+        None => Ok(None),
+        Some(Endpoint { addr: IpAddr::V6(a), port }) => Ok(Some((a, port))),
+        Some(_) => Err(Error::Malformed("IPv4 address for an IPv6 packet")),
+    }
+}
+
+fn rewrite_v4(packet: &mut [u8], src: Option<Endpoint>, dst: Option<Endpoint>) -> Result<()> {
+    let (src, dst) = (v4(src)?, v4(dst)?);
+    let mut ip = Ipv4Packet::new_checked(&mut *packet)?;
+    let frag_offset = ip.is_fragment() && !ip.is_first_fragment();
+    if frag_offset {
+        return Err(Error::Malformed("non-first fragment has no ports"));
+    }
+    let (old_src, old_dst, proto, hl) = (ip.src(), ip.dst(), ip.protocol(), ip.header_len());
+    let layout = l4_layout(proto, ip.payload())?;
+    let mut ip_check = ip.header_checksum();
+    if let Some((a, _)) = src {
+        ip_check = update32(ip_check, u32::from(old_src), u32::from(a));
+        ip.set_src(a);
+    }
+    if let Some((a, _)) = dst {
+        ip_check = update32(ip_check, u32::from(old_dst), u32::from(a));
+        ip.set_dst(a);
+    }
+    ip.set_header_checksum(ip_check);
+    let total = ip.total_len();
+    let l4 = &mut packet[hl..total];
+    fix_l4(l4, &layout, src.map(|s| s.1), dst.map(|d| d.1), |mut c| {
+        if let Some((a, _)) = src {
+            c = update32(c, u32::from(old_src), u32::from(a));
+        }
+        if let Some((a, _)) = dst {
+            c = update32(c, u32::from(old_dst), u32::from(a));
+        }
+        c
+    });
+    Ok(())
+}
+
+fn rewrite_v6(packet: &mut [u8], src: Option<Endpoint>, dst: Option<Endpoint>) -> Result<()> {
+    let (src, dst) = (v6(src)?, v6(dst)?);
+    let mut ip = Ipv6Packet::new_checked(&mut *packet)?;
+    let (old_src, old_dst, proto, len) = (ip.src(), ip.dst(), ip.next_header(), ip.payload_len());
+    let layout = l4_layout(proto, ip.payload())?;
+    if let Some((a, _)) = src {
+        ip.set_src(a);
+    }
+    if let Some((a, _)) = dst {
+        ip.set_dst(a);
+    }
+    let l4 = &mut packet[crate::ipv6::HEADER_LEN..crate::ipv6::HEADER_LEN + len];
+    // IPv6 UDP checksums are mandatory: a zero is not "none" here.
+    let layout = L4 { udp: false, ..layout };
+    fix_l4(l4, &layout, src.map(|s| s.1), dst.map(|d| d.1), |mut c| {
+        if let Some((a, _)) = src {
+            c = update128(c, old_src, a);
+        }
+        if let Some((a, _)) = dst {
+            c = update128(c, old_dst, a);
+        }
+        c
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+
+    /// An IP packet (no Ethernet) built and checksummed by etherparse.
+    fn build(v6: bool, tcp: bool, src: Endpoint, dst: Endpoint, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let ip = match (src.addr, dst.addr) {
+            (IpAddr::V4(s), IpAddr::V4(d)) if !v6 => PacketBuilder::ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) if v6 => PacketBuilder::ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("family mismatch"),
+        };
+        if tcp {
+            ip.tcp(src.port, dst.port, 12345, 4096).ack(777).write(&mut out, payload).unwrap();
+        } else {
+            ip.udp(src.port, dst.port).write(&mut out, payload).unwrap();
+        }
+        out
+    }
+
+    fn ep4(a: [u8; 4], port: u16) -> Endpoint {
+        Endpoint::v4(Ipv4Addr::from(a), port)
+    }
+
+    #[test]
+    fn dnat_snat_and_fullnat_are_byte_exact() {
+        let client = ep4([198, 51, 100, 7], 40000);
+        let vip = ep4([198, 18, 0, 100], 80);
+        let rs = ep4([10, 1, 0, 11], 8080);
+        let lip = ep4([10, 1, 0, 2], 5001);
+        for tcp in [true, false] {
+            let mut p = build(false, tcp, client, vip, b"GET / HTTP/1.1\r\n\r\n");
+            rewrite(&mut p, None, Some(rs)).unwrap();
+            assert_eq!(p, build(false, tcp, client, rs, b"GET / HTTP/1.1\r\n\r\n"), "DNAT tcp={tcp}");
+            let mut r = build(false, tcp, rs, client, b"HTTP/1.1 200 OK\r\n");
+            rewrite(&mut r, Some(vip), None).unwrap();
+            assert_eq!(r, build(false, tcp, vip, client, b"HTTP/1.1 200 OK\r\n"), "SNAT tcp={tcp}");
+            let mut f = build(false, tcp, client, vip, b"x");
+            rewrite(&mut f, Some(lip), Some(rs)).unwrap();
+            assert_eq!(f, build(false, tcp, lip, rs, b"x"), "FullNAT in tcp={tcp}");
+        }
+    }
+
+    #[test]
+    fn udp_zero_checksum_stays_zero_and_zero_result_becomes_ffff() {
+        let mut p = build(false, false, ep4([1, 2, 3, 4], 1000), ep4([5, 6, 7, 8], 53), b"abc");
+        p[26] = 0;
+        p[27] = 0;
+        rewrite(&mut p, None, Some(ep4([9, 9, 9, 9], 5353))).unwrap();
+        assert_eq!((p[26], p[27]), (0, 0), "no checksum stays no checksum");
+        assert_eq!(&p[16..20], &[9, 9, 9, 9]);
+        // Find a destination port that makes the checksum compute to 0.
+        let base = build(false, false, ep4([1, 2, 3, 4], 1000), ep4([5, 6, 7, 8], 53), b"abc");
+        let hit = (0..=u16::MAX).find_map(|port| {
+            let mut q = base.clone();
+            rewrite(&mut q, None, Some(ep4([5, 6, 7, 8], port))).unwrap();
+            let mut z = q.clone();
+            z[26] = 0;
+            z[27] = 0;
+            let ph = crate::checksum::pseudo_header_v4([1, 2, 3, 4], [5, 6, 7, 8], 17, 11);
+            (crate::checksum::l4_checksum(ph, &z[20..]) == 0).then_some(q)
+        });
+        // The port enters the checksum linearly: some port must give 0.
+        let q = hit.expect("a port whose checksum computes to 0");
+        assert_eq!((q[26], q[27]), (0xff, 0xff));
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let mut p = build(false, true, ep4([1, 2, 3, 4], 1), ep4([5, 6, 7, 8], 2), b"");
+        let v6 = Endpoint { addr: IpAddr::V6(Ipv6Addr::LOCALHOST), port: 1 };
+        assert!(rewrite(&mut p, Some(v6), None).is_err());
+        p[9] = 1; // ICMP
+        assert!(rewrite(&mut p, None, Some(ep4([1, 1, 1, 1], 1))).is_err());
+        assert!(rewrite(&mut [], None, None).is_err());
+        assert!(rewrite(&mut [0x45; 10], None, None).is_err());
+        let mut p = build(false, true, ep4([1, 2, 3, 4], 1), ep4([5, 6, 7, 8], 2), b"");
+        p[6] = 0;
+        p[7] = 1; // fragment offset 8
+        assert!(rewrite(&mut p, None, Some(ep4([1, 1, 1, 1], 1))).is_err());
+        let mut short = build(false, true, ep4([1, 2, 3, 4], 1), ep4([5, 6, 7, 8], 2), b"");
+        short.truncate(30);
+        short[3] = 30;
+        assert_eq!(rewrite(&mut short, None, Some(ep4([1, 1, 1, 1], 1))), Err(Error::Truncated));
+    }
+
+    fn endpoint(v6: bool) -> impl Strategy<Value = Endpoint> {
+        (any::<[u8; 16]>(), any::<u16>()).prop_map(move |(a, port)| {
+            let addr = if v6 { IpAddr::V6(Ipv6Addr::from(a)) } else { IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])) };
+            Endpoint { addr, port }
+        })
+    }
+
+    fn case() -> impl Strategy<Value = (bool, bool, [Endpoint; 4], Vec<u8>)> {
+        (any::<bool>(), any::<bool>()).prop_flat_map(|(v6, tcp)| {
+            (
+                Just(v6),
+                Just(tcp),
+                [endpoint(v6), endpoint(v6), endpoint(v6), endpoint(v6)],
+                proptest::collection::vec(any::<u8>(), 0..300),
+            )
+        })
+    }
+
+    /// Every checksum in `p` (an IP packet) verifies, by etherparse's math.
+    fn checksums_ok(p: &[u8]) -> bool {
+        let s = etherparse::SlicedPacket::from_ip(p).unwrap();
+        let ip_ok = match &s.net {
+            Some(etherparse::NetSlice::Ipv4(i)) => i.header().to_header().calc_header_checksum() == i.header().header_checksum(),
+            _ => true,
+        };
+        let l4_ok = match (&s.net, &s.transport) {
+            (Some(etherparse::NetSlice::Ipv4(i)), Some(etherparse::TransportSlice::Tcp(t))) => {
+                t.to_header().calc_checksum_ipv4(&i.header().to_header(), t.payload()).unwrap() == t.checksum()
+            }
+            (Some(etherparse::NetSlice::Ipv6(i)), Some(etherparse::TransportSlice::Tcp(t))) => {
+                t.to_header().calc_checksum_ipv6(&i.header().to_header(), t.payload()).unwrap() == t.checksum()
+            }
+            (Some(etherparse::NetSlice::Ipv4(i)), Some(etherparse::TransportSlice::Udp(u))) => {
+                u.checksum() == 0 || u.to_header().calc_checksum_ipv4(&i.header().to_header(), u.payload()).unwrap() == u.checksum()
+            }
+            (Some(etherparse::NetSlice::Ipv6(i)), Some(etherparse::TransportSlice::Udp(u))) => {
+                u.to_header().calc_checksum_ipv6(&i.header().to_header(), u.payload()).unwrap() == u.checksum()
+            }
+            _ => false,
+        };
+        ip_ok && l4_ok
+    }
+
+    proptest! {
+        /// Any TCP/UDP packet, any rewrite: etherparse parses the result,
+        /// every checksum verifies, the fields are exactly the new ones, and
+        /// FullNAT in followed by the reverse restores the original bytes.
+        #[test]
+        fn rewrites_keep_checksums_and_round_trip((v6, tcp, [c, v, l, r], payload) in case()) {
+            let original = build(v6, tcp, c, v, &payload);
+            // DNAT: the result equals the packet built with the new destination.
+            let mut d = original.clone();
+            rewrite(&mut d, None, Some(r)).unwrap();
+            prop_assert!(checksums_ok(&d));
+            prop_assert_eq!(&d, &build(v6, tcp, c, r, &payload));
+            // FullNAT in, then out with the roles swapped back.
+            let mut f = original.clone();
+            rewrite(&mut f, Some(l), Some(r)).unwrap();
+            prop_assert!(checksums_ok(&f));
+            prop_assert_eq!(&f, &build(v6, tcp, l, r, &payload));
+            rewrite(&mut f, Some(c), Some(v)).unwrap();
+            prop_assert_eq!(&f, &original);
+        }
+    }
+}
