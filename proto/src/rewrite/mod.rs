@@ -1,6 +1,7 @@
 //! Rewrite primitives: what each forwarding mode does to a packet's bytes.
 
 pub mod nat;
+pub mod toa;
 
 pub use nat::Endpoint;
 
