@@ -128,7 +128,7 @@ pub fn insert_toa(buf: &mut [u8], len: usize, client: Endpoint) -> Result<Toa> {
             kept[kept_len..kept_len + o.len()].copy_from_slice(&old_options[o.offset..o.offset + o.len()]);
             kept_len += o.len();
         }
-        while kept_len % 4 != 0 {
+        while !kept_len.is_multiple_of(4) {
             kept[kept_len] = tcp_option::NOP;
             kept_len += 1;
         }
@@ -359,7 +359,7 @@ mod tests {
                 ok = i;
             }
             v.truncate(ok);
-            while v.len() % 4 != 0 { v.push(1); }
+            while !v.len().is_multiple_of(4) { v.push(1); }
             v
         })
     }
