@@ -1,7 +1,9 @@
 //! Rewrite primitives: what each forwarding mode does to a packet's bytes.
 
+pub mod icmp_error;
 pub mod nat;
 pub mod toa;
+pub mod tunnel;
 
 pub use nat::Endpoint;
 

@@ -1,0 +1,149 @@
+//! ICMP errors about load-balanced flows. When a real server (or a router
+//! between) reports a problem with a packet RVS rewrote, the error carries
+//! the rewritten packet; before it goes on, both its outer addresses and
+//! the embedded packet's addresses and ports are turned back into what the
+//! other end knows, or its stack ignores the error.
+//!
+//! Example, FullNAT: the real server answers the LB's local address with
+//! "port unreachable" quoting `LIP:lport -> RS:rport`; the client must get
+//! it from the VIP, quoting `client:cport -> VIP:vport`.
+
+use super::nat::Endpoint;
+use crate::checksum::{self, update16, update32};
+use crate::error::{Error, Result};
+use crate::icmp::{embedded_flow, IcmpPacket};
+use crate::ipv4::{protocol, Ipv4Packet};
+use core::net::{IpAddr, Ipv4Addr};
+
+fn v4(e: Endpoint) -> Result<(Ipv4Addr, u16)> {
+    match e.addr {
+        IpAddr::V4(a) => Ok((a, e.port)),
+        IpAddr::V6(_) => Err(Error::Malformed("IPv6 endpoint for an ICMPv4 error")),
+    }
+}
+
+/// Rewrites the ICMPv4 error in the IPv4 packet `packet`: outer addresses
+/// to `outer_src -> outer_dst`; embedded packet to `inner_src -> inner_dst`.
+/// Fixes the outer and embedded IP checksums, the embedded UDP (or TCP,
+/// when quoted) checksum and the ICMP checksum.
+pub fn translate_icmp_v4(
+    packet: &mut [u8],
+    outer_src: Ipv4Addr,
+    outer_dst: Ipv4Addr,
+    inner_src: Endpoint,
+    inner_dst: Endpoint,
+) -> Result<()> {
+    let (isrc, idst) = (v4(inner_src)?, v4(inner_dst)?);
+    let mut ip = Ipv4Packet::new_checked(&mut *packet)?;
+    if ip.protocol() != protocol::ICMP || ip.is_fragment() {
+        return Err(Error::Malformed("not an unfragmented ICMP packet"));
+    }
+    let icmp = IcmpPacket::new_checked(ip.payload())?;
+    if !icmp.is_v4_error() {
+        return Err(Error::Malformed("not an ICMP error"));
+    }
+    let flow = embedded_flow(icmp.payload())?;
+    let (IpAddr::V4(old_src), IpAddr::V4(old_dst)) = (flow.src, flow.dst) else {
+        return Err(Error::Malformed("ICMPv4 error quoting IPv6"));
+    };
+    ip.set_src(outer_src);
+    ip.set_dst(outer_dst);
+    ip.fill_checksum();
+
+    let hl = ip.header_len();
+    let total = ip.total_len();
+    let msg = &mut packet[hl..total];
+    {
+        let quoted = &mut msg[crate::icmp::HEADER_LEN..];
+        // Embedded IP header: addresses, then its checksum from scratch.
+        quoted[12..16].copy_from_slice(&isrc.0.octets());
+        quoted[16..20].copy_from_slice(&idst.0.octets());
+        quoted[10] = 0;
+        quoted[11] = 0;
+        let c = checksum::checksum(&quoted[..flow.ip_len]);
+        quoted[10..12].copy_from_slice(&c.to_be_bytes());
+        // Embedded L4: ports, and its checksum if it was quoted.
+        let l4 = &mut quoted[flow.ip_len..];
+        l4[0..2].copy_from_slice(&isrc.1.to_be_bytes());
+        l4[2..4].copy_from_slice(&idst.1.to_be_bytes());
+        let check_at = if flow.protocol == protocol::UDP { 6 } else { 16 };
+        if l4.len() >= check_at + 2 {
+            let old = u16::from_be_bytes([l4[check_at], l4[check_at + 1]]);
+            if !(flow.protocol == protocol::UDP && old == 0) {
+                let mut c = update32(old, u32::from(old_src), u32::from(isrc.0));
+                c = update32(c, u32::from(old_dst), u32::from(idst.0));
+                c = update16(c, flow.src_port, isrc.1);
+                c = update16(c, flow.dst_port, idst.1);
+                if flow.protocol == protocol::UDP && c == 0 {
+                    c = 0xffff;
+                }
+                l4[check_at..check_at + 2].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+    }
+    IcmpPacket::new_checked(msg)?.fill_checksum(0);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    const CLIENT: [u8; 4] = [198, 51, 100, 7];
+    const VIP: [u8; 4] = [198, 18, 0, 100];
+    const LIP: [u8; 4] = [10, 1, 0, 2];
+    const RS: [u8; 4] = [10, 1, 0, 11];
+
+    fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut p = Vec::new();
+        PacketBuilder::ipv4(src, dst, 64).udp(sport, dport).write(&mut p, b"query").unwrap();
+        p
+    }
+
+    /// An ICMP port-unreachable IPv4 packet from `from` to `to` quoting `quoted`.
+    fn unreachable(from: [u8; 4], to: [u8; 4], quoted: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let icmp = etherparse::Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port);
+        PacketBuilder::ipv4(from, to, 64).icmpv4(icmp).write(&mut out, quoted).unwrap();
+        out
+    }
+
+    #[test]
+    fn fullnat_port_unreachable_reaches_the_client_byte_exact() {
+        // What the real server saw and quotes (header + 8 bytes).
+        let seen = udp(LIP, 5001, RS, 53);
+        let mut err = unreachable(RS, LIP, &seen[..28]);
+        translate_icmp_v4(&mut err, Ipv4Addr::from(VIP), Ipv4Addr::from(CLIENT), Endpoint::v4(CLIENT.into(), 40000), Endpoint::v4(VIP.into(), 53)).unwrap();
+        // What the client sent, quoted the same way, from the VIP.
+        let sent = udp(CLIENT, 40000, VIP, 53);
+        assert_eq!(err, unreachable(VIP, CLIENT, &sent[..28]));
+    }
+
+    #[test]
+    fn quoted_tcp_checksum_is_fixed_when_present() {
+        let mut seen = Vec::new();
+        PacketBuilder::ipv4(LIP, RS, 64).tcp(5001, 8080, 1, 100).write(&mut seen, b"").unwrap();
+        let mut err = unreachable(RS, LIP, &seen);
+        translate_icmp_v4(&mut err, Ipv4Addr::from(VIP), Ipv4Addr::from(CLIENT), Endpoint::v4(CLIENT.into(), 40000), Endpoint::v4(VIP.into(), 80)).unwrap();
+        let mut sent = Vec::new();
+        PacketBuilder::ipv4(CLIENT, VIP, 64).tcp(40000, 80, 1, 100).write(&mut sent, b"").unwrap();
+        assert_eq!(err, unreachable(VIP, CLIENT, &sent));
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_icmp_error() {
+        let e = |p: &mut Vec<u8>| translate_icmp_v4(p, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, Endpoint::v4(Ipv4Addr::LOCALHOST, 1), Endpoint::v4(Ipv4Addr::LOCALHOST, 2));
+        assert!(e(&mut udp(CLIENT, 1, VIP, 2)).is_err());
+        let mut echo = Vec::new();
+        PacketBuilder::ipv4(CLIENT, VIP, 64).icmpv4_echo_request(1, 1).write(&mut echo, &[0; 28]).unwrap();
+        assert!(e(&mut echo).is_err());
+        let seen = udp(LIP, 5001, RS, 53);
+        let mut short = unreachable(RS, LIP, &seen[..24]);
+        assert!(e(&mut short).is_err(), "embedded L4 bytes missing");
+        let mut v6 = Endpoint::v4(Ipv4Addr::LOCALHOST, 1);
+        v6.addr = IpAddr::V6(core::net::Ipv6Addr::LOCALHOST);
+        let mut ok = unreachable(RS, LIP, &seen[..28]);
+        assert!(translate_icmp_v4(&mut ok, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, v6, v6).is_err());
+    }
+}
