@@ -19,3 +19,8 @@ if ! command -v cargo >/dev/null; then
     [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 fi
 command -v cargo >/dev/null || { echo "deps: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+# The fuzz targets run in the test suite (libFuzzer, no sanitizer: stable Rust).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "deps: installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+fi

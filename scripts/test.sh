@@ -34,6 +34,22 @@ cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/rvs-test.log
 grep -q "test result: FAILED" /tmp/rvs-test.log && exit 1
 passed=$(grep -o '[0-9]* passed' /tmp/rvs-test.log | awk '{s += $1} END {print s + 0}')
 failed=$(grep -o '[0-9]* failed' /tmp/rvs-test.log | awk '{s += $1} END {print s + 0}')
+
+# Each fuzz target for a bounded time; a panic makes cargo fuzz exit
+# non-zero and leaves the input in fuzz/artifacts/. FUZZ_SECONDS overrides.
+secs=${FUZZ_SECONDS:-20}
+echo "== fuzz: every parser, every rewrite, the pipeline ($secs s each)"
+(cd fuzz && cargo fuzz build -s none 2>&1 | tail -1)
+for t in parsers rewrites pipeline; do
+    if (cd fuzz && cargo fuzz run -s none "$t" -- -max_total_time="$secs" >"/tmp/rvs-fuzz-$t.log" 2>&1); then
+        echo "fuzz $t: ok, $(grep -o 'Done [0-9]* runs' "/tmp/rvs-fuzz-$t.log")"
+        passed=$((passed + 1))
+    else
+        tail -40 "/tmp/rvs-fuzz-$t.log"
+        echo "fuzz $t: FAILED (input in fuzz/artifacts/$t/)"
+        failed=$((failed + 1))
+    fi
+done
 echo
 echo "rvs: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -85,7 +85,31 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     pub fn payload(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..]
     }
+
+    /// The 802.1Q tag control information (PCP, DEI, VLAN id) when the
+    /// frame carries one tag, with the EtherType behind it; `None` when
+    /// untagged or too short for the tag.
+    pub fn vlan(&self) -> Option<(u16, u16)> {
+        let b = self.buffer.as_ref();
+        (self.ethertype() == ethertype::VLAN && b.len() >= HEADER_LEN + VLAN_TAG_LEN)
+            .then(|| (crate::bytes::be16(b, 14), crate::bytes::be16(b, 16)))
+    }
+
+    /// Where the L3 header starts and its EtherType, looking past one
+    /// 802.1Q tag.
+    pub fn l3(&self) -> Result<(usize, u16)> {
+        if self.ethertype() != ethertype::VLAN {
+            return Ok((HEADER_LEN, self.ethertype()));
+        }
+        match self.vlan() {
+            Some((_, inner)) => Ok((HEADER_LEN + VLAN_TAG_LEN, inner)),
+            None => Err(Error::Truncated),
+        }
+    }
 }
+
+/// Bytes an 802.1Q tag adds.
+pub const VLAN_TAG_LEN: usize = 4;
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     pub fn set_dst(&mut self, mac: MacAddr) {
@@ -121,6 +145,22 @@ mod tests {
         assert_eq!(e.ethertype(), ethertype::ARP);
         assert_eq!(e.payload().len(), 6);
         assert_eq!(EthernetFrame::new_checked(&f[..13]).unwrap_err(), Error::Truncated);
+    }
+
+    #[test]
+    fn vlan_tag_is_seen_through() {
+        let mut f = [0u8; 22];
+        f[12..14].copy_from_slice(&[0x81, 0x00]);
+        f[14..16].copy_from_slice(&[0x20, 0x64]); // PCP 1, VLAN 100
+        f[16..18].copy_from_slice(&[0x08, 0x00]);
+        let e = EthernetFrame::new_checked(&f[..]).unwrap();
+        assert_eq!(e.vlan(), Some((0x2064, ethertype::IPV4)));
+        assert_eq!(e.l3().unwrap(), (18, ethertype::IPV4));
+        let e = EthernetFrame::new_checked(&f[..16]).unwrap();
+        assert_eq!(e.vlan(), None);
+        assert_eq!(e.l3().unwrap_err(), Error::Truncated);
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(EthernetFrame::new_checked(&f[..]).unwrap().l3().unwrap(), (14, ethertype::ARP));
     }
 
     #[test]

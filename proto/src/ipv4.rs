@@ -121,6 +121,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         crate::bytes::ipv4(self.b(), field::DST.start)
     }
 
+    /// The option bytes (between the fixed header and the header length).
+    pub fn options(&self) -> &[u8] {
+        &self.b()[MIN_HEADER_LEN..self.header_len()]
+    }
+
     /// True when the header checksum is correct.
     pub fn verify_checksum(&self) -> bool {
         checksum::fold(checksum::sum(&self.b()[..self.header_len()], 0)) == 0xffff

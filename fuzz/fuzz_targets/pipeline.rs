@@ -1,0 +1,59 @@
+//! The worker pipeline (sans-IO) over arbitrary frames, after the real
+//! servers are resolved: every frame gets a decision, none panics.
+#![no_main]
+
+use dataplane::config::{ArpTimers, ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
+use dataplane::pipeline::{Action, Pipeline};
+use libfuzzer_sys::fuzz_target;
+use proto::MacAddr;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+const LB_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+
+fn pipeline() -> Pipeline {
+    let reals = vec![RealServer::new(Ipv4Addr::new(198, 18, 0, 11), 1), RealServer::new(Ipv4Addr::new(198, 18, 0, 12), 2)];
+    let svc = |proto, port, kind| Service {
+        proto,
+        vip: Ipv4Addr::new(198, 18, 0, 100),
+        port,
+        scheduler: sched::SchedulerSpec::new(kind),
+        persistence: None,
+        mode: ForwardingMode::DirectRoute,
+        reals: reals.clone(),
+    };
+    let snapshot = Snapshot {
+        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24 }],
+        services: vec![svc(L4Proto::Tcp, 80, sched::SchedulerKind::Wlc), svc(L4Proto::Udp, 53, sched::SchedulerKind::Mh)],
+        timeouts: Timeouts::default(),
+        arp: ArpTimers::default(),
+        max_connections_per_core: 64,
+        worker_cores: 1,
+    };
+    let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).expect("valid snapshot");
+    for (last, mac) in [(11u8, 0x11u8), (12, 0x12)] {
+        let mut f = vec![0u8; 60];
+        proto::arp::write_request(&mut f, MacAddr([2, 0, 0, 0, 0, mac]), Ipv4Addr::new(198, 18, 0, last), Ipv4Addr::new(198, 18, 0, 2)).unwrap();
+        f[0..6].copy_from_slice(&LB_MAC.0);
+        f[21] = 2; // reply
+        assert_eq!(p.process(0, &mut f, 0), Action::Consumed);
+    }
+    p
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut p = pipeline();
+    // Several frames per input, so state (connections) carries over.
+    for (k, chunk) in data.split(|&b| b == 0xa5).enumerate() {
+        let mut f = chunk.to_vec();
+        // Most interesting frames are addressed to us.
+        if f.len() >= 6 && k % 2 == 0 {
+            f[0..6].copy_from_slice(&LB_MAC.0);
+        }
+        let now = k as u64 * 1_000_000_000;
+        if let Action::Transmit { port } = p.process(0, &mut f, now) {
+            assert_eq!(port, 0);
+        }
+        p.tick(now);
+    }
+});
