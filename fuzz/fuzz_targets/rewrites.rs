@@ -44,4 +44,5 @@ fuzz_target!(|data: &[u8]| {
     let mut out = [0u8; 128];
     let _ = tunnel::frag_needed(&mut out, packet, a4(0), port(4), port(6));
     let _ = icmp_error::translate_icmp_v4(&mut packet.to_vec(), a4(0), a4(4), e4(8), e4(14));
+    let _ = icmp_error::translate_icmp_v6(&mut packet.to_vec(), Ipv6Addr::from(v6), Ipv6Addr::LOCALHOST, e6, e6);
 });

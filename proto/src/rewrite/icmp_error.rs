@@ -13,7 +13,11 @@ use crate::checksum::{self, update16, update32};
 use crate::error::{Error, Result};
 use crate::icmp::{embedded_flow, IcmpPacket};
 use crate::ipv4::{protocol, Ipv4Packet};
-use core::net::{IpAddr, Ipv4Addr};
+use crate::ipv6::{self, Ipv6Packet};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// ICMPv6's protocol number (next header).
+const ICMPV6: u8 = 58;
 
 fn v4(e: Endpoint) -> Result<(Ipv4Addr, u16)> {
     match e.addr {
@@ -85,6 +89,70 @@ pub fn translate_icmp_v4(
     Ok(())
 }
 
+fn v6(e: Endpoint) -> Result<(Ipv6Addr, u16)> {
+    match e.addr {
+        IpAddr::V6(a) => Ok((a, e.port)),
+        IpAddr::V4(_) => Err(Error::Malformed("IPv4 endpoint for an ICMPv6 error")),
+    }
+}
+
+fn update128(mut c: u16, old: Ipv6Addr, new: Ipv6Addr) -> u16 {
+    let (o, n) = (old.segments(), new.segments());
+    for k in 0..8 {
+        c = update16(c, o[k], n[k]);
+    }
+    c
+}
+
+/// As [`translate_icmp_v4`] for an ICMPv6 error in the IPv6 packet
+/// `packet` (no extension headers). The ICMPv6 checksum covers the
+/// pseudo-header, so it is recomputed after the outer addresses change.
+pub fn translate_icmp_v6(
+    packet: &mut [u8],
+    outer_src: Ipv6Addr,
+    outer_dst: Ipv6Addr,
+    inner_src: Endpoint,
+    inner_dst: Endpoint,
+) -> Result<()> {
+    let (isrc, idst) = (v6(inner_src)?, v6(inner_dst)?);
+    let mut ip = Ipv6Packet::new_checked(&mut *packet)?;
+    if ip.next_header() != ICMPV6 {
+        return Err(Error::Malformed("not ICMPv6"));
+    }
+    let icmp = IcmpPacket::new_checked(ip.payload())?;
+    if !icmp.is_v6_error() {
+        return Err(Error::Malformed("not an ICMPv6 error"));
+    }
+    let flow = embedded_flow(icmp.payload())?;
+    let (IpAddr::V6(old_src), IpAddr::V6(old_dst)) = (flow.src, flow.dst) else {
+        return Err(Error::Malformed("ICMPv6 error quoting IPv4"));
+    };
+    ip.set_src(outer_src);
+    ip.set_dst(outer_dst);
+    let len = ip.payload_len();
+    let msg = &mut packet[ipv6::HEADER_LEN..ipv6::HEADER_LEN + len];
+    {
+        let quoted = &mut msg[crate::icmp::HEADER_LEN..];
+        quoted[8..24].copy_from_slice(&isrc.0.octets());
+        quoted[24..40].copy_from_slice(&idst.0.octets());
+        let l4 = &mut quoted[flow.ip_len..];
+        l4[0..2].copy_from_slice(&isrc.1.to_be_bytes());
+        l4[2..4].copy_from_slice(&idst.1.to_be_bytes());
+        let check_at = if flow.protocol == protocol::UDP { 6 } else { 16 };
+        if l4.len() >= check_at + 2 {
+            let old = u16::from_be_bytes([l4[check_at], l4[check_at + 1]]);
+            let mut c = update128(old, old_src, isrc.0);
+            c = update128(c, old_dst, idst.0);
+            c = update16(c, flow.src_port, isrc.1);
+            c = update16(c, flow.dst_port, idst.1);
+            l4[check_at..check_at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+    let pseudo = checksum::pseudo_header_v6(outer_src.octets(), outer_dst.octets(), ICMPV6, len as u32);
+    IcmpPacket::new_checked(msg)?.fill_checksum(pseudo);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +197,59 @@ mod tests {
         let mut sent = Vec::new();
         PacketBuilder::ipv4(CLIENT, VIP, 64).tcp(40000, 80, 1, 100).write(&mut sent, b"").unwrap();
         assert_eq!(err, unreachable(VIP, CLIENT, &sent));
+    }
+
+    #[test]
+    fn icmpv6_port_unreachable_byte_exact() {
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let (client, vip, lip, rs) = (a("2001:db8::7"), a("2001:db8:f::100"), a("fd00::2"), a("fd00::11"));
+        let udp6 = |src: Ipv6Addr, sport, dst: Ipv6Addr, dport| {
+            let mut p = Vec::new();
+            PacketBuilder::ipv6(src.octets(), dst.octets(), 64).udp(sport, dport).write(&mut p, b"query").unwrap();
+            p
+        };
+        let unreachable6 = |from: Ipv6Addr, to: Ipv6Addr, quoted: &[u8]| {
+            let mut out = Vec::new();
+            let t = etherparse::Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::Port);
+            PacketBuilder::ipv6(from.octets(), to.octets(), 64).icmpv6(t).write(&mut out, quoted).unwrap();
+            out
+        };
+        let seen = udp6(lip, 5001, rs, 53);
+        let mut err = unreachable6(rs, lip, &seen);
+        let ep = |addr: Ipv6Addr, port| Endpoint { addr: IpAddr::V6(addr), port };
+        translate_icmp_v6(&mut err, vip, client, ep(client, 40000), ep(vip, 53)).unwrap();
+        assert_eq!(err, unreachable6(vip, client, &udp6(client, 40000, vip, 53)));
+        // Not an error, or the wrong family: refused.
+        let mut echo = Vec::new();
+        PacketBuilder::ipv6(rs.octets(), lip.octets(), 64).icmpv6_echo_request(1, 1).write(&mut echo, &seen).unwrap();
+        assert!(translate_icmp_v6(&mut echo, vip, client, ep(client, 1), ep(vip, 2)).is_err());
+        let mut err = unreachable6(rs, lip, &seen);
+        assert!(translate_icmp_v6(&mut err, vip, client, Endpoint::v4(Ipv4Addr::LOCALHOST, 1), ep(vip, 2)).is_err());
+    }
+
+    proptest::proptest! {
+        /// Any UDP/TCP packet quoted in full or truncated to 8 L4 bytes:
+        /// the translated error equals the error the client would get for
+        /// its own packet, byte for byte.
+        #[test]
+        fn translation_equals_the_clients_own_error(
+            tcp in proptest::bool::ANY,
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            ports in proptest::array::uniform4(1u16..),
+            truncate in proptest::bool::ANY,
+        ) {
+            let build = |src: [u8; 4], sport, dst: [u8; 4], dport| {
+                let mut p = Vec::new();
+                let b = PacketBuilder::ipv4(src, dst, 64);
+                if tcp { b.tcp(sport, dport, 9, 99).write(&mut p, &payload).unwrap() } else { b.udp(sport, dport).write(&mut p, &payload).unwrap() }
+                if truncate { p.truncate(28) }
+                p
+            };
+            let seen = build(LIP, ports[0], RS, ports[1]);
+            let mut err = unreachable(RS, LIP, &seen);
+            translate_icmp_v4(&mut err, Ipv4Addr::from(VIP), Ipv4Addr::from(CLIENT), Endpoint::v4(CLIENT.into(), ports[2]), Endpoint::v4(VIP.into(), ports[3])).unwrap();
+            proptest::prop_assert_eq!(err, unreachable(VIP, CLIENT, &build(CLIENT, ports[2], VIP, ports[3])));
+        }
     }
 
     #[test]

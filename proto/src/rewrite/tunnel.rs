@@ -176,6 +176,33 @@ mod tests {
         assert_eq!(&out[28..n], &f[14..42], "original header and 8 bytes quoted");
     }
 
+    proptest::proptest! {
+        /// Any frame: encapsulated frames parse (etherparse) as Ethernet /
+        /// IPv4 (IPIP, valid checksum, DF and TTL copied) / the untouched
+        /// inner packet; frames past the MTU are refused by their DF bit.
+        #[test]
+        fn encapsulation_of_any_frame(payload_len in 0usize..1600, df in proptest::bool::ANY, mtu in 576u16..1600, ident in proptest::num::u16::ANY) {
+            let f = frame(payload_len, df);
+            let mut buf = vec![0u8; 32];
+            buf.extend_from_slice(&f);
+            let r = ipip_encapsulate(&mut buf, 32, f.len(), Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 11), ident, mtu);
+            let inner_len = f.len() - 14;
+            if inner_len + 20 > usize::from(mtu) {
+                proptest::prop_assert_eq!(r, Err(if df { EncapError::NeedsFragmentation { mtu: mtu - 20 } } else { EncapError::TooBig }));
+            } else {
+                let start = r.unwrap();
+                let out = &buf[start..];
+                let p = etherparse::SlicedPacket::from_ethernet(out).unwrap();
+                let Some(etherparse::NetSlice::Ipv4(outer)) = p.net else { panic!("no outer IPv4") };
+                let h = outer.header();
+                proptest::prop_assert_eq!(h.protocol(), etherparse::IpNumber::IPV4);
+                proptest::prop_assert_eq!(h.to_header().calc_header_checksum(), h.header_checksum());
+                proptest::prop_assert_eq!((h.dont_fragment(), h.ttl(), h.identification()), (df, 61, ident));
+                proptest::prop_assert_eq!(outer.payload().payload, &f[14..]);
+            }
+        }
+    }
+
     #[test]
     fn headroom_and_input_errors() {
         let f = frame(10, true);
