@@ -14,13 +14,23 @@ use proto::l4::tcp_flags;
 
 const SEC: u64 = 1_000_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
     pub proto: u8,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     pub sport: u16,
     pub dport: u16,
+}
+
+/// Hashed as two words (the derived impl would feed each address as a
+/// length-prefixed slice: several times the work per packet).
+impl core::hash::Hash for FlowKey {
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64((u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst)));
+        state.write_u64((u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto));
+    }
 }
 
 /// TCP as seen from one direction (DR sees only client -> server).
@@ -114,7 +124,11 @@ impl ConnTable {
     }
 
     fn timeout(&self, proto: L4Proto, tcp: Option<TcpState>) -> u64 {
-        let t = &self.timeouts;
+        Self::timeout_of(&self.timeouts, proto, tcp)
+    }
+
+    #[inline]
+    fn timeout_of(t: &Timeouts, proto: L4Proto, tcp: Option<TcpState>) -> u64 {
         let s = match (proto, tcp) {
             (L4Proto::Udp, _) => t.udp,
             (L4Proto::Tcp, Some(TcpState::SynRecv) | None) => t.tcp_syn,
@@ -129,18 +143,17 @@ impl ConnTable {
     /// packet's TCP `flags` and refreshing its timeout.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, proto: L4Proto, flags: u8, now: u64) -> Lookup {
-        let Some(old) = self.map.get(key).copied() else { return Lookup::Miss };
+        let timeouts = self.timeouts;
+        let Some(slot) = self.map.get_mut(key) else { return Lookup::Miss };
+        let old = *slot;
         if old.expires <= now {
             self.map.remove(key);
             return Lookup::Expired(old);
         }
         let tcp = old.tcp.map(|s| Self::tcp_next(Some(s), flags));
-        let expires = now + self.timeout(proto, tcp);
-        let c = Conn { tcp, expires, ..old };
-        if let Some(slot) = self.map.get_mut(key) {
-            *slot = c;
-        }
-        Lookup::Hit { conn: c, was_active: old.is_active() }
+        slot.tcp = tcp;
+        slot.expires = now + Self::timeout_of(&timeouts, proto, tcp);
+        Lookup::Hit { conn: *slot, was_active: old.is_active() }
     }
 
     /// Adds a connection; `None` when the table is full.

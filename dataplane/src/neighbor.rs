@@ -97,10 +97,27 @@ impl NeighborTable {
     /// The MAC for `ip` if it is resolved and not expired.
     #[inline]
     pub fn lookup(&self, ip: Ipv4Addr, now: u64) -> Option<MacAddr> {
-        let &i = self.shared.index.get(&ip)?;
+        self.resolve(ip, now).map(|(mac, _)| mac)
+    }
+
+    /// The MAC for `ip` and the port it is reached through.
+    #[inline]
+    pub fn resolve(&self, ip: Ipv4Addr, now: u64) -> Option<(MacAddr, u16)> {
+        self.resolve_slot(self.slot_of(ip)?, now)
+    }
+
+    /// The slot of a wanted address: a stable index for [`Self::resolve_slot`],
+    /// so the packet path indexes an array instead of hashing an address.
+    pub fn slot_of(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.shared.index.get(&ip).copied()
+    }
+
+    /// As [`Self::resolve`], by slot.
+    #[inline]
+    pub fn resolve_slot(&self, i: usize, now: u64) -> Option<(MacAddr, u16)> {
         let (mac, confirmed) = self.shared.get(i);
         let mac = mac?;
-        (now.saturating_sub(confirmed) < self.timers.expire * SEC).then_some(mac)
+        (now.saturating_sub(confirmed) < self.timers.expire * SEC).then_some((mac, self.shared.addrs[i].1))
     }
 
     /// Records that `ip` is at `mac`; ignored unless `ip` is wanted.

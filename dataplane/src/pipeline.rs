@@ -47,6 +47,8 @@ struct ServiceState {
     /// Real servers, their counts on this core, and the scheduler.
     pool: Pool,
     reals: Vec<Ipv4Addr>,
+    /// Each real server's slot in the neighbor table.
+    neighbor_slots: Vec<u32>,
 }
 
 /// This core's share of a service-wide threshold (rounded up; 0 stays 0).
@@ -66,7 +68,9 @@ pub struct Pipeline {
     services: Vec<ServiceState>,
     by_key: HashMap<u64, u32>,
     /// Addresses we answer ARP for: the VIPs (on every port).
-    vips: Vec<Ipv4Addr>,
+    vips: hashbrown::HashSet<Ipv4Addr>,
+    /// Interface index by DPDK port id (`u8::MAX`: not ours).
+    iface_of_port: Vec<u8>,
     /// Egress port of each real server address.
     neighbors: NeighborTable,
     conns: ConnTable,
@@ -106,16 +110,14 @@ impl Pipeline {
         }
         let mut services = Vec::with_capacity(snapshot.services.len());
         let mut by_key = HashMap::new();
-        let mut vips = Vec::new();
+        let mut vips = hashbrown::HashSet::new();
         for (i, s) in snapshot.services.iter().enumerate() {
             let ForwardingMode::DirectRoute = s.mode;
             let key = service_key(s.proto.number(), s.vip, s.port);
             if by_key.insert(key, i as u32).is_some() {
                 return Err(SnapshotError(format!("duplicate service {} {}:{}", s.proto.name(), s.vip, s.port)));
             }
-            if !vips.contains(&s.vip) {
-                vips.push(s.vip);
-            }
+            vips.insert(s.vip);
             for r in &s.reals {
                 // DR reaches a real server only on a connected subnet.
                 if !snapshot.interfaces.iter().any(|i| i.on_link(r.addr)) {
@@ -139,10 +141,23 @@ impl Pipeline {
                 .collect();
             let pool = Pool::new(s.scheduler, &dests, s.persistence)
                 .map_err(|e| SnapshotError(format!("service {} {}:{}: {e}", s.proto.name(), s.vip, s.port)))?;
-            services.push(ServiceState { proto: s.proto, pool, reals: s.reals.iter().map(|r| r.addr).collect() });
+            services.push(ServiceState { proto: s.proto, pool, reals: s.reals.iter().map(|r| r.addr).collect(), neighbor_slots: Vec::new() });
+        }
+        let max_port = snapshot.interfaces.iter().map(|i| usize::from(i.port)).max().unwrap_or(0);
+        let mut iface_of_port = vec![u8::MAX; max_port + 1];
+        for (k, i) in snapshot.interfaces.iter().enumerate() {
+            iface_of_port[usize::from(i.port)] = u8::try_from(k).map_err(|_| SnapshotError("more than 254 interfaces".into()))?;
+        }
+        let neighbors = NeighborTable::new(neighbors, snapshot.arp);
+        for s in &mut services {
+            for r in &s.reals {
+                let slot = neighbors.slot_of(*r).ok_or_else(|| SnapshotError(format!("real server {r} has no neighbor slot")))?;
+                s.neighbor_slots.push(slot as u32);
+            }
         }
         Ok(Pipeline {
-            neighbors: NeighborTable::new(neighbors, snapshot.arp),
+            iface_of_port,
+            neighbors,
             conns: ConnTable::new(snapshot.max_connections_per_core, snapshot.timeouts),
             snapshot,
             services,
@@ -216,8 +231,9 @@ impl Pipeline {
     }
 
     fn classify(&mut self, port: u16, frame: &mut [u8], now: u64) -> Action {
-        let Some(iface_idx) = self.snapshot.interfaces.iter().position(|i| i.port == port) else {
-            return Action::Drop(DropReason::NotOurMac);
+        let iface_idx = match self.iface_of_port.get(usize::from(port)) {
+            Some(&k) if k != u8::MAX => usize::from(k),
+            _ => return Action::Drop(DropReason::NotOurMac),
         };
         let our_mac = self.snapshot.interfaces[iface_idx].mac;
         let (dst_mac, ethertype) = match EthernetFrame::new_checked(&*frame) {
@@ -282,12 +298,8 @@ impl Pipeline {
                 return Action::Drop(DropReason::BadIpv4Checksum);
             }
             let dst = ip.dst();
-            if !self.vips.contains(&dst) {
-                let local = self.snapshot.interfaces.iter().any(|i| i.addr == dst);
-                return Action::Drop(if local { DropReason::LocalAddress } else { DropReason::NotForUs });
-            }
             if ip.is_fragment() {
-                return Action::Drop(DropReason::Fragment);
+                return Action::Drop(if self.vips.contains(&dst) { DropReason::Fragment } else { self.not_ours(dst) });
             }
             let (proto, sport, dport, flags) = match ip.protocol() {
                 protocol::TCP => match TcpSegment::new_checked(ip.payload()) {
@@ -308,7 +320,7 @@ impl Pipeline {
                 if conn.is_active() != was_active {
                     self.services[conn.service as usize].pool.set_active(conn.dest as usize, conn.is_active());
                 }
-                Some(conn.real)
+                Some((conn.real, conn.service, conn.dest))
             }
             Lookup::Expired(c) => {
                 self.services[c.service as usize].pool.closed(c.dest as usize, c.is_active(), key.src.into(), now);
@@ -317,11 +329,13 @@ impl Pipeline {
             }
             Lookup::Miss => None,
         };
-        let real = match hit {
-            Some(real) => real,
+        let (real, svc, dest) = match hit {
+            Some(h) => h,
             None => {
                 let Some(&svc) = self.by_key.get(&service_key(key.proto, key.dst, key.dport)) else {
-                    return Action::Drop(DropReason::NoService);
+                    // Established traffic never gets here: the VIP check is
+                    // only paid by packets that match no connection.
+                    return Action::Drop(if self.vips.contains(&key.dst) { DropReason::NoService } else { self.not_ours(key.dst) });
                 };
                 // Only a SYN starts a TCP connection (as IPVS without sloppy_tcp).
                 if proto == L4Proto::Tcp && flags & proto::l4::tcp_flags::SYN == 0 {
@@ -341,24 +355,35 @@ impl Pipeline {
                 }
                 self.counters.conns_created.inc();
                 self.counters.conns_active.set(self.conns.len() as u64);
-                real
+                (real, svc, i as u32)
             }
         };
 
-        let Some(real_mac) = self.neighbors.lookup(real, now) else {
+        // The neighbor slot knows the port on whose subnet the server is.
+        let slot = self.services[svc as usize].neighbor_slots[dest as usize] as usize;
+        let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
             self.neighbors.request_soon(real, now);
             return Action::Drop(DropReason::NeighborUnresolved);
         };
-        // The egress port is the one whose subnet holds the real server.
-        let Some(out) = self.snapshot.interfaces.iter().find(|i| i.on_link(real)) else {
-            return Action::Drop(DropReason::NeighborUnresolved);
+        let out_mac = match self.iface_of_port.get(usize::from(out_port)) {
+            Some(&k) if k != u8::MAX => self.snapshot.interfaces[usize::from(k)].mac,
+            _ => return Action::Drop(DropReason::NeighborUnresolved),
         };
-        match proto::rewrite::direct_route(frame, out.mac, real_mac) {
+        match proto::rewrite::direct_route(frame, out_mac, real_mac) {
             Ok(()) => {
                 self.counters.forwarded.inc();
-                Action::Transmit { port: out.port }
+                Action::Transmit { port: out_port }
             }
             Err(_) => Action::Drop(DropReason::MalformedFrame),
+        }
+    }
+
+    /// Why an IPv4 packet to an address that is no VIP is dropped.
+    fn not_ours(&self, dst: Ipv4Addr) -> DropReason {
+        if self.snapshot.interfaces.iter().any(|i| i.addr == dst) {
+            DropReason::LocalAddress
+        } else {
+            DropReason::NotForUs
         }
     }
 

@@ -10,7 +10,9 @@ pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
 
 #[inline]
 pub(crate) fn mac(b: &[u8], at: usize) -> MacAddr {
-    MacAddr([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]])
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&b[at..at + 6]);
+    MacAddr(m)
 }
 
 #[inline]

@@ -2,19 +2,29 @@
 
 /// Adds `data` as big-endian 16-bit words into a 32-bit accumulator.
 /// An odd trailing byte is padded with zero.
-pub fn sum(data: &[u8], mut acc: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for w in &mut chunks {
-        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([w[0], w[1]])));
-        // Fold early enough that the accumulator cannot overflow.
-        if acc & 0x8000_0000 != 0 {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
+///
+/// Works on 32-bit words in a 64-bit accumulator: since 2^16 = 1 modulo
+/// 2^16 - 1, the folded sum of 32-bit words equals that of 16-bit words,
+/// and a 20-byte IPv4 header is five additions instead of ten.
+pub fn sum(data: &[u8], acc: u32) -> u32 {
+    let mut wide = u64::from(acc);
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        wide += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
     }
-    if let [last] = chunks.remainder() {
-        acc = acc.wrapping_add(u32::from(*last) << 8);
+    let rest = words.remainder();
+    let mut pairs = rest.chunks_exact(2);
+    for w in &mut pairs {
+        wide += u64::from(u16::from_be_bytes([w[0], w[1]]));
     }
-    acc
+    if let [last] = pairs.remainder() {
+        wide += u64::from(*last) << 8;
+    }
+    // Fold 64 -> 32 bits; `fold` finishes the job to 16.
+    wide = (wide & 0xffff_ffff) + (wide >> 32);
+    wide = (wide & 0xffff_ffff) + (wide >> 32);
+    // Keep the value below 2^32 - 2^16 so callers may add small terms.
+    ((wide & 0xffff) + (wide >> 16)) as u32
 }
 
 /// Folds an accumulator to 16 bits (not complemented).
@@ -53,6 +63,21 @@ mod tests {
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(&data, 0)), 0xddf2);
         assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    proptest::proptest! {
+        /// The 32-bit-word sum folds to the same value as a plain 16-bit one.
+        #[test]
+        fn wide_sum_equals_word_sum(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300), acc in 0u32..0x10000) {
+            let mut plain = u64::from(acc);
+            for w in data.chunks(2) {
+                plain += u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+            }
+            while plain > 0xffff {
+                plain = (plain & 0xffff) + (plain >> 16);
+            }
+            proptest::prop_assert_eq!(u64::from(fold(sum(&data, acc))), plain);
+        }
     }
 
     #[test]

@@ -1,0 +1,217 @@
+//! Per-packet cost of the worker pipeline, in-process (no port, no kernel).
+//!
+//!   pipeline_bench time                 ns/packet, established DR flows and new connections
+//!   pipeline_bench count MODE PACKETS   process PACKETS frames and exit (for callgrind)
+//!   pipeline_bench lookup               connection lookups at 1 thousand, 1 million, 10 million connections
+//!
+//! MODE: `established` (ACKs of 1,024 open connections, round robin) or
+//! `new` (a SYN of a new flow every time: schedule + create).
+//! `bench/pipeline.sh` runs `count` under callgrind at two lengths and
+//! reports instructions per packet (the difference, so setup cancels).
+
+use bench::{median_ns_per_op, Rng};
+use dataplane::config::{ArpTimers, ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
+use dataplane::conn::{Binding, ConnTable, FlowKey, Lookup};
+use dataplane::pipeline::{Action, Pipeline};
+use proto::MacAddr;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+const LB_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const FLOWS: usize = 1024;
+
+fn pipeline(max_conns: usize) -> Pipeline {
+    let reals: Vec<RealServer> = (11..=20).map(|k| RealServer::new(Ipv4Addr::new(198, 18, 0, k), 1 + u32::from(k % 3))).collect();
+    let snapshot = Snapshot {
+        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24 }],
+        services: vec![Service {
+            proto: L4Proto::Udp,
+            vip: VIP,
+            port: 53,
+            scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wrr),
+            persistence: None,
+            mode: ForwardingMode::DirectRoute,
+            reals: reals.clone(),
+        }, Service {
+            proto: L4Proto::Tcp,
+            vip: VIP,
+            port: 80,
+            scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wlc),
+            persistence: None,
+            mode: ForwardingMode::DirectRoute,
+            reals: reals.clone(),
+        }],
+        timeouts: Timeouts::default(),
+        arp: ArpTimers::default(),
+        max_connections_per_core: max_conns,
+        worker_cores: 1,
+    };
+    let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).expect("valid snapshot");
+    for r in &reals {
+        let mut f = vec![0u8; 60];
+        let last = r.addr.octets()[3];
+        proto::arp::write_request(&mut f, MacAddr([2, 0, 0, 0, 1, last]), r.addr, Ipv4Addr::new(198, 18, 0, 2)).expect("fits");
+        f[0..6].copy_from_slice(&LB_MAC.0);
+        f[21] = 2;
+        assert_eq!(p.process(0, &mut f, 0), Action::Consumed);
+    }
+    p
+}
+
+/// A 64-byte UDP frame (the classic small-packet load) of flow `n`.
+fn udp_frame(n: u32) -> Vec<u8> {
+    let client = Ipv4Addr::from(0x6400_0000 + n / 60000);
+    let mut f = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 10], LB_MAC.0)
+        .ipv4(client.octets(), VIP.octets(), 64)
+        .udp(1024 + (n % 60000) as u16, 53)
+        .write(&mut f, &[0u8; 18])
+        .expect("builds");
+    f
+}
+
+fn tcp_frame(n: u32, syn: bool) -> Vec<u8> {
+    let client = Ipv4Addr::from(0x6400_0000 + n / 60000);
+    let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 10], LB_MAC.0).ipv4(client.octets(), VIP.octets(), 64);
+    let b = b.tcp(1024 + (n % 60000) as u16, 80, 1, 65535);
+    let b = if syn { b.syn() } else { b.ack(1) };
+    let mut f = Vec::new();
+    b.write(&mut f, &[]).expect("builds");
+    f
+}
+
+/// Established: FLOWS open UDP connections, then their frames round robin.
+fn established(packets: u64) -> u64 {
+    let mut p = pipeline(1 << 20);
+    let mut frames: Vec<Vec<u8>> = (0..FLOWS as u32).map(udp_frame).collect();
+    for f in &mut frames {
+        assert!(matches!(p.process(0, f, 1), Action::Transmit { .. }));
+    }
+    let mut sent = 0;
+    for k in 0..packets {
+        let f = &mut frames[(k as usize) % FLOWS];
+        // DR rewrote the MACs last time: a received frame is addressed to us.
+        f[0..6].copy_from_slice(&LB_MAC.0);
+        if let Action::Transmit { .. } = p.process(0, f, 2 + k) {
+            sent += 1;
+        }
+    }
+    sent
+}
+
+/// New: a TCP SYN of a never-seen flow each time. One frame is re-used:
+/// its source port and address change per packet and the IP checksum is
+/// patched incrementally (a few instructions of harness per packet).
+fn new_connections(packets: u64) -> u64 {
+    let mut p = pipeline(packets as usize + 16);
+    let mut f = tcp_frame(0, true);
+    let mut sent = 0;
+    for k in 0..packets {
+        let (addr, port) = (0x6400_0000u32 + (k >> 16) as u32, k as u16);
+        let old = u32::from_be_bytes([f[26], f[27], f[28], f[29]]);
+        let check = proto::checksum::update32(u16::from_be_bytes([f[24], f[25]]), old, addr);
+        f[24..26].copy_from_slice(&check.to_be_bytes());
+        f[26..30].copy_from_slice(&addr.to_be_bytes());
+        f[34..36].copy_from_slice(&port.to_be_bytes());
+        f[0..6].copy_from_slice(&LB_MAC.0);
+        if let Action::Transmit { .. } = p.process(0, &mut f, 1 + k) {
+            sent += 1;
+        }
+    }
+    sent
+}
+
+fn time() {
+    let mut p = pipeline(1 << 20);
+    let mut frames: Vec<Vec<u8>> = (0..FLOWS as u32).map(udp_frame).collect();
+    for f in &mut frames {
+        p.process(0, f, 1);
+    }
+    let mut k = 0usize;
+    let mut forwarded = 0u64;
+    let ns = median_ns_per_op(7, 2_000_000, |n| {
+        for _ in 0..n {
+            let f = &mut frames[k % FLOWS];
+            k += 1;
+            // DR rewrote the MACs last time: a received frame is addressed to us.
+            f[0..6].copy_from_slice(&LB_MAC.0);
+            if let Action::Transmit { .. } = std::hint::black_box(p.process(0, f, 2)) {
+                forwarded += 1;
+            }
+        }
+    });
+    assert_eq!(forwarded, 7 * 2_000_000, "every timed packet must be forwarded");
+    println!("established DR flow (64-byte UDP, {FLOWS} flows): {ns:.1} ns/packet (median of 7 x 2M)");
+    let ns = median_ns_per_op(5, 200_000, |n| {
+        std::hint::black_box(new_connections(n));
+    });
+    println!("new TCP connection (SYN -> schedule wlc -> create), incl. frame building: {ns:.1} ns/packet (median of 5 x 200k)");
+}
+
+fn lookup() {
+    println!("| connections in the table | ns per hit, 4,096 recurring flows | ns per hit, uniform over all | table bytes per connection |");
+    println!("|---|---|---|---|");
+    for n in [1_000usize, 1_000_000, 10_000_000] {
+        let mut t = ConnTable::new(n, Timeouts::default());
+        let rss0 = rss_bytes();
+        let key = |i: u64| FlowKey {
+            proto: 17,
+            src: Ipv4Addr::from(0x6400_0000 + (i >> 16) as u32),
+            dst: VIP,
+            sport: i as u16,
+            dport: 53,
+        };
+        for i in 0..n as u64 {
+            t.insert(key(i), L4Proto::Udp, 0, Binding { service: 0, dest: 0, real: VIP }, 0).expect("capacity");
+        }
+        let per_conn = (rss_bytes().saturating_sub(rss0)) as f64 / n as f64;
+        let mut rng = Rng(42);
+        let mut measure = |set: usize| {
+            let keys: Vec<FlowKey> = (0..set).map(|_| key(rng.next_u64() % n as u64)).collect();
+            let mut k = 0;
+            median_ns_per_op(7, 1_000_000, |iters| {
+                for _ in 0..iters {
+                    let r = t.lookup(&keys[k & (set - 1)], L4Proto::Udp, 0, 1);
+                    k += 1;
+                    assert!(matches!(r, Lookup::Hit { .. }));
+                }
+            })
+        };
+        let hot = measure(4096);
+        let uniform = measure(1 << 20);
+        println!("| {n} | {hot:.1} | {uniform:.1} | {per_conn:.0} |");
+    }
+}
+
+/// Resident set size from /proc/self/statm.
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("time") | None => time(),
+        Some("lookup") => lookup(),
+        Some("count") => {
+            let mode = args.get(2).map(String::as_str).unwrap_or("established");
+            let n: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+            let sent = match mode {
+                "established" => established(n),
+                "new" => new_connections(n),
+                other => {
+                    eprintln!("unknown mode {other}");
+                    std::process::exit(2);
+                }
+            };
+            assert_eq!(sent, n, "every packet must be forwarded");
+            println!("{mode}: forwarded {sent}");
+        }
+        Some(other) => {
+            eprintln!("usage: pipeline_bench [time | lookup | count established|new PACKETS] (got {other})");
+            std::process::exit(2);
+        }
+    }
+}
