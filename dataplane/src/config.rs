@@ -28,10 +28,22 @@ impl L4Proto {
     }
 }
 
-/// How packets reach the real servers. Only DR exists so far.
+/// How packets reach the real servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardingMode {
+    /// MAC rewrite; replies bypass the load balancer.
     DirectRoute,
+    /// DNAT in, SNAT of the replies (real servers route back through us).
+    Nat,
+}
+
+impl ForwardingMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ForwardingMode::DirectRoute => "dr",
+            ForwardingMode::Nat => "nat",
+        }
+    }
 }
 
 /// One of the load balancer's own interfaces (a DPDK port).
@@ -60,6 +72,9 @@ pub fn same_subnet(addr: Ipv4Addr, prefix_len: u8, ip: Ipv4Addr) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RealServer {
     pub addr: Ipv4Addr,
+    /// The port on the real server; `None` = the service's port. Only NAT
+    /// may map ports (DR and TUN cannot rewrite them).
+    pub port: Option<u16>,
     /// 0..=65535; 0 is quiescent.
     pub weight: u32,
     /// Connection thresholds for the whole service (ipvsadm -x/-y); 0 =
@@ -70,7 +85,7 @@ pub struct RealServer {
 
 impl RealServer {
     pub fn new(addr: Ipv4Addr, weight: u32) -> Self {
-        RealServer { addr, weight, upper_threshold: 0, lower_threshold: 0 }
+        RealServer { addr, port: None, weight, upper_threshold: 0, lower_threshold: 0 }
     }
 }
 

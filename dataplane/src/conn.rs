@@ -1,16 +1,19 @@
-//! A simple per-core connection table: flow 5-tuple -> chosen real server,
-//! with IPVS-like idle timeouts. It keeps a TCP connection on one server.
+//! The per-core connection table: a connection is found by the tuple of
+//! its client's packets (in) and, for NAT, by the tuple of the real
+//! server's replies (out), with IPVS-like idle timeouts per TCP state.
 //!
-//! Memory is reserved up front for `capacity` entries, so inserting never
-//! allocates; a full table refuses new connections (counted by the caller)
-//! while existing ones keep working. Expired entries are reclaimed on lookup
-//! and by [`ConnTable::sweep`], a periodic full scan: adequate for the
-//! foundation, to be replaced by a timer wheel (amortized O(1)).
+//! Connections live in a slab reserved up front for `capacity` entries and
+//! an index from tuples to slots, so inserting never allocates; a full
+//! table refuses new connections (counted by the caller) while existing
+//! ones keep working. Expired entries are reclaimed on lookup and by
+//! [`ConnTable::sweep`], a periodic scan of the slab: to be replaced by a
+//! timer wheel (amortized O(1)).
 
 use crate::config::{L4Proto, Timeouts};
 use core::net::Ipv4Addr;
 use hashbrown::HashMap;
 use proto::l4::tcp_flags;
+use proto::MacAddr;
 
 const SEC: u64 = 1_000_000_000;
 
@@ -31,6 +34,15 @@ impl core::hash::Hash for FlowKey {
         state.write_u64((u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst)));
         state.write_u64((u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto));
     }
+}
+
+/// Which side a packet came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Client to real server.
+    In,
+    /// Real server to client (NAT replies).
+    Out,
 }
 
 /// TCP as seen from one direction (DR sees only client -> server).
@@ -55,16 +67,25 @@ pub struct Conn {
     /// Index of the real server in the service's pool.
     pub dest: u32,
     pub real: Ipv4Addr,
+    /// The client's tuple (VIP and virtual port are its destination).
+    pub client: FlowKey,
+    /// Where the client's first packet came from: replies go back to that
+    /// MAC (the client's, or its router's) on that port.
+    pub peer_mac: MacAddr,
+    pub peer_port: u16,
     pub tcp: Option<TcpState>,
     pub expires: u64,
 }
 
-/// Where a new connection goes: its service and real server.
+/// Where a new connection goes: its service and real server, and where
+/// its client's packets come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Binding {
     pub service: u32,
     pub dest: u32,
     pub real: Ipv4Addr,
+    pub peer_mac: MacAddr,
+    pub peer_port: u16,
 }
 
 impl Conn {
@@ -77,31 +98,58 @@ impl Conn {
 /// Result of looking a packet up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// Live: the connection after this packet, and whether it was active before.
-    Hit { conn: Conn, was_active: bool },
+    /// Live: the connection after this packet, the packet's direction, and
+    /// whether the connection was active before.
+    Hit { conn: Conn, dir: Dir, was_active: bool },
     /// Found but expired: removed now (release its counts).
     Expired(Conn),
     Miss,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    conn: Conn,
+    /// The reply tuple, when the connection has one (NAT).
+    out: Option<FlowKey>,
+    live: bool,
+}
+
+/// An index entry: slot number and direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ref {
+    slot: u32,
+    dir: Dir,
+}
+
 #[derive(Debug)]
 pub struct ConnTable {
-    map: HashMap<FlowKey, Conn>,
+    index: HashMap<FlowKey, Ref>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    len: usize,
     capacity: usize,
     timeouts: Timeouts,
 }
 
 impl ConnTable {
     pub fn new(capacity: usize, timeouts: Timeouts) -> Self {
-        ConnTable { map: HashMap::with_capacity(capacity), capacity, timeouts }
+        ConnTable {
+            // Two index entries per NAT connection.
+            index: HashMap::with_capacity(capacity.saturating_mul(2)),
+            slots: Vec::with_capacity(capacity),
+            free: Vec::with_capacity(capacity),
+            len: 0,
+            capacity,
+            timeouts,
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     fn tcp_next(current: Option<TcpState>, flags: u8) -> TcpState {
@@ -139,33 +187,75 @@ impl ConnTable {
         s * SEC
     }
 
-    /// Finds the live connection of `key`, advancing its state with this
-    /// packet's TCP `flags` and refreshing its timeout.
+    /// Finds the live connection of `key` (either direction), advancing
+    /// its state with this packet's TCP `flags` and refreshing its timeout.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, proto: L4Proto, flags: u8, now: u64) -> Lookup {
+        let Some(&r) = self.index.get(key) else { return Lookup::Miss };
         let timeouts = self.timeouts;
-        let Some(slot) = self.map.get_mut(key) else { return Lookup::Miss };
-        let old = *slot;
+        let slot = &mut self.slots[r.slot as usize];
+        let old = slot.conn;
         if old.expires <= now {
-            self.map.remove(key);
+            self.remove(r.slot);
             return Lookup::Expired(old);
         }
         let tcp = old.tcp.map(|s| Self::tcp_next(Some(s), flags));
-        slot.tcp = tcp;
-        slot.expires = now + Self::timeout_of(&timeouts, proto, tcp);
-        Lookup::Hit { conn: *slot, was_active: old.is_active() }
+        slot.conn.tcp = tcp;
+        slot.conn.expires = now + Self::timeout_of(&timeouts, proto, tcp);
+        Lookup::Hit { conn: slot.conn, dir: r.dir, was_active: old.is_active() }
     }
 
-    /// Adds a connection; `None` when the table is full.
+    fn remove(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        if !s.live {
+            return;
+        }
+        s.live = false;
+        let (client, out) = (s.conn.client, s.out);
+        self.index.remove(&client);
+        if let Some(out) = out {
+            self.index.remove(&out);
+        }
+        self.free.push(slot);
+        self.len -= 1;
+    }
+
+    /// Adds a connection found by `to`'s client tuple `key` and, if given,
+    /// by its reply tuple `out`. `None` when the table is full or a tuple
+    /// is already taken.
     #[inline]
-    pub fn insert(&mut self, key: FlowKey, proto: L4Proto, flags: u8, to: Binding, now: u64) -> Option<Conn> {
-        if self.map.len() >= self.capacity {
+    pub fn insert(&mut self, key: FlowKey, out: Option<FlowKey>, proto: L4Proto, flags: u8, to: Binding, now: u64) -> Option<Conn> {
+        if self.len >= self.capacity || self.index.contains_key(&key) || out.is_some_and(|o| self.index.contains_key(&o)) {
             return None;
         }
         let tcp = (proto == L4Proto::Tcp).then(|| Self::tcp_next(None, flags));
-        let c = Conn { service: to.service, dest: to.dest, real: to.real, tcp, expires: now + self.timeout(proto, tcp) };
-        self.map.insert(key, c);
-        Some(c)
+        let conn = Conn {
+            service: to.service,
+            dest: to.dest,
+            real: to.real,
+            client: key,
+            peer_mac: to.peer_mac,
+            peer_port: to.peer_port,
+            tcp,
+            expires: now + self.timeout(proto, tcp),
+        };
+        let slot = Slot { conn, out, live: true };
+        let n = match self.free.pop() {
+            Some(n) => {
+                self.slots[n as usize] = slot;
+                n
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, Ref { slot: n, dir: Dir::In });
+        if let Some(o) = out {
+            self.index.insert(o, Ref { slot: n, dir: Dir::Out });
+        }
+        self.len += 1;
+        Some(conn)
     }
 
     /// Whether a new connection of this kind starts active.
@@ -175,15 +265,16 @@ impl ConnTable {
 
     /// Removes every expired connection, handing each to `gone`; returns how many.
     pub fn sweep(&mut self, now: u64, mut gone: impl FnMut(&FlowKey, &Conn)) -> usize {
-        let before = self.map.len();
-        self.map.retain(|k, c| {
-            let keep = c.expires > now;
-            if !keep {
-                gone(k, c);
+        let mut n = 0;
+        for i in 0..self.slots.len() {
+            let s = self.slots[i];
+            if s.live && s.conn.expires <= now {
+                gone(&s.conn.client, &s.conn);
+                self.remove(i as u32);
+                n += 1;
             }
-            keep
-        });
-        before - self.map.len()
+        }
+        n
     }
 }
 
@@ -192,28 +283,41 @@ mod tests {
     use super::*;
     use tcp_flags::*;
 
+    const RS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+
     fn key(sport: u16) -> FlowKey {
         FlowKey { proto: 6, src: Ipv4Addr::new(198, 18, 0, 10), dst: Ipv4Addr::new(198, 18, 0, 100), sport, dport: 80 }
     }
-    const RS: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+
+    /// The reply tuple of `key(sport)` after DNAT to RS:8080.
+    fn reply(sport: u16) -> FlowKey {
+        FlowKey { proto: 6, src: RS, dst: Ipv4Addr::new(198, 18, 0, 10), sport: 8080, dport: sport }
+    }
 
     fn b(service: u32, dest: u32) -> Binding {
-        Binding { service, dest, real: RS }
+        Binding { service, dest, real: RS, peer_mac: MacAddr([2, 0, 0, 0, 0, 10]), peer_port: 0 }
+    }
+
+    fn hit(l: Lookup) -> (Conn, Dir, bool) {
+        match l {
+            Lookup::Hit { conn, dir, was_active } => (conn, dir, was_active),
+            other => panic!("expected a hit, got {other:?}"),
+        }
     }
 
     #[test]
     fn tcp_states_set_timeouts() {
         let mut t = ConnTable::new(8, Timeouts::default());
-        let c = t.insert(key(1), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        let c = t.insert(key(1), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
         assert_eq!((c.tcp, c.expires, c.is_active()), (Some(TcpState::SynRecv), 60 * SEC, false));
-        let Lookup::Hit { conn: c, was_active } = t.lookup(&key(1), L4Proto::Tcp, ACK, SEC) else { panic!() };
-        assert_eq!((c.tcp, c.expires, was_active, c.is_active()), (Some(TcpState::Established), 901 * SEC, false, true));
-        let Lookup::Hit { conn: c, was_active } = t.lookup(&key(1), L4Proto::Tcp, FIN | ACK, 2 * SEC) else { panic!() };
+        let (c, dir, was_active) = hit(t.lookup(&key(1), L4Proto::Tcp, ACK, SEC));
+        assert_eq!((c.tcp, c.expires, dir, was_active, c.is_active()), (Some(TcpState::Established), 901 * SEC, Dir::In, false, true));
+        let (c, _, was_active) = hit(t.lookup(&key(1), L4Proto::Tcp, FIN | ACK, 2 * SEC));
         assert_eq!((c.tcp, c.expires, was_active), (Some(TcpState::FinWait), 122 * SEC, true));
         // A late data packet does not reopen a closing connection.
-        let Lookup::Hit { conn: c, .. } = t.lookup(&key(1), L4Proto::Tcp, ACK, 3 * SEC) else { panic!() };
+        let (c, _, _) = hit(t.lookup(&key(1), L4Proto::Tcp, ACK, 3 * SEC));
         assert_eq!(c.tcp, Some(TcpState::FinWait));
-        let Lookup::Hit { conn: c, .. } = t.lookup(&key(1), L4Proto::Tcp, RST, 4 * SEC) else { panic!() };
+        let (c, _, _) = hit(t.lookup(&key(1), L4Proto::Tcp, RST, 4 * SEC));
         assert_eq!((c.tcp, c.expires), (Some(TcpState::Close), 14 * SEC));
         assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, ACK, 14 * SEC), Lookup::Expired(c) if c.tcp == Some(TcpState::Close)));
         assert_eq!(t.lookup(&key(1), L4Proto::Tcp, ACK, 14 * SEC), Lookup::Miss);
@@ -221,11 +325,43 @@ mod tests {
     }
 
     #[test]
+    fn nat_connections_are_found_from_both_sides_and_removed_whole() {
+        let mut t = ConnTable::new(8, Timeouts::default());
+        t.insert(key(1), Some(reply(1)), L4Proto::Tcp, SYN, b(2, 1), 0).unwrap();
+        let (c, dir, _) = hit(t.lookup(&reply(1), L4Proto::Tcp, SYN | ACK, SEC));
+        assert_eq!((dir, c.service, c.dest, c.client, c.peer_mac), (Dir::Out, 2, 1, key(1), MacAddr([2, 0, 0, 0, 0, 10])));
+        let (_, dir, _) = hit(t.lookup(&key(1), L4Proto::Tcp, ACK, SEC));
+        assert_eq!(dir, Dir::In);
+        // Both directions advance one state machine.
+        t.lookup(&reply(1), L4Proto::Tcp, RST, 2 * SEC);
+        let (c, _, _) = hit(t.lookup(&key(1), L4Proto::Tcp, ACK, 2 * SEC));
+        assert_eq!(c.tcp, Some(TcpState::Close));
+        // Expiry removes both index entries; the slot is reused.
+        assert_eq!(t.sweep(100 * SEC, |k, _| assert_eq!(*k, key(1))), 1);
+        assert_eq!(t.lookup(&reply(1), L4Proto::Tcp, ACK, 100 * SEC), Lookup::Miss);
+        assert_eq!(t.lookup(&key(1), L4Proto::Tcp, ACK, 100 * SEC), Lookup::Miss);
+        t.insert(key(2), Some(reply(2)), L4Proto::Tcp, SYN, b(0, 0), 100 * SEC).unwrap();
+        assert_eq!(t.slots.len(), 1, "the freed slot was reused");
+    }
+
+    #[test]
+    fn taken_tuples_are_refused() {
+        let mut t = ConnTable::new(8, Timeouts::default());
+        t.insert(key(1), Some(reply(1)), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        assert!(t.insert(key(1), None, L4Proto::Tcp, SYN, b(0, 0), 0).is_none());
+        // Another client whose reply tuple would collide.
+        let mut other = key(1);
+        other.src = Ipv4Addr::new(198, 18, 0, 99);
+        assert!(t.insert(other, Some(reply(1)), L4Proto::Tcp, SYN, b(0, 0), 0).is_none());
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
     fn udp_uses_its_timeout() {
         let mut t = ConnTable::new(8, Timeouts::default());
         let mut k = key(7);
         k.proto = 17;
-        let c = t.insert(k, L4Proto::Udp, 0, b(3, 1), 5).unwrap();
+        let c = t.insert(k, None, L4Proto::Udp, 0, b(3, 1), 5).unwrap();
         assert_eq!((c.tcp, c.service, c.dest, c.expires, c.is_active()), (None, 3, 1, 5 + 300 * SEC, true));
         assert!(ConnTable::starts_active(L4Proto::Udp, 0));
         assert!(!ConnTable::starts_active(L4Proto::Tcp, SYN));
@@ -234,21 +370,22 @@ mod tests {
     #[test]
     fn full_table_refuses_new_but_serves_existing() {
         let mut t = ConnTable::new(2, Timeouts::default());
-        t.insert(key(1), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
-        t.insert(key(2), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
-        assert!(t.insert(key(3), L4Proto::Tcp, SYN, b(0, 0), 0).is_none());
+        t.insert(key(1), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        t.insert(key(2), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        assert!(t.insert(key(3), None, L4Proto::Tcp, SYN, b(0, 0), 0).is_none());
         assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, ACK, 1), Lookup::Hit { .. }));
     }
 
     #[test]
     fn sweep_removes_only_expired() {
         let mut t = ConnTable::new(8, Timeouts::default());
-        t.insert(key(1), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
-        t.insert(key(2), L4Proto::Tcp, SYN, b(0, 0), 30 * SEC).unwrap();
+        t.insert(key(1), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        t.insert(key(2), None, L4Proto::Tcp, SYN, b(0, 0), 30 * SEC).unwrap();
         let mut gone = Vec::new();
         assert_eq!(t.sweep(60 * SEC, |k, _| gone.push(k.sport)), 1);
         assert_eq!(gone, [1]);
         assert_eq!(t.len(), 1);
         assert_eq!(t.sweep(90 * SEC, |_, _| {}), 1);
+        assert!(t.is_empty());
     }
 }

@@ -2,13 +2,14 @@
 //! decision out. The frame is rewritten in place when it is to be sent.
 
 use crate::config::{ForwardingMode, L4Proto, Snapshot};
-use crate::conn::{Binding, ConnTable, FlowKey, Lookup};
+use crate::conn::{Binding, Conn, ConnTable, Dir, FlowKey, Lookup};
 use crate::counters::{CoreCounters, DropReason};
 use crate::neighbor::{NeighborTable, SharedNeighbors};
 use core::net::Ipv4Addr;
 use hashbrown::HashMap;
 use proto::arp::{self, ArpPacket};
-use proto::ethernet::{ethertype, EthernetFrame};
+use proto::ethernet::{self, ethertype, EthernetFrame};
+use proto::rewrite::{nat, Endpoint};
 use proto::ipv4::{protocol, Ipv4Packet};
 use proto::l4::{TcpSegment, UdpDatagram};
 use proto::MacAddr;
@@ -44,6 +45,9 @@ impl std::error::Error for SnapshotError {}
 #[derive(Debug)]
 struct ServiceState {
     proto: L4Proto,
+    mode: ForwardingMode,
+    /// Each real server's port (NAT may map ports).
+    real_ports: Vec<u16>,
     /// Real servers, their counts on this core, and the scheduler.
     pool: Pool,
     reals: Vec<Ipv4Addr>,
@@ -112,7 +116,6 @@ impl Pipeline {
         let mut by_key = HashMap::new();
         let mut vips = hashbrown::HashSet::new();
         for (i, s) in snapshot.services.iter().enumerate() {
-            let ForwardingMode::DirectRoute = s.mode;
             let key = service_key(s.proto.number(), s.vip, s.port);
             if by_key.insert(key, i as u32).is_some() {
                 return Err(SnapshotError(format!("duplicate service {} {}:{}", s.proto.name(), s.vip, s.port)));
@@ -122,9 +125,12 @@ impl Pipeline {
                 // DR reaches a real server only on a connected subnet.
                 if !snapshot.interfaces.iter().any(|i| i.on_link(r.addr)) {
                     return Err(SnapshotError(format!(
-                        "real server {} of {}:{} is on no interface's subnet (DR needs the same L2)",
+                        "real server {} of {}:{} is on no interface's subnet",
                         r.addr, s.vip, s.port
                     )));
+                }
+                if r.port.is_some_and(|p| p != s.port) && s.mode == ForwardingMode::DirectRoute {
+                    return Err(SnapshotError(format!("real server {} of {}:{}: DR cannot map ports", r.addr, s.vip, s.port)));
                 }
             }
             let cores = snapshot.worker_cores;
@@ -133,7 +139,7 @@ impl Pipeline {
                 .iter()
                 .map(|r| DestConfig {
                     addr: r.addr.into(),
-                    port: s.port,
+                    port: r.port.unwrap_or(s.port),
                     weight: r.weight,
                     upper_threshold: share(r.upper_threshold, cores),
                     lower_threshold: share(r.lower_threshold, cores),
@@ -141,7 +147,14 @@ impl Pipeline {
                 .collect();
             let pool = Pool::new(s.scheduler, &dests, s.persistence)
                 .map_err(|e| SnapshotError(format!("service {} {}:{}: {e}", s.proto.name(), s.vip, s.port)))?;
-            services.push(ServiceState { proto: s.proto, pool, reals: s.reals.iter().map(|r| r.addr).collect(), neighbor_slots: Vec::new() });
+            services.push(ServiceState {
+                proto: s.proto,
+                mode: s.mode,
+                real_ports: s.reals.iter().map(|r| r.port.unwrap_or(s.port)).collect(),
+                pool,
+                reals: s.reals.iter().map(|r| r.addr).collect(),
+                neighbor_slots: Vec::new(),
+            });
         }
         let max_port = snapshot.interfaces.iter().map(|i| usize::from(i.port)).max().unwrap_or(0);
         let mut iface_of_port = vec![u8::MAX; max_port + 1];
@@ -244,7 +257,7 @@ impl Pipeline {
             return Action::Drop(DropReason::NotOurMac);
         }
         match ethertype {
-            ethertype::IPV4 if dst_mac == our_mac => self.ipv4(frame, now),
+            ethertype::IPV4 if dst_mac == our_mac => self.ipv4(port, frame, now),
             ethertype::IPV4 => Action::Drop(DropReason::NotOurMac),
             ethertype::ARP => self.arp(iface_idx, frame, now),
             _ => Action::Drop(DropReason::UnsupportedEthertype),
@@ -285,8 +298,8 @@ impl Pipeline {
         }
     }
 
-    fn ipv4(&mut self, frame: &mut [u8], now: u64) -> Action {
-        let (key, proto, flags) = {
+    fn ipv4(&mut self, port: u16, frame: &mut [u8], now: u64) -> Action {
+        let (key, proto, flags, src_mac) = {
             let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
                 return Action::Drop(DropReason::MalformedFrame);
             };
@@ -312,67 +325,108 @@ impl Pipeline {
                 },
                 _ => return Action::Drop(DropReason::UnsupportedProtocol),
             };
-            (FlowKey { proto: proto.number(), src: ip.src(), dst, sport, dport }, proto, flags)
+            (FlowKey { proto: proto.number(), src: ip.src(), dst, sport, dport }, proto, flags, eth.src())
         };
 
         let hit = match self.conns.lookup(&key, proto, flags, now) {
-            Lookup::Hit { conn, was_active } => {
+            Lookup::Hit { conn, dir, was_active } => {
                 if conn.is_active() != was_active {
                     self.services[conn.service as usize].pool.set_active(conn.dest as usize, conn.is_active());
                 }
-                Some((conn.real, conn.service, conn.dest))
+                Some((conn, dir))
             }
             Lookup::Expired(c) => {
-                self.services[c.service as usize].pool.closed(c.dest as usize, c.is_active(), key.src.into(), now);
+                self.services[c.service as usize].pool.closed(c.dest as usize, c.is_active(), c.client.src.into(), now);
                 self.counters.conns_expired.inc();
                 None
             }
             Lookup::Miss => None,
         };
-        let (real, svc, dest) = match hit {
+        let (conn, dir) = match hit {
             Some(h) => h,
-            None => {
-                let Some(&svc) = self.by_key.get(&service_key(key.proto, key.dst, key.dport)) else {
-                    // Established traffic never gets here: the VIP check is
-                    // only paid by packets that match no connection.
-                    return Action::Drop(if self.vips.contains(&key.dst) { DropReason::NoService } else { self.not_ours(key.dst) });
-                };
-                // Only a SYN starts a TCP connection (as IPVS without sloppy_tcp).
-                if proto == L4Proto::Tcp && flags & proto::l4::tcp_flags::SYN == 0 {
-                    return Action::Drop(DropReason::TcpNoConnection);
-                }
-                let s = &mut self.services[svc as usize];
-                debug_assert_eq!(s.proto, proto);
-                let flow = Flow { src: key.src.into(), src_port: key.sport, dst: key.dst.into(), dst_port: key.dport };
-                let active = ConnTable::starts_active(proto, flags);
-                let Some(i) = s.pool.schedule(&flow, active, now) else {
-                    return Action::Drop(DropReason::NoRealServer);
-                };
-                let real = s.reals[i];
-                if self.conns.insert(key, proto, flags, Binding { service: svc, dest: i as u32, real }, now).is_none() {
-                    s.pool.closed(i, active, flow.src, now);
-                    return Action::Drop(DropReason::ConnTableFull);
-                }
-                self.counters.conns_created.inc();
-                self.counters.conns_active.set(self.conns.len() as u64);
-                (real, svc, i as u32)
-            }
+            None => match self.new_connection(key, proto, flags, src_mac, port, now) {
+                Ok(conn) => (conn, Dir::In),
+                Err(reason) => return Action::Drop(reason),
+            },
         };
+        match (self.services[conn.service as usize].mode, dir) {
+            (ForwardingMode::DirectRoute, Dir::In) => self.to_real(&conn, frame, now),
+            (ForwardingMode::Nat, Dir::In) => {
+                let rport = self.services[conn.service as usize].real_ports[conn.dest as usize];
+                if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(Endpoint::v4(conn.real, rport))).is_err() {
+                    return Action::Drop(DropReason::MalformedL4);
+                }
+                self.to_real(&conn, frame, now)
+            }
+            (ForwardingMode::Nat, Dir::Out) => {
+                let vip = Endpoint::v4(conn.client.dst, conn.client.dport);
+                if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], Some(vip), None).is_err() {
+                    return Action::Drop(DropReason::MalformedL4);
+                }
+                self.to_client(&conn, frame)
+            }
+            // DR connections have no reply tuple.
+            (ForwardingMode::DirectRoute, Dir::Out) => Action::Drop(DropReason::NotForUs),
+        }
+    }
 
+    /// Schedules a new connection for `key` and records it.
+    fn new_connection(&mut self, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<Conn, DropReason> {
+        let Some(&svc) = self.by_key.get(&service_key(key.proto, key.dst, key.dport)) else {
+            // Established traffic never gets here: the VIP check is
+            // only paid by packets that match no connection.
+            return Err(if self.vips.contains(&key.dst) { DropReason::NoService } else { self.not_ours(key.dst) });
+        };
+        // Only a SYN starts a TCP connection (as IPVS without sloppy_tcp).
+        if proto == L4Proto::Tcp && flags & proto::l4::tcp_flags::SYN == 0 {
+            return Err(DropReason::TcpNoConnection);
+        }
+        let s = &mut self.services[svc as usize];
+        debug_assert_eq!(s.proto, proto);
+        let flow = Flow { src: key.src.into(), src_port: key.sport, dst: key.dst.into(), dst_port: key.dport };
+        let active = ConnTable::starts_active(proto, flags);
+        let Some(i) = s.pool.schedule(&flow, active, now) else {
+            return Err(DropReason::NoRealServer);
+        };
+        let real = s.reals[i];
+        // NAT replies come back as real:rport -> client:cport.
+        let out = (s.mode == ForwardingMode::Nat)
+            .then(|| FlowKey { proto: key.proto, src: real, dst: key.src, sport: s.real_ports[i], dport: key.sport });
+        let to = Binding { service: svc, dest: i as u32, real, peer_mac: src_mac, peer_port: port };
+        let Some(conn) = self.conns.insert(key, out, proto, flags, to, now) else {
+            s.pool.closed(i, active, flow.src, now);
+            return Err(DropReason::ConnTableFull);
+        };
+        self.counters.conns_created.inc();
+        self.counters.conns_active.set(self.conns.len() as u64);
+        Ok(conn)
+    }
+
+    /// Sends the frame to the connection's real server (L2 only).
+    fn to_real(&mut self, conn: &Conn, frame: &mut [u8], now: u64) -> Action {
         // The neighbor slot knows the port on whose subnet the server is.
-        let slot = self.services[svc as usize].neighbor_slots[dest as usize] as usize;
+        let slot = self.services[conn.service as usize].neighbor_slots[conn.dest as usize] as usize;
         let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
-            self.neighbors.request_soon(real, now);
+            self.neighbors.request_soon(conn.real, now);
             return Action::Drop(DropReason::NeighborUnresolved);
         };
-        let out_mac = match self.iface_of_port.get(usize::from(out_port)) {
+        self.send(out_port, real_mac, frame)
+    }
+
+    /// Sends a reply back where the client's packets came from.
+    fn to_client(&mut self, conn: &Conn, frame: &mut [u8]) -> Action {
+        self.send(conn.peer_port, conn.peer_mac, frame)
+    }
+
+    fn send(&mut self, port: u16, dst: MacAddr, frame: &mut [u8]) -> Action {
+        let src = match self.iface_of_port.get(usize::from(port)) {
             Some(&k) if k != u8::MAX => self.snapshot.interfaces[usize::from(k)].mac,
             _ => return Action::Drop(DropReason::NeighborUnresolved),
         };
-        match proto::rewrite::direct_route(frame, out_mac, real_mac) {
+        match proto::rewrite::direct_route(frame, src, dst) {
             Ok(()) => {
                 self.counters.forwarded.inc();
-                Action::Transmit { port: out_port }
+                Action::Transmit { port }
             }
             Err(_) => Action::Drop(DropReason::MalformedFrame),
         }

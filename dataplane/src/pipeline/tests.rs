@@ -380,3 +380,119 @@ proptest! {
         }
     }
 }
+
+mod nat_mode {
+    use super::*;
+
+    const LB0: MacAddr = MacAddr([2, 0, 0, 0, 1, 2]); // client side, port 0
+    const LB1: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]); // server side, port 1
+    const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+    const NAT_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
+
+    fn nat_pipeline() -> Pipeline {
+        let mut rs1 = RealServer::new(RS1, 1);
+        rs1.port = Some(8080);
+        let svc = |proto, port, reals| Service {
+            proto,
+            vip: NAT_VIP,
+            port,
+            scheduler: SchedulerSpec::new(SchedulerKind::Rr),
+            persistence: None,
+            mode: ForwardingMode::Nat,
+            reals,
+        };
+        let snapshot = Snapshot {
+            interfaces: vec![
+                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24 },
+                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24 },
+            ],
+            services: vec![svc(L4Proto::Tcp, 80, vec![rs1]), svc(L4Proto::Udp, 53, vec![RealServer::new(RS1, 1)])],
+            timeouts: Timeouts::default(),
+            arp: ArpTimers::default(),
+            max_connections_per_core: 64,
+            worker_cores: 1,
+        };
+        let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).unwrap();
+        let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP);
+        f[0..6].copy_from_slice(&LB1.0);
+        assert_eq!(p.process(1, &mut f, 0), Action::Consumed);
+        p
+    }
+
+    fn frame(src_mac: MacAddr, dst_mac: MacAddr, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), tcp_flags: Option<u8>) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(src_mac.0, dst_mac.0).ipv4(src.0.octets(), dst.0.octets(), 64);
+        let mut f = Vec::new();
+        match tcp_flags {
+            Some(fl) => {
+                let mut t = b.tcp(src.1, dst.1, 1, 1000);
+                if fl & SYN != 0 {
+                    t = t.syn();
+                }
+                if fl & ACK != 0 {
+                    t = t.ack(1);
+                }
+                t.write(&mut f, b"payload").unwrap()
+            }
+            None => b.udp(src.1, dst.1).write(&mut f, b"payload").unwrap(),
+        }
+        f
+    }
+
+    /// Parses with etherparse and checks every checksum; returns
+    /// (src MAC, dst MAC, src, dst).
+    fn check(f: &[u8]) -> (MacAddr, MacAddr, (Ipv4Addr, u16), (Ipv4Addr, u16)) {
+        let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+        let Some(etherparse::LinkSlice::Ethernet2(eth)) = p.link else { panic!() };
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        let h = ip.header();
+        assert_eq!(h.to_header().calc_header_checksum(), h.header_checksum());
+        let (sp, dp) = match &p.transport {
+            Some(etherparse::TransportSlice::Tcp(t)) => {
+                assert_eq!(t.to_header().calc_checksum_ipv4(&h.to_header(), t.payload()).unwrap(), t.checksum());
+                (t.source_port(), t.destination_port())
+            }
+            Some(etherparse::TransportSlice::Udp(u)) => {
+                assert_eq!(u.to_header().calc_checksum_ipv4(&h.to_header(), u.payload()).unwrap(), u.checksum());
+                (u.source_port(), u.destination_port())
+            }
+            _ => panic!("no L4"),
+        };
+        (MacAddr(eth.source()), MacAddr(eth.destination()), (h.source_addr(), sp), (h.destination_addr(), dp))
+    }
+
+    #[test]
+    fn dnat_in_snat_out_with_port_mapping() {
+        let mut p = nat_pipeline();
+        let mut syn = frame(CLIENT_MAC, LB0, (CLIENT_IP, 40000), (NAT_VIP, 80), Some(SYN));
+        assert_eq!(p.process(0, &mut syn, 0), Action::Transmit { port: 1 });
+        assert_eq!(check(&syn), (LB1, RS1_MAC, (CLIENT_IP, 40000), (RS1, 8080)), "the server sees the client");
+        // The server's SYN-ACK comes back through us to the client's MAC.
+        let mut synack = frame(RS1_MAC, LB1, (RS1, 8080), (CLIENT_IP, 40000), Some(SYN | ACK));
+        assert_eq!(p.process(1, &mut synack, SEC), Action::Transmit { port: 0 });
+        assert_eq!(check(&synack), (LB0, CLIENT_MAC, (NAT_VIP, 80), (CLIENT_IP, 40000)));
+        let mut ack = frame(CLIENT_MAC, LB0, (CLIENT_IP, 40000), (NAT_VIP, 80), Some(ACK));
+        assert_eq!(p.process(0, &mut ack, SEC), Action::Transmit { port: 1 });
+        assert_eq!(p.pool(0).dest(0).active, 1, "established");
+        // UDP: request and answer.
+        let mut q = frame(CLIENT_MAC, LB0, (CLIENT_IP, 5353), (NAT_VIP, 53), None);
+        assert_eq!(p.process(0, &mut q, SEC), Action::Transmit { port: 1 });
+        assert_eq!(check(&q).3, (RS1, 53));
+        let mut a = frame(RS1_MAC, LB1, (RS1, 53), (CLIENT_IP, 5353), None);
+        assert_eq!(p.process(1, &mut a, SEC), Action::Transmit { port: 0 });
+        assert_eq!(check(&a).2, (NAT_VIP, 53));
+    }
+
+    #[test]
+    fn replies_of_unknown_connections_are_not_forwarded() {
+        let mut p = nat_pipeline();
+        let mut stray = frame(RS1_MAC, LB1, (RS1, 8080), (CLIENT_IP, 40001), Some(ACK));
+        assert_eq!(p.process(1, &mut stray, 0), Action::Drop(DropReason::NotForUs));
+        // A reply after the connection expired is dropped too, and the
+        // expiry releases the server's count.
+        let mut syn = frame(CLIENT_MAC, LB0, (CLIENT_IP, 40002), (NAT_VIP, 80), Some(SYN));
+        p.process(0, &mut syn, 0);
+        let mut late = frame(RS1_MAC, LB1, (RS1, 8080), (CLIENT_IP, 40002), Some(SYN | ACK));
+        assert_eq!(p.process(1, &mut late, 61 * SEC), Action::Drop(DropReason::NotForUs));
+        assert_eq!(p.pool(0).dest(0).inactive + p.pool(0).dest(0).active, 0);
+    }
+}
