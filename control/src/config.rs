@@ -427,6 +427,9 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         if *n.get_ref() == 0 {
             c.err(n, "workers.count", "must be at least 1");
         }
+        if *n.get_ref() > 1 && raw.services.iter().any(|s| s.forwarding.get_ref() == "nat") {
+            c.err(n, "workers.count", "NAT services need exactly one worker until replies can be redirected between cores");
+        }
     }
     let burst = *w.burst.get_ref();
     if !(1..=dataplane::dpdk::MAX_BURST as u32).contains(&burst) {
@@ -510,8 +513,9 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         let persistence = persistence(c, s, &key);
         let mode = match s.forwarding.get_ref().as_str() {
             "dr" => Some(ForwardingMode::DirectRoute),
-            m @ ("nat" | "fullnat" | "tun") => {
-                c.err(&s.forwarding, format!("{key}.forwarding"), format!("{m:?} is not supported yet (only \"dr\")"));
+            "nat" => Some(ForwardingMode::Nat),
+            m @ ("fullnat" | "tun") => {
+                c.err(&s.forwarding, format!("{key}.forwarding"), format!("{m:?} is not supported yet (\"dr\" and \"nat\" are)"));
                 None
             }
             other => {
@@ -533,9 +537,15 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
                     c.err(l, format!("{rkey}.lower_threshold"), format!("must be below upper_threshold ({})", r.upper_threshold));
                 }
             }
+            let mut real_port = None;
             if let Some(p) = &r.port {
-                if *p.get_ref() != port {
-                    c.err(p, format!("{rkey}.port"), "DR cannot change the port: omit it or use the service's port");
+                let rp = *p.get_ref();
+                if !(1..=65535).contains(&rp) {
+                    c.err(p, format!("{rkey}.port"), format!("{rp} is not a port (1..65535)"));
+                } else if rp != port && mode != Some(ForwardingMode::Nat) {
+                    c.err(p, format!("{rkey}.port"), "only NAT can map ports: omit it or use the service's port");
+                } else {
+                    real_port = Some(rp as u16);
                 }
             }
             let Ok(addr) = parse_ip(r.address.get_ref()).map_err(|m| c.err(&r.address, format!("{rkey}.address"), m)) else {
@@ -547,10 +557,11 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             if !interfaces.is_empty()
                 && !interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, addr))
             {
-                c.err(&r.address, format!("{rkey}.address"), format!("{addr} is on no interface's subnet; DR needs real servers on the same L2"));
+                c.err(&r.address, format!("{rkey}.address"), format!("{addr} is on no interface's subnet (routes to real servers are not supported yet)"));
             }
             reals.push(RealServer {
                 addr,
+                port: real_port,
                 weight: weight.clamp(0, 65535) as u32,
                 upper_threshold: r.upper_threshold,
                 lower_threshold: r.lower_threshold.as_ref().map_or(0, |l| *l.get_ref()),

@@ -103,6 +103,12 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
         lcores.truncate(n as usize);
     }
     let nworkers = lcores.len() as u16;
+    if nworkers > 1 && cfg.services.iter().any(|s| s.mode == dataplane::config::ForwardingMode::Nat) {
+        return Err(format!(
+            "NAT services need exactly one worker until replies can be redirected between cores, and the EAL gives {nworkers}: set workers.count = 1"
+        )
+        .into());
+    }
     let pool = Arc::new(Mempool::new(&eal, "rvs_mbufs", cfg.mbufs, cfg.mbuf_cache)?);
 
     let mut ports = Vec::new();
@@ -176,9 +182,13 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
         std::process::id()
     );
     for s in &snapshot.services {
-        let reals: Vec<String> = s.reals.iter().map(|r| format!("{}(w{})", r.addr, r.weight)).collect();
+        let reals: Vec<String> = s
+            .reals
+            .iter()
+            .map(|r| format!("{}:{}(w{})", r.addr, r.port.unwrap_or(s.port), r.weight))
+            .collect();
         let persist = s.persistence.map(|p| format!(" persistent {}s", p.timeout)).unwrap_or_default();
-        info!("service {} {}:{} {}{persist} dr -> {}", s.proto.name(), s.vip, s.port, s.scheduler.kind, reals.join(" "));
+        info!("service {} {}:{} {}{persist} {} -> {}", s.proto.name(), s.vip, s.port, s.scheduler.kind, s.mode.name(), reals.join(" "));
     }
 
     // The main lcore is the control thread: it sleeps, so a worker sharing

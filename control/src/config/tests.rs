@@ -45,7 +45,7 @@ fn good_config_with_defaults() {
     assert_eq!(c.interfaces[0].prefix_len, 24);
     let s = &c.services[0];
     assert_eq!((s.proto, s.port, s.scheduler.kind, s.mode), (L4Proto::Tcp, 80, sched::SchedulerKind::Wrr, ForwardingMode::DirectRoute));
-    assert_eq!(s.reals[1], RealServer::new(Ipv4Addr::new(198, 18, 0, 12), 2));
+    assert_eq!(s.reals[1], RealServer { port: Some(80), ..RealServer::new(Ipv4Addr::new(198, 18, 0, 12), 2) });
     assert_eq!(s.persistence, None);
 }
 
@@ -79,7 +79,7 @@ fn semantic_errors_name_key_and_position_all_at_once() {
         ]
     );
     let e = errors(&GOOD.replace("198.18.0.11", "10.9.9.9"));
-    assert_eq!(e, ["test.toml:20:13: services[0].reals[0].address: 10.9.9.9 is on no interface's subnet; DR needs real servers on the same L2"]);
+    assert_eq!(e, ["test.toml:20:13: services[0].reals[0].address: 10.9.9.9 is on no interface's subnet (routes to real servers are not supported yet)"]);
 }
 
 #[test]
@@ -89,9 +89,10 @@ fn every_kind_of_semantic_error_is_caught() {
         ("vip = \"198.18.0.100\"", "vip = \"198.18.0\"", "services[0].vip: \"198.18.0\" is not an IPv4"),
         ("vip = \"198.18.0.100\"", "vip = \"198.18.0.2\"", "is an interface address"),
         ("port = 80\nscheduler", "port = 0\nscheduler", "services[0].port: 0 is not a port"),
-        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"nat\"", "\"nat\" is not supported yet"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"tun\"", "\"tun\" is not supported yet"),
         ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"bridge\"", "not one of dr, nat, fullnat, tun"),
-        ("port = 80\n  weight = 2", "port = 8080\n  weight = 2", "DR cannot change the port"),
+        ("port = 80\n  weight = 2", "port = 8080\n  weight = 2", "only NAT can map ports"),
+        ("port = 80\n  weight = 2", "port = 0\n  weight = 2", "0 is not a port"),
         ("198.18.0.12", "198.18.0.11", "listed twice"),
         ("weight = 1", "weight = -1", "-1 is outside 0..65535"),
         ("address = \"198.18.0.2/24\"", "address = \"198.18.0.2\"", "is not ADDRESS/PREFIX"),
@@ -143,6 +144,19 @@ fn schedulers_flags_persistence_and_thresholds() {
         let text = GOOD.replace("scheduler = \"wrr\"", &format!("scheduler = \"{k}\""));
         assert_eq!(parse("test.toml", &text).unwrap().services[0].scheduler.kind, k);
     }
+}
+
+#[test]
+fn nat_maps_ports() {
+    let text = GOOD.replace("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"nat\"").replace("port = 80\n  weight = 2", "port = 8080\n  weight = 2");
+    let c = parse("test.toml", &text).unwrap();
+    assert_eq!(c.services[0].mode, ForwardingMode::Nat);
+    assert_eq!((c.services[0].reals[0].port, c.services[0].reals[1].port), (None, Some(8080)));
+    let two = text.replace("idle_sleep_us = 50", "idle_sleep_us = 50\ncount = 2");
+    let e = errors(&two);
+    assert!(e.iter().any(|m| m.contains("workers.count: NAT services need exactly one worker")), "{e:?}");
+    // DR with two workers is fine.
+    assert!(parse("test.toml", &GOOD.replace("idle_sleep_us = 50", "idle_sleep_us = 50\ncount = 2")).is_ok());
 }
 
 #[test]
