@@ -3,13 +3,46 @@
 connection (HTTP) or from a new UDP source port, one result line per request:
 "ok <server's answer>" or "fail <error>".
 
+"download" fetches /blob/SIZE N times, CONCURRENCY at a time, each on its
+own connection, and checks every byte against the deterministic content:
+"ok server=NAME client=ADDR bytes=SIZE" or "fail ...".
+
 usage: client.py http|udp VIP N
+       client.py download VIP N SIZE CONCURRENCY
 """
+import hashlib
 import http.client
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 kind, vip, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+if kind == "download":
+    size, concurrency = int(sys.argv[4]), int(sys.argv[5])
+    want = hashlib.shake_256(f"rvs-blob-{size}".encode()).digest(size)
+
+    def fetch(_):
+        try:
+            c = http.client.HTTPConnection(vip, 80, timeout=20)
+            c.request("GET", f"/blob/{size}")
+            r = c.getresponse()
+            body = r.read()
+            server, client = r.getheader("X-Server"), r.getheader("X-Client")
+            c.close()
+            if r.status != 200:
+                return f"fail HTTP {r.status}"
+            if body != want:
+                return f"fail corrupted: {len(body)} bytes, differs from the expected content"
+            return f"ok server={server} client={client} bytes={len(body)}"
+        except Exception as e:  # every failure is reported
+            return f"fail {type(e).__name__} {e}"
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        for line in pool.map(fetch, range(n)):
+            print(line, flush=True)
+    sys.exit(0)
+
 # After this many failures in a row the rest are reported failed without
 # trying: a broken load balancer fails the run in seconds, not minutes.
 GIVE_UP_AFTER = 5

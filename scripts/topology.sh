@@ -4,18 +4,28 @@
 # namespace with a real kernel stack. Addresses are in 198.18.0.0/24 (the
 # benchmarking range) and exist only inside these namespaces.
 #
-#   usage: topology.sh up PREFIX | down PREFIX
+#   usage: topology.sh up PREFIX [dr|nat] | down PREFIX
 #
+# dr (default): one L2 segment, LVS-DR style:
 #   PREFIX-cl   client            198.18.0.10/24
 #   PREFIX-lb   load balancer     eth0 without any address (RVS owns it)
 #   PREFIX-rs1  real server 1     198.18.0.11/24, VIP 198.18.0.100/32 on lo
 #   PREFIX-rs2  real server 2     198.18.0.12/24, VIP on lo
 #   PREFIX-sw   the switch        bridge br0
+#
+# nat: two subnets, the load balancer between them (real servers route
+# their replies through it):
+#   PREFIX-cl   client            198.18.1.10/24 on eth0, wired to the LB's eth0
+#   PREFIX-lb   load balancer     eth0 (client side), eth1 (server side), no addresses
+#   PREFIX-rs1  real server 1     198.18.0.11/24, default route via 198.18.0.2 (the LB)
+#   PREFIX-rs2  real server 2     198.18.0.12/24, same
+#   PREFIX-sw   the server-side switch, bridge br0
 set -euo pipefail
 
 VIP=198.18.0.100
-cmd=${1:?usage: topology.sh up|down PREFIX}
-P=${2:?usage: topology.sh up|down PREFIX}
+cmd=${1:?usage: topology.sh up|down PREFIX [dr|nat]}
+P=${2:?usage: topology.sh up|down PREFIX [dr|nat]}
+KIND=${3:-dr}
 
 offloads_off() { # ns dev: veth offloads make partial checksums and super-packets
     ip netns exec "$1" ethtool -K "$2" tx off tso off gso off gro off rx off >/dev/null 2>&1 || true
@@ -30,7 +40,44 @@ down() {
     done
 }
 
+up_nat() {
+    down
+    ip netns add "$P-sw"
+    ip -n "$P-sw" link add br0 type bridge
+    ip -n "$P-sw" link set br0 up
+    ip netns exec "$P-sw" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    for t in arptables iptables ip6tables; do
+        ip netns exec "$P-sw" sysctl -qw "net.bridge.bridge-nf-call-$t=0" 2>/dev/null || true
+    done
+    for h in cl lb rs1 rs2; do
+        ip netns add "$P-$h"
+        ip netns exec "$P-$h" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+        ip -n "$P-$h" link set lo up
+    done
+    # Client <-> LB eth0, a direct wire.
+    ip link add eth0 netns "$P-cl" type veth peer name eth0 netns "$P-lb"
+    # LB eth1 and the servers on the server-side switch.
+    ip link add eth1 netns "$P-lb" type veth peer name lb netns "$P-sw"
+    for h in rs1 rs2; do
+        ip link add eth0 netns "$P-$h" type veth peer name "$h" netns "$P-sw"
+    done
+    for port in lb rs1 rs2; do
+        ip -n "$P-sw" link set "$port" master br0 up
+        offloads_off "$P-sw" "$port"
+    done
+    for pair in cl:eth0 lb:eth0 lb:eth1 rs1:eth0 rs2:eth0; do
+        ip -n "$P-${pair%%:*}" link set "${pair#*:}" up
+        offloads_off "$P-${pair%%:*}" "${pair#*:}"
+    done
+    ip -n "$P-cl" addr add 198.18.1.10/24 dev eth0
+    for i in 1 2; do
+        ip -n "$P-rs$i" addr add "198.18.0.1$i/24" dev eth0
+        ip -n "$P-rs$i" route add default via 198.18.0.2
+    done
+}
+
 up() {
+    [ "$KIND" = nat ] && { up_nat; return; }
     down
     ip netns add "$P-sw"
     ip -n "$P-sw" link add br0 type bridge
