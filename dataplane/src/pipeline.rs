@@ -350,20 +350,20 @@ impl Pipeline {
             },
         };
         match (self.services[conn.service as usize].mode, dir) {
-            (ForwardingMode::DirectRoute, Dir::In) => self.to_real(&conn, frame, now),
+            (ForwardingMode::DirectRoute, Dir::In) => self.send_to_real(&conn, frame, now),
             (ForwardingMode::Nat, Dir::In) => {
                 let rport = self.services[conn.service as usize].real_ports[conn.dest as usize];
                 if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(Endpoint::v4(conn.real, rport))).is_err() {
                     return Action::Drop(DropReason::MalformedL4);
                 }
-                self.to_real(&conn, frame, now)
+                self.send_to_real(&conn, frame, now)
             }
             (ForwardingMode::Nat, Dir::Out) => {
                 let vip = Endpoint::v4(conn.client.dst, conn.client.dport);
                 if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], Some(vip), None).is_err() {
                     return Action::Drop(DropReason::MalformedL4);
                 }
-                self.to_client(&conn, frame)
+                self.send_to_client(&conn, frame)
             }
             // DR connections have no reply tuple.
             (ForwardingMode::DirectRoute, Dir::Out) => Action::Drop(DropReason::NotForUs),
@@ -403,7 +403,7 @@ impl Pipeline {
     }
 
     /// Sends the frame to the connection's real server (L2 only).
-    fn to_real(&mut self, conn: &Conn, frame: &mut [u8], now: u64) -> Action {
+    fn send_to_real(&mut self, conn: &Conn, frame: &mut [u8], now: u64) -> Action {
         // The neighbor slot knows the port on whose subnet the server is.
         let slot = self.services[conn.service as usize].neighbor_slots[conn.dest as usize] as usize;
         let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
@@ -414,7 +414,7 @@ impl Pipeline {
     }
 
     /// Sends a reply back where the client's packets came from.
-    fn to_client(&mut self, conn: &Conn, frame: &mut [u8]) -> Action {
+    fn send_to_client(&mut self, conn: &Conn, frame: &mut [u8]) -> Action {
         self.send(conn.peer_port, conn.peer_mac, frame)
     }
 
