@@ -35,6 +35,9 @@ pub enum ForwardingMode {
     DirectRoute,
     /// DNAT in, SNAT of the replies (real servers route back through us).
     Nat,
+    /// Both addresses rewritten: client -> local address, VIP -> real
+    /// server; the client's address travels in a TOA option.
+    FullNat,
 }
 
 impl ForwardingMode {
@@ -42,6 +45,7 @@ impl ForwardingMode {
         match self {
             ForwardingMode::DirectRoute => "dr",
             ForwardingMode::Nat => "nat",
+            ForwardingMode::FullNat => "fullnat",
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct Service {
     pub scheduler: SchedulerSpec,
     pub persistence: Option<PersistenceConfig>,
     pub mode: ForwardingMode,
+    /// FullNAT: the local addresses connections to real servers come from.
+    pub local_addrs: Vec<Ipv4Addr>,
     pub reals: Vec<RealServer>,
 }
 

@@ -73,6 +73,10 @@ pub struct Conn {
     /// MAC (the client's, or its router's) on that port.
     pub peer_mac: MacAddr,
     pub peer_port: u16,
+    /// FullNAT: the local address and port the connection uses.
+    pub local: Option<(Ipv4Addr, u16)>,
+    /// FullNAT TCP: the TOA still has to go on the next client segment.
+    pub toa_pending: bool,
     pub tcp: Option<TcpState>,
     pub expires: u64,
 }
@@ -86,6 +90,7 @@ pub struct Binding {
     pub real: Ipv4Addr,
     pub peer_mac: MacAddr,
     pub peer_port: u16,
+    pub local: Option<(Ipv4Addr, u16)>,
 }
 
 impl Conn {
@@ -205,6 +210,13 @@ impl ConnTable {
         Lookup::Hit { conn: slot.conn, dir: r.dir, was_active: old.is_active() }
     }
 
+    /// Marks the TOA of `key`'s connection as sent.
+    pub fn toa_sent(&mut self, key: &FlowKey) {
+        if let Some(&r) = self.index.get(key) {
+            self.slots[r.slot as usize].conn.toa_pending = false;
+        }
+    }
+
     fn remove(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
         if !s.live {
@@ -236,6 +248,8 @@ impl ConnTable {
             client: key,
             peer_mac: to.peer_mac,
             peer_port: to.peer_port,
+            local: to.local,
+            toa_pending: to.local.is_some() && proto == L4Proto::Tcp,
             tcp,
             expires: now + self.timeout(proto, tcp),
         };
@@ -295,7 +309,7 @@ mod tests {
     }
 
     fn b(service: u32, dest: u32) -> Binding {
-        Binding { service, dest, real: RS, peer_mac: MacAddr([2, 0, 0, 0, 0, 10]), peer_port: 0 }
+        Binding { service, dest, real: RS, peer_mac: MacAddr([2, 0, 0, 0, 0, 10]), peer_port: 0, local: None }
     }
 
     fn hit(l: Lookup) -> (Conn, Dir, bool) {

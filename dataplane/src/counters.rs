@@ -44,10 +44,12 @@ pub enum DropReason {
     TxQueueFull,
     /// No mbuf could be allocated (generated frames only).
     NoMbuf,
+    /// FullNAT: every local address and port of this core is in use.
+    NoLocalPort,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 20;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::MalformedFrame,
         DropReason::NotOurMac,
@@ -68,6 +70,7 @@ impl DropReason {
         DropReason::ConnTableFull,
         DropReason::TxQueueFull,
         DropReason::NoMbuf,
+        DropReason::NoLocalPort,
     ];
 
     /// The label used in logs and metrics.
@@ -92,6 +95,7 @@ impl DropReason {
             DropReason::ConnTableFull => "conn_table_full",
             DropReason::TxQueueFull => "tx_queue_full",
             DropReason::NoMbuf => "no_mbuf",
+            DropReason::NoLocalPort => "no_local_port",
         }
     }
 }
@@ -136,6 +140,9 @@ pub struct CoreCounters {
     pub conns_created: Counter,
     pub conns_expired: Counter,
     pub conns_active: Counter,
+    /// FullNAT: TOA options inserted, and segments that had no room for one.
+    pub toa_inserted: Counter,
+    pub toa_skipped: Counter,
     drops: [Counter; DropReason::COUNT],
 }
 
@@ -161,7 +168,7 @@ impl CoreCounters {
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={}",
+            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={}",
             self.rx_packets.get(),
             self.tx_packets.get(),
             self.forwarded.get(),
@@ -171,6 +178,8 @@ impl CoreCounters {
             self.conns_created.get(),
             self.conns_expired.get(),
             self.conns_active.get(),
+            self.toa_inserted.get(),
+            self.toa_skipped.get(),
         );
         for r in DropReason::ALL {
             let n = self.drops(r);

@@ -9,7 +9,8 @@ use core::net::Ipv4Addr;
 use hashbrown::HashMap;
 use proto::arp::{self, ArpPacket};
 use proto::ethernet::{self, ethertype, EthernetFrame};
-use proto::rewrite::{nat, Endpoint};
+use proto::rewrite::{nat, toa, Endpoint};
+use crate::local_ports::LocalPorts;
 use proto::ipv4::{protocol, Ipv4Packet};
 use proto::l4::{TcpSegment, UdpDatagram};
 use proto::MacAddr;
@@ -53,6 +54,8 @@ struct ServiceState {
     reals: Vec<Ipv4Addr>,
     /// Each real server's slot in the neighbor table.
     neighbor_slots: Vec<u32>,
+    /// FullNAT: this core's local addresses and ports.
+    local_ports: Option<LocalPorts>,
 }
 
 /// This core's share of a service-wide threshold (rounded up; 0 stays 0).
@@ -73,6 +76,8 @@ pub struct Pipeline {
     by_key: HashMap<u64, u32>,
     /// Addresses we answer ARP for: the VIPs (on every port).
     vips: hashbrown::HashSet<Ipv4Addr>,
+    /// FullNAT local addresses: answered for too (the servers reply to them).
+    local_addrs: hashbrown::HashSet<Ipv4Addr>,
     /// Interface index by DPDK port id (`u8::MAX`: not ours).
     iface_of_port: Vec<u8>,
     /// Egress port of each real server address.
@@ -115,12 +120,17 @@ impl Pipeline {
         let mut services = Vec::with_capacity(snapshot.services.len());
         let mut by_key = HashMap::new();
         let mut vips = hashbrown::HashSet::new();
+        let mut local_addrs = hashbrown::HashSet::new();
         for (i, s) in snapshot.services.iter().enumerate() {
             let key = service_key(s.proto.number(), s.vip, s.port);
             if by_key.insert(key, i as u32).is_some() {
                 return Err(SnapshotError(format!("duplicate service {} {}:{}", s.proto.name(), s.vip, s.port)));
             }
             vips.insert(s.vip);
+            local_addrs.extend(s.local_addrs.iter().copied());
+            if s.mode == ForwardingMode::FullNat && s.local_addrs.is_empty() {
+                return Err(SnapshotError(format!("FullNAT service {}:{} has no local address", s.vip, s.port)));
+            }
             for r in &s.reals {
                 // DR reaches a real server only on a connected subnet.
                 if !snapshot.interfaces.iter().any(|i| i.on_link(r.addr)) {
@@ -154,6 +164,7 @@ impl Pipeline {
                 pool,
                 reals: s.reals.iter().map(|r| r.addr).collect(),
                 neighbor_slots: Vec::new(),
+                local_ports: (s.mode == ForwardingMode::FullNat).then(|| LocalPorts::new(&s.local_addrs, 0, snapshot.worker_cores)),
             });
         }
         let max_port = snapshot.interfaces.iter().map(|i| usize::from(i.port)).max().unwrap_or(0);
@@ -176,9 +187,22 @@ impl Pipeline {
             services,
             by_key,
             vips,
+            local_addrs,
             counters,
             next_sweep: 0,
         })
+    }
+
+    /// This pipeline serves worker core `core` (of the snapshot's
+    /// `worker_cores`): it takes FullNAT local ports from that core's share.
+    pub fn for_core(mut self, core: u32) -> Self {
+        let cores = self.snapshot.worker_cores;
+        for (s, cfg) in self.services.iter_mut().zip(&self.snapshot.services) {
+            if s.local_ports.is_some() {
+                s.local_ports = Some(LocalPorts::new(&cfg.local_addrs, core, cores));
+            }
+        }
+        self
     }
 
     pub fn counters(&self) -> &Arc<CoreCounters> {
@@ -197,9 +221,7 @@ impl Pipeline {
     pub fn tick(&mut self, now: u64) {
         if now >= self.next_sweep {
             let services = &mut self.services;
-            let n = self.conns.sweep(now, |k, c| {
-                services[c.service as usize].pool.closed(c.dest as usize, c.is_active(), k.src.into(), now);
-            });
+            let n = self.conns.sweep(now, |_, c| release(services, c, now));
             self.counters.conns_expired.add(n as u64);
             self.counters.conns_active.set(self.conns.len() as u64);
             self.next_sweep = now + SWEEP_INTERVAL;
@@ -234,16 +256,29 @@ impl Pipeline {
     }
 
     /// Decides the fate of one frame received on `port` at time `now` (ns).
+    /// The frame keeps its length (a FullNAT TOA needs room: see
+    /// [`Self::process_room`]).
     #[inline]
     pub fn process(&mut self, port: u16, frame: &mut [u8], now: u64) -> Action {
-        let action = self.classify(port, frame, now);
+        let mut len = frame.len();
+        self.process_room(port, frame, &mut len, now)
+    }
+
+    /// As [`Self::process`] for a frame of `*len` bytes at the start of
+    /// `buf`, whose rest is room the frame may grow into; `*len` is updated.
+    #[inline]
+    pub fn process_room(&mut self, port: u16, buf: &mut [u8], len: &mut usize, now: u64) -> Action {
+        let action = self.classify(port, buf, len, now);
         if let Action::Drop(reason) = action {
             self.counters.count_drop(reason);
         }
         action
     }
 
-    fn classify(&mut self, port: u16, frame: &mut [u8], now: u64) -> Action {
+    fn classify(&mut self, port: u16, buf: &mut [u8], len: &mut usize, now: u64) -> Action {
+        let Some(frame) = buf.get_mut(..*len) else {
+            return Action::Drop(DropReason::MalformedFrame);
+        };
         let iface_idx = match self.iface_of_port.get(usize::from(port)) {
             Some(&k) if k != u8::MAX => usize::from(k),
             _ => return Action::Drop(DropReason::NotOurMac),
@@ -257,7 +292,7 @@ impl Pipeline {
             return Action::Drop(DropReason::NotOurMac);
         }
         match ethertype {
-            ethertype::IPV4 if dst_mac == our_mac => self.ipv4(port, frame, now),
+            ethertype::IPV4 if dst_mac == our_mac => self.ipv4(port, buf, len, now),
             ethertype::IPV4 => Action::Drop(DropReason::NotOurMac),
             ethertype::ARP => self.arp(iface_idx, frame, now),
             _ => Action::Drop(DropReason::UnsupportedEthertype),
@@ -280,7 +315,7 @@ impl Pipeline {
         if learned {
             self.counters.arp_learned.inc();
         }
-        let ours = target_ip == iface.addr || self.vips.contains(&target_ip);
+        let ours = target_ip == iface.addr || self.vips.contains(&target_ip) || self.local_addrs.contains(&target_ip);
         match op {
             arp::OP_REQUEST if ours => {
                 let mac = iface.mac;
@@ -298,7 +333,8 @@ impl Pipeline {
         }
     }
 
-    fn ipv4(&mut self, port: u16, frame: &mut [u8], now: u64) -> Action {
+    fn ipv4(&mut self, port: u16, buf: &mut [u8], len: &mut usize, now: u64) -> Action {
+        let frame = &mut buf[..*len];
         let (key, proto, flags, src_mac) = {
             let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
                 return Action::Drop(DropReason::MalformedFrame);
@@ -336,7 +372,7 @@ impl Pipeline {
                 Some((conn, dir))
             }
             Lookup::Expired(c) => {
-                self.services[c.service as usize].pool.closed(c.dest as usize, c.is_active(), c.client.src.into(), now);
+                release(&mut self.services, &c, now);
                 self.counters.conns_expired.inc();
                 None
             }
@@ -365,6 +401,41 @@ impl Pipeline {
                 }
                 self.send_to_client(&conn, frame)
             }
+            (ForwardingMode::FullNat, Dir::In) => {
+                let (Some((laddr, lport)), rport) = (conn.local, self.services[conn.service as usize].real_ports[conn.dest as usize]) else {
+                    return Action::Drop(DropReason::NoLocalPort);
+                };
+                let ip = &mut frame[ethernet::HEADER_LEN..];
+                if nat::rewrite(ip, Some(Endpoint::v4(laddr, lport)), Some(Endpoint::v4(conn.real, rport))).is_err() {
+                    return Action::Drop(DropReason::MalformedL4);
+                }
+                // The TOA goes on the first client segment after the SYN.
+                if conn.toa_pending && flags & proto::l4::tcp_flags::SYN == 0 {
+                    self.conns.toa_sent(&key);
+                    let client = Endpoint::v4(conn.client.src, conn.client.sport);
+                    let ip_len = *len - ethernet::HEADER_LEN;
+                    match toa::insert_toa(&mut buf[ethernet::HEADER_LEN..], ip_len, client) {
+                        Ok(toa::Toa::Inserted { len: n }) => {
+                            *len = n + ethernet::HEADER_LEN;
+                            self.counters.toa_inserted.inc();
+                        }
+                        Ok(_) | Err(_) => self.counters.toa_skipped.inc(),
+                    }
+                }
+                self.send_to_real(&conn, &mut buf[..*len], now)
+            }
+            (ForwardingMode::FullNat, Dir::Out) => {
+                let ip = &mut frame[ethernet::HEADER_LEN..];
+                // The client's segments must still fit once a TOA is added.
+                if flags & proto::l4::tcp_flags::SYN != 0 {
+                    let _ = toa::clamp_mss(ip, toa::toa_len(conn.client.src.into()) as u16);
+                }
+                let (vip, client) = (Endpoint::v4(conn.client.dst, conn.client.dport), Endpoint::v4(conn.client.src, conn.client.sport));
+                if nat::rewrite(ip, Some(vip), Some(client)).is_err() {
+                    return Action::Drop(DropReason::MalformedL4);
+                }
+                self.send_to_client(&conn, frame)
+            }
             // DR connections have no reply tuple.
             (ForwardingMode::DirectRoute, Dir::Out) => Action::Drop(DropReason::NotForUs),
         }
@@ -389,12 +460,32 @@ impl Pipeline {
             return Err(DropReason::NoRealServer);
         };
         let real = s.reals[i];
-        // NAT replies come back as real:rport -> client:cport.
-        let out = (s.mode == ForwardingMode::Nat)
-            .then(|| FlowKey { proto: key.proto, src: real, dst: key.src, sport: s.real_ports[i], dport: key.sport });
-        let to = Binding { service: svc, dest: i as u32, real, peer_mac: src_mac, peer_port: port };
+        let local = match s.local_ports.as_mut() {
+            Some(lp) => match lp.take() {
+                Some(l) => Some(l),
+                None => {
+                    s.pool.closed(i, active, flow.src, now);
+                    return Err(DropReason::NoLocalPort);
+                }
+            },
+            None => None,
+        };
+        // Replies come back as real:rport -> client:cport (NAT) or
+        // real:rport -> local:lport (FullNAT).
+        let rport = s.real_ports[i];
+        let out = match (s.mode, local) {
+            (ForwardingMode::Nat, _) => Some(FlowKey { proto: key.proto, src: real, dst: key.src, sport: rport, dport: key.sport }),
+            (ForwardingMode::FullNat, Some((laddr, lport))) => {
+                Some(FlowKey { proto: key.proto, src: real, dst: laddr, sport: rport, dport: lport })
+            }
+            _ => None,
+        };
+        let to = Binding { service: svc, dest: i as u32, real, peer_mac: src_mac, peer_port: port, local };
         let Some(conn) = self.conns.insert(key, out, proto, flags, to, now) else {
             s.pool.closed(i, active, flow.src, now);
+            if let (Some(lp), Some(l)) = (s.local_ports.as_mut(), local) {
+                lp.give_back(l);
+            }
             return Err(DropReason::ConnTableFull);
         };
         self.counters.conns_created.inc();
@@ -432,6 +523,11 @@ impl Pipeline {
         }
     }
 
+    /// Free local ports left on this core for service `i` (FullNAT).
+    pub fn local_ports_available(&self, i: usize) -> Option<usize> {
+        self.services[i].local_ports.as_ref().map(LocalPorts::available)
+    }
+
     /// Why an IPv4 packet to an address that is no VIP is dropped.
     fn not_ours(&self, dst: Ipv4Addr) -> DropReason {
         if self.snapshot.interfaces.iter().any(|i| i.addr == dst) {
@@ -449,6 +545,15 @@ impl Pipeline {
     /// The MAC a real server resolved to, for display and tests.
     pub fn neighbor(&self, ip: Ipv4Addr, now: u64) -> Option<MacAddr> {
         self.neighbors.lookup(ip, now)
+    }
+}
+
+/// A connection ended: its server's count, persistence and local port go back.
+fn release(services: &mut [ServiceState], c: &Conn, now: u64) {
+    let s = &mut services[c.service as usize];
+    s.pool.closed(c.dest as usize, c.is_active(), c.client.src.into(), now);
+    if let (Some(lp), Some(l)) = (s.local_ports.as_mut(), c.local) {
+        lp.give_back(l);
     }
 }
 

@@ -75,7 +75,13 @@ impl Worker {
                         counters.count_drop(DropReason::MalformedFrame);
                         continue; // dropping `m` frees it
                     }
-                    if let Action::Transmit { port: out } = self.pipeline.process(port.id(), m.data_mut(), now) {
+                    let mut len = m.len();
+                    let action = self.pipeline.process_room(port.id(), m.room_mut(), &mut len, now);
+                    if len != m.len() && !m.set_len(len) {
+                        counters.count_drop(DropReason::MalformedFrame);
+                        continue;
+                    }
+                    if let Action::Transmit { port: out } = action {
                         let Some(oi) = ports.iter().position(|p| p.id() == out) else { continue };
                         if let Err(m) = tx[oi].push(m) {
                             flush(&ports[oi], queue, &mut tx[oi], &counters);

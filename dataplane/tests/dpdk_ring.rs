@@ -131,7 +131,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
             port: 80,
             scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Rr),
             persistence: None,
-            mode: ForwardingMode::DirectRoute,
+            mode: ForwardingMode::DirectRoute, local_addrs: vec![],
             reals: vec![RealServer::new(Ipv4Addr::new(198, 18, 0, 11), 1)],
         }],
         timeouts: Timeouts::default(),

@@ -19,7 +19,7 @@ fn pipeline() -> Pipeline {
         port,
         scheduler: sched::SchedulerSpec::new(kind),
         persistence: None,
-        mode: ForwardingMode::DirectRoute,
+        mode: ForwardingMode::DirectRoute, local_addrs: vec![],
         reals: reals.clone(),
     };
     let snapshot = Snapshot {

@@ -31,7 +31,7 @@ fn pipeline(max_conns: usize) -> Pipeline {
             port: 53,
             scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wrr),
             persistence: None,
-            mode: ForwardingMode::DirectRoute,
+            mode: ForwardingMode::DirectRoute, local_addrs: vec![],
             reals: reals.clone(),
         }, Service {
             proto: L4Proto::Tcp,
@@ -39,7 +39,7 @@ fn pipeline(max_conns: usize) -> Pipeline {
             port: 80,
             scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wlc),
             persistence: None,
-            mode: ForwardingMode::DirectRoute,
+            mode: ForwardingMode::DirectRoute, local_addrs: vec![],
             reals: reals.clone(),
         }],
         timeouts: Timeouts::default(),

@@ -87,6 +87,18 @@ impl Mbuf {
         }
     }
 
+    /// The data and the tailroom after it: what a frame may grow into.
+    #[inline]
+    pub fn room_mut(&mut self) -> &mut [u8] {
+        let n = self.len() + self.tailroom();
+        // SAFETY: buf_addr + data_off .. + data_len + tailroom ends at
+        // buf_len, inside the buffer DPDK gave us; &mut self is exclusive.
+        unsafe {
+            let m = self.ptr.as_mut();
+            std::slice::from_raw_parts_mut((m.buf_addr as *mut u8).add(usize::from(m.data_off)), n)
+        }
+    }
+
     /// Sets the packet length (single segment), growing or shrinking the
     /// data; `false` if `len` does not fit in the buffer.
     pub fn set_len(&mut self, len: usize) -> bool {

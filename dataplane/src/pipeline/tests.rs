@@ -21,8 +21,8 @@ fn snapshot(scheduler: SchedulerKind, w1: u32, w2: u32, max_conns: usize) -> Arc
     Arc::new(Snapshot {
         interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24 }],
         services: vec![
-            Service { proto: L4Proto::Tcp, vip: VIP, port: 80, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, reals: reals.clone() },
-            Service { proto: L4Proto::Udp, vip: VIP, port: 53, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, reals },
+            Service { proto: L4Proto::Tcp, vip: VIP, port: 80, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, local_addrs: vec![], reals: reals.clone() },
+            Service { proto: L4Proto::Udp, vip: VIP, port: 53, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, local_addrs: vec![], reals },
         ],
         timeouts: Timeouts::default(),
         arp: ArpTimers::default(),
@@ -398,7 +398,7 @@ mod nat_mode {
             port,
             scheduler: SchedulerSpec::new(SchedulerKind::Rr),
             persistence: None,
-            mode: ForwardingMode::Nat,
+            mode: ForwardingMode::Nat, local_addrs: vec![],
             reals,
         };
         let snapshot = Snapshot {
@@ -494,5 +494,106 @@ mod nat_mode {
         let mut late = frame(RS1_MAC, LB1, (RS1, 8080), (CLIENT_IP, 40002), Some(SYN | ACK));
         assert_eq!(p.process(1, &mut late, 61 * SEC), Action::Drop(DropReason::NotForUs));
         assert_eq!(p.pool(0).dest(0).inactive + p.pool(0).dest(0).active, 0);
+    }
+
+    const LIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+
+    fn fullnat_pipeline() -> Pipeline {
+        let mut rs1 = RealServer::new(RS1, 1);
+        rs1.port = Some(8080);
+        let snapshot = Snapshot {
+            interfaces: vec![
+                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24 },
+                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24 },
+            ],
+            services: vec![Service {
+                proto: L4Proto::Tcp,
+                vip: NAT_VIP,
+                port: 80,
+                scheduler: SchedulerSpec::new(SchedulerKind::Rr),
+                persistence: None,
+                mode: ForwardingMode::FullNat,
+                local_addrs: vec![LIP],
+                reals: vec![rs1],
+            }],
+            timeouts: Timeouts::default(),
+            arp: ArpTimers::default(),
+            max_connections_per_core: 64,
+            worker_cores: 1,
+        };
+        let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).unwrap();
+        let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP);
+        f[0..6].copy_from_slice(&LB1.0);
+        assert_eq!(p.process(1, &mut f, 0), Action::Consumed);
+        p
+    }
+
+    fn tcp_opts(f: &[u8]) -> Vec<u8> {
+        let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else { panic!() };
+        t.options().to_vec()
+    }
+
+    #[test]
+    fn fullnat_rewrites_both_ends_clamps_mss_and_adds_toa_once() {
+        let mut p = fullnat_pipeline();
+        let free = p.local_ports_available(0).unwrap();
+        // The LB answers ARP for its local address (the server replies to it).
+        let mut who = arp_frame(arp::OP_REQUEST, RS1_MAC, RS1, LIP);
+        assert_eq!(p.process(1, &mut who, 0), Action::Transmit { port: 1 });
+
+        let mut syn = frame(CLIENT_MAC, LB0, (CLIENT_IP, 40000), (NAT_VIP, 80), Some(SYN));
+        assert_eq!(p.process(0, &mut syn, 0), Action::Transmit { port: 1 });
+        let (_, dmac, src, dst) = check(&syn);
+        assert_eq!((dmac, src.0, dst), (RS1_MAC, LIP, (RS1, 8080)), "the server sees the local address");
+        let lport = src.1;
+        assert!(tcp_opts(&syn).iter().all(|&b| b != 254), "no TOA on the SYN");
+        assert_eq!(p.local_ports_available(0), Some(free - 1));
+
+        // SYN-ACK with MSS 1460: back to the client from the VIP, MSS - 8.
+        let mut synack = Vec::new();
+        etherparse::PacketBuilder::ethernet2(RS1_MAC.0, LB1.0)
+            .ipv4(RS1.octets(), LIP.octets(), 64)
+            .tcp(8080, lport, 5, 1000)
+            .syn()
+            .ack(2)
+            .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+            .unwrap()
+            .write(&mut synack, &[])
+            .unwrap();
+        assert_eq!(p.process(1, &mut synack, SEC), Action::Transmit { port: 0 });
+        assert_eq!(check(&synack), (LB0, CLIENT_MAC, (NAT_VIP, 80), (CLIENT_IP, 40000)));
+        assert_eq!(&tcp_opts(&synack)[..4], &[2, 4, 0x05, 0xac], "1460 - 8");
+
+        // The first ACK carries the TOA (client 198.18.1.10:40000), if there is room.
+        let ack = frame(CLIENT_MAC, LB0, (CLIENT_IP, 40000), (NAT_VIP, 80), Some(ACK));
+        let n = ack.len();
+        let mut buf = ack.clone();
+        buf.resize(n + 64, 0);
+        let mut len = n;
+        assert_eq!(p.process_room(0, &mut buf, &mut len, SEC), Action::Transmit { port: 1 });
+        assert_eq!(len, n + 8);
+        check(&buf[..len]);
+        assert_eq!(&tcp_opts(&buf[..len])[..8], &[254, 8, 0x9c, 0x40, 198, 18, 1, 10]);
+        assert_eq!(p.counters().toa_inserted.get(), 1);
+        // Later segments go without.
+        let mut data = frame(CLIENT_MAC, LB0, (CLIENT_IP, 40000), (NAT_VIP, 80), Some(ACK));
+        p.process(0, &mut data, SEC);
+        assert!(tcp_opts(&data).iter().all(|&b| b != 254));
+        assert_eq!(p.counters().toa_inserted.get(), 1);
+
+        // Expiry gives the local port back.
+        p.tick(2000 * SEC);
+        assert_eq!(p.local_ports_available(0), Some(free));
+    }
+
+    #[test]
+    fn fullnat_without_room_forwards_without_toa_and_counts_it() {
+        let mut p = fullnat_pipeline();
+        p.process(0, &mut frame(CLIENT_MAC, LB0, (CLIENT_IP, 40000), (NAT_VIP, 80), Some(SYN)), 0);
+        let mut ack = frame(CLIENT_MAC, LB0, (CLIENT_IP, 40000), (NAT_VIP, 80), Some(ACK));
+        assert_eq!(p.process(0, &mut ack, SEC), Action::Transmit { port: 1 });
+        check(&ack);
+        assert_eq!((p.counters().toa_inserted.get(), p.counters().toa_skipped.get()), (0, 1));
     }
 }
