@@ -3,7 +3,7 @@
 # nothing is fetched when everything is already there.
 set -euo pipefail
 
-PKGS=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config ethtool curl iproute2 python3 procps)
+PKGS=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config ethtool curl iproute2 python3 procps tcpdump)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -122,6 +122,9 @@ struct ServiceSection {
     mh_table_size: Option<Spanned<u32>>,
     #[serde(default = "defaults::forwarding")]
     forwarding: Spanned<String>,
+    /// FullNAT: local addresses (on an interface's subnet).
+    #[serde(default)]
+    local_addresses: Vec<Spanned<String>>,
     /// Seconds; absent or 0 = not persistent.
     persistence_timeout: Option<Spanned<u64>>,
     persistence_netmask: Option<Spanned<String>>,
@@ -427,8 +430,8 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         if *n.get_ref() == 0 {
             c.err(n, "workers.count", "must be at least 1");
         }
-        if *n.get_ref() > 1 && raw.services.iter().any(|s| s.forwarding.get_ref() == "nat") {
-            c.err(n, "workers.count", "NAT services need exactly one worker until replies can be redirected between cores");
+        if *n.get_ref() > 1 && raw.services.iter().any(|s| matches!(s.forwarding.get_ref().as_str(), "nat" | "fullnat")) {
+            c.err(n, "workers.count", "NAT and FullNAT services need exactly one worker until replies can be redirected between cores");
         }
     }
     let burst = *w.burst.get_ref();
@@ -514,8 +517,9 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         let mode = match s.forwarding.get_ref().as_str() {
             "dr" => Some(ForwardingMode::DirectRoute),
             "nat" => Some(ForwardingMode::Nat),
-            m @ ("fullnat" | "tun") => {
-                c.err(&s.forwarding, format!("{key}.forwarding"), format!("{m:?} is not supported yet (\"dr\" and \"nat\" are)"));
+            "fullnat" => Some(ForwardingMode::FullNat),
+            m @ "tun" => {
+                c.err(&s.forwarding, format!("{key}.forwarding"), format!("{m:?} is not supported yet (\"dr\", \"nat\" and \"fullnat\" are)"));
                 None
             }
             other => {
@@ -542,8 +546,8 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
                 let rp = *p.get_ref();
                 if !(1..=65535).contains(&rp) {
                     c.err(p, format!("{rkey}.port"), format!("{rp} is not a port (1..65535)"));
-                } else if rp != port && mode != Some(ForwardingMode::Nat) {
-                    c.err(p, format!("{rkey}.port"), "only NAT can map ports: omit it or use the service's port");
+                } else if rp != port && !matches!(mode, Some(ForwardingMode::Nat | ForwardingMode::FullNat)) {
+                    c.err(p, format!("{rkey}.port"), "only NAT and FullNAT can map ports: omit it or use the service's port");
                 } else {
                     real_port = Some(rp as u16);
                 }
@@ -567,6 +571,27 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
                 lower_threshold: r.lower_threshold.as_ref().map_or(0, |l| *l.get_ref()),
             });
         }
+        let mut local_addrs = Vec::new();
+        for (j, l) in s.local_addresses.iter().enumerate() {
+            let lkey = format!("{key}.local_addresses[{j}]");
+            match parse_ip(l.get_ref()) {
+                Ok(a) if !interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, a)) => {
+                    c.err(l, lkey, format!("{a} is on no interface's subnet"));
+                }
+                Ok(a) if interfaces.iter().any(|x| x.addr == a) => c.err(l, lkey, format!("{a} is an interface address")),
+                Ok(a) => local_addrs.push(a),
+                Err(m) => c.err(l, lkey, m),
+            }
+        }
+        match mode {
+            Some(ForwardingMode::FullNat) if s.local_addresses.is_empty() => {
+                c.err(&s.forwarding, format!("{key}.local_addresses"), "FullNAT needs at least one local address");
+            }
+            Some(m) if m != ForwardingMode::FullNat && !s.local_addresses.is_empty() => {
+                c.err(&s.local_addresses[0], format!("{key}.local_addresses"), "only FullNAT uses local addresses");
+            }
+            _ => {}
+        }
         let (Some(proto), Some(vip), Some(scheduler), Some(mode), Some(persistence)) = (proto, vip, scheduler, mode, persistence)
         else {
             continue;
@@ -581,7 +606,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             c.err(&s.vip, key, format!("duplicate service {} {vip}:{port}", proto.name()));
             continue;
         }
-        services.push(Service { proto, vip, port, scheduler, persistence, mode, reals });
+        services.push(Service { proto, vip, port, scheduler, persistence, mode, local_addrs, reals });
     }
 
     Config {

@@ -103,9 +103,9 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
         lcores.truncate(n as usize);
     }
     let nworkers = lcores.len() as u16;
-    if nworkers > 1 && cfg.services.iter().any(|s| s.mode == dataplane::config::ForwardingMode::Nat) {
+    if nworkers > 1 && cfg.services.iter().any(|s| s.mode != dataplane::config::ForwardingMode::DirectRoute) {
         return Err(format!(
-            "NAT services need exactly one worker until replies can be redirected between cores, and the EAL gives {nworkers}: set workers.count = 1"
+            "NAT and FullNAT services need exactly one worker until replies can be redirected between cores, and the EAL gives {nworkers}: set workers.count = 1"
         )
         .into());
     }

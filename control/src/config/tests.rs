@@ -91,7 +91,12 @@ fn every_kind_of_semantic_error_is_caught() {
         ("port = 80\nscheduler", "port = 0\nscheduler", "services[0].port: 0 is not a port"),
         ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"tun\"", "\"tun\" is not supported yet"),
         ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"bridge\"", "not one of dr, nat, fullnat, tun"),
-        ("port = 80\n  weight = 2", "port = 8080\n  weight = 2", "only NAT can map ports"),
+        ("port = 80\n  weight = 2", "port = 8080\n  weight = 2", "only NAT and FullNAT can map ports"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"fullnat\"", "FullNAT needs at least one local address"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nlocal_addresses = [\"198.18.0.3\"]", "only FullNAT uses local addresses"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"fullnat\"\nlocal_addresses = [\"10.0.0.3\"]", "local_addresses[0]: 10.0.0.3 is on no interface's subnet"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"fullnat\"\nlocal_addresses = [\"198.18.0.2\"]", "198.18.0.2 is an interface address"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"fullnat\"\nlocal_addresses = [\"x\"]", "\"x\" is not an IPv4 address"),
         ("port = 80\n  weight = 2", "port = 0\n  weight = 2", "0 is not a port"),
         ("198.18.0.12", "198.18.0.11", "listed twice"),
         ("weight = 1", "weight = -1", "-1 is outside 0..65535"),
@@ -154,7 +159,11 @@ fn nat_maps_ports() {
     assert_eq!((c.services[0].reals[0].port, c.services[0].reals[1].port), (None, Some(8080)));
     let two = text.replace("idle_sleep_us = 50", "idle_sleep_us = 50\ncount = 2");
     let e = errors(&two);
-    assert!(e.iter().any(|m| m.contains("workers.count: NAT services need exactly one worker")), "{e:?}");
+    assert!(e.iter().any(|m| m.contains("workers.count: NAT and FullNAT services need exactly one worker")), "{e:?}");
+    let full = GOOD.replace("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"fullnat\"\nlocal_addresses = [\"198.18.0.3\", \"198.18.0.4\"]");
+    let c = parse("test.toml", &full).unwrap();
+    assert_eq!(c.services[0].mode, ForwardingMode::FullNat);
+    assert_eq!(c.services[0].local_addrs, [Ipv4Addr::new(198, 18, 0, 3), Ipv4Addr::new(198, 18, 0, 4)]);
     // DR with two workers is fine.
     assert!(parse("test.toml", &GOOD.replace("idle_sleep_us = 50", "idle_sleep_us = 50\ncount = 2")).is_ok());
 }

@@ -1,0 +1,88 @@
+//! End to end, FullNAT: the real servers see the load balancer's local
+//! address, and the client's address and port reach them in a TOA option
+//! (kind 254) on the first segment after the SYN, checked in a capture
+//! taken on a real server. Real kernel stacks in namespaces; needs root.
+
+mod common;
+
+use common::*;
+use proto::ethernet::EthernetFrame;
+use proto::ipv4::Ipv4Packet;
+use proto::l4::{tcp_flags, TcpSegment};
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const LIP: &str = "198.18.0.3";
+
+/// TCP segments from a classic pcap file (Ethernet), as
+/// (source port, flags, TOA option bytes if present).
+fn segments_from(pcap: &[u8]) -> Vec<(u16, u8, Option<Vec<u8>>)> {
+    assert!(pcap.len() >= 24 && pcap[..4] == [0xd4, 0xc3, 0xb2, 0xa1], "a little-endian pcap");
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let incl = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+        let Some(frame) = pcap.get(at + 16..at + 16 + incl) else { break };
+        at += 16 + incl;
+        let Ok(eth) = EthernetFrame::new_checked(frame) else { continue };
+        let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { continue };
+        let Ok(tcp) = TcpSegment::new_checked(ip.payload()) else { continue };
+        let toa = tcp.option_iter().flatten().find(|o| o.kind == 254).map(|o| o.data.to_vec());
+        out.push((tcp.src_port(), tcp.flags(), toa));
+    }
+    out
+}
+
+#[test]
+fn fullnat_servers_see_the_local_address_and_get_the_client_in_toa() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_kind("rvse2ef", "nat");
+    lab.start_real_servers_on(8080);
+    let cfg = lab.config_file("fullnat.toml");
+    lab.start_rvsd(&cfg);
+
+    // Capture what rs1 receives from the local address.
+    let pcap = lab.dir.join("rs1.pcap");
+    let mut tcpdump = lab
+        .exec("rs1")
+        .args(["tcpdump", "-i", "eth0", "-nn", "-U", "-s", "128", "-w"])
+        .arg(&pcap)
+        .args(["tcp and src host", LIP])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tcpdump (apt-get install tcpdump)");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let lines = lab.client_args("download", 20, &["1048576", "4"]);
+    let by_server = tally_from(&lines, LIP);
+    assert_eq!(by_server.values().sum::<usize>(), 20, "{lines:?}");
+    assert_eq!(by_server.len(), 2);
+    let by_server = tally_from(&lab.client("udp", 20), LIP);
+    assert_eq!(by_server.values().sum::<usize>(), 20);
+
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill").args(["-INT", &tcpdump.id().to_string()]).status();
+    let _ = tcpdump.wait();
+    let segments = segments_from(&std::fs::read(&pcap).expect("capture written"));
+
+    // Per connection (local port): the first segment after the SYN has the TOA.
+    let mut by_conn: BTreeMap<u16, Vec<(u8, Option<Vec<u8>>)>> = BTreeMap::new();
+    for (sport, flags, toa) in segments {
+        by_conn.entry(sport).or_default().push((flags, toa));
+    }
+    let conns: Vec<_> = by_conn.values().filter(|s| s[0].0 & tcp_flags::SYN != 0).collect();
+    assert!(!conns.is_empty(), "rs1 got connections from the local address");
+    for segs in conns {
+        assert_eq!(segs[0].1, None, "no TOA on the SYN");
+        let toa = segs[1].1.as_ref().expect("TOA on the first segment after the SYN");
+        assert_eq!(toa.len(), 6, "kind 254, length 8: port + IPv4");
+        assert_eq!(&toa[2..6], &[198, 18, 1, 10], "the client's address");
+        assert!(u16::from_be_bytes([toa[0], toa[1]]) >= 1024, "the client's port");
+        assert!(segs[2..].iter().all(|s| s.1.is_none()), "only once per connection");
+    }
+    let log = lab.stop_rvsd();
+    assert!(stat(&log, "toa_inserted") >= 20, "{log}");
+    assert_eq!(stat(&log, "toa_skipped"), 0, "{log}");
+}
