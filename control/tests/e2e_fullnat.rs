@@ -15,6 +15,9 @@ use std::time::Duration;
 
 const LIP: &str = "198.18.0.3";
 
+/// One captured segment: (flags, TOA option data if present).
+type Segment = (u8, Option<Vec<u8>>);
+
 /// TCP segments from a classic pcap file (Ethernet), as
 /// (source port, flags, TOA option bytes if present).
 fn segments_from(pcap: &[u8]) -> Vec<(u16, u8, Option<Vec<u8>>)> {
@@ -68,7 +71,7 @@ fn fullnat_servers_see_the_local_address_and_get_the_client_in_toa() {
     let segments = segments_from(&std::fs::read(&pcap).expect("capture written"));
 
     // Per connection (local port): the first segment after the SYN has the TOA.
-    let mut by_conn: BTreeMap<u16, Vec<(u8, Option<Vec<u8>>)>> = BTreeMap::new();
+    let mut by_conn: BTreeMap<u16, Vec<Segment>> = BTreeMap::new();
     for (sport, flags, toa) in segments {
         by_conn.entry(sport).or_default().push((flags, toa));
     }

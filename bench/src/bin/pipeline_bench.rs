@@ -163,7 +163,7 @@ fn lookup() {
             dport: 53,
         };
         for i in 0..n as u64 {
-            let to = Binding { service: 0, dest: 0, real: VIP, peer_mac: LB_MAC, peer_port: 0 };
+            let to = Binding { service: 0, dest: 0, real: VIP, peer_mac: LB_MAC, peer_port: 0, local: None };
             t.insert(key(i), None, L4Proto::Udp, 0, to, 0).expect("capacity");
         }
         let per_conn = (rss_bytes().saturating_sub(rss0)) as f64 / n as f64;
