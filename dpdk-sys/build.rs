@@ -36,7 +36,7 @@ fn main() {
         .clang_arg("rte_config.h")
         .allowlist_function("rte_.*|rvs_.*")
         .allowlist_type("rte_.*")
-        .allowlist_var("RTE_.*")
+        .allowlist_var("RTE_.*|RING_F_.*")
         // Packed structs that contain aligned members: rustc rejects them (E0588).
         .opaque_type("rte_arp_ipv4")
         .opaque_type("rte_arp_hdr")

@@ -430,9 +430,6 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         if *n.get_ref() == 0 {
             c.err(n, "workers.count", "must be at least 1");
         }
-        if *n.get_ref() > 1 && raw.services.iter().any(|s| matches!(s.forwarding.get_ref().as_str(), "nat" | "fullnat")) {
-            c.err(n, "workers.count", "NAT and FullNAT services need exactly one worker until replies can be redirected between cores");
-        }
     }
     let burst = *w.burst.get_ref();
     if !(1..=dataplane::dpdk::MAX_BURST as u32).contains(&burst) {

@@ -89,3 +89,20 @@ fn fullnat_servers_see_the_local_address_and_get_the_client_in_toa() {
     assert!(stat(&log, "toa_inserted") >= 20, "{log}");
     assert_eq!(stat(&log, "toa_skipped"), 0, "{log}");
 }
+
+#[test]
+fn fullnat_with_two_workers() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_kind("rvse2ef2", "nat");
+    lab.start_real_servers_on(8080);
+    let cfg = lab.config_file_workers("fullnat.toml", 2);
+    lab.start_rvsd(&cfg);
+    let lines = lab.client_args("download", 24, &["1048576", "4"]);
+    assert_eq!(tally_from(&lines, LIP).values().sum::<usize>(), 24, "{lines:?}");
+    assert_eq!(tally_from(&lab.client("udp", 40), LIP).values().sum::<usize>(), 40);
+    let log = lab.stop_rvsd();
+    let (out, inn) = (stat_all(&log, "redirected"), stat_all(&log, "redirected_in"));
+    assert!(out > 0 && out == inn, "redirected {out}, received {inn}: {log}");
+    assert!(stat_all(&log, "toa_inserted") >= 24, "{log}");
+    assert_eq!(stat_all(&log, "drop_not_for_us"), 0, "{log}");
+}

@@ -36,3 +36,23 @@ fn nat_downloads_are_intact_and_servers_see_the_client() {
     // Replies went through us: far more forwarded than the client's share.
     assert!(stat(&log, "forwarded") > 40 * 700, "1 MiB each is over 700 segments: {log}");
 }
+
+#[test]
+fn nat_with_two_workers_steers_replies_to_the_owning_core() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_kind("rvse2en2", "nat");
+    lab.start_real_servers_on(8080);
+    let cfg = lab.config_file_workers("nat.toml", 2);
+    lab.start_rvsd(&cfg);
+    assert!(lab.log().contains("running: 2 worker(s)"), "{}", lab.log());
+    let lines = lab.client_args("download", 24, &["1048576", "4"]);
+    assert_eq!(tally_from(&lines, lab.client_addr).values().sum::<usize>(), 24, "{lines:?}");
+    assert_eq!(tally_from(&lab.client("udp", 40), lab.client_addr).values().sum::<usize>(), 40);
+    let log = lab.stop_rvsd();
+    // The kernel's fanout hashes a request and its NATed reply independently:
+    // some packets must have reached the other core and been handed over.
+    let (out, inn) = (stat_all(&log, "redirected"), stat_all(&log, "redirected_in"));
+    assert!(out > 0 && out == inn, "redirected {out}, received {inn}: {log}");
+    assert_eq!(stat_all(&log, "drop_redirect_ring_full"), 0, "{log}");
+    assert_eq!(stat_all(&log, "drop_not_for_us"), 0, "no reply may miss its connection: {log}");
+}

@@ -46,10 +46,12 @@ pub enum DropReason {
     NoMbuf,
     /// FullNAT: every local address and port of this core is in use.
     NoLocalPort,
+    /// The owning core's redirect ring was full.
+    RedirectRingFull,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::MalformedFrame,
         DropReason::NotOurMac,
@@ -71,6 +73,7 @@ impl DropReason {
         DropReason::TxQueueFull,
         DropReason::NoMbuf,
         DropReason::NoLocalPort,
+        DropReason::RedirectRingFull,
     ];
 
     /// The label used in logs and metrics.
@@ -96,6 +99,7 @@ impl DropReason {
             DropReason::TxQueueFull => "tx_queue_full",
             DropReason::NoMbuf => "no_mbuf",
             DropReason::NoLocalPort => "no_local_port",
+            DropReason::RedirectRingFull => "redirect_ring_full",
         }
     }
 }
@@ -143,6 +147,9 @@ pub struct CoreCounters {
     /// FullNAT: TOA options inserted, and segments that had no room for one.
     pub toa_inserted: Counter,
     pub toa_skipped: Counter,
+    /// Packets handed to the core owning their connection, and received so.
+    pub redirected: Counter,
+    pub redirected_in: Counter,
     drops: [Counter; DropReason::COUNT],
 }
 
@@ -168,7 +175,7 @@ impl CoreCounters {
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={}",
+            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={}",
             self.rx_packets.get(),
             self.tx_packets.get(),
             self.forwarded.get(),
@@ -180,6 +187,8 @@ impl CoreCounters {
             self.conns_active.get(),
             self.toa_inserted.get(),
             self.toa_skipped.get(),
+            self.redirected.get(),
+            self.redirected_in.get(),
         );
         for r in DropReason::ALL {
             let n = self.drops(r);

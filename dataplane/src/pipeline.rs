@@ -26,6 +26,8 @@ pub enum Action {
     Transmit { port: u16 },
     /// Used up without a reply (an ARP reply we learned from): free it.
     Consumed,
+    /// The connection belongs to another worker core: hand the frame to it.
+    Redirect { core: u32 },
     /// Free it; the reason has been counted.
     Drop(DropReason),
 }
@@ -85,6 +87,20 @@ pub struct Pipeline {
     conns: ConnTable,
     counters: Arc<CoreCounters>,
     next_sweep: u64,
+    /// This pipeline's worker core, and how many there are.
+    core: u32,
+    cores: u32,
+    /// Several cores and a NAT or FullNAT service: packets are steered to
+    /// the core that owns their connection.
+    steering: bool,
+}
+
+/// The core that owns a connection of the client `addr`:`port`. Both
+/// directions of NAT carry the client's tuple, so both find the same core.
+#[inline]
+pub fn client_owner(addr: Ipv4Addr, port: u16, cores: u32) -> u32 {
+    let h = (u64::from(u32::from(addr)) << 16 | u64::from(port)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h >> 32) % u64::from(cores.max(1))) as u32
 }
 
 impl Pipeline {
@@ -173,6 +189,8 @@ impl Pipeline {
             iface_of_port[usize::from(i.port)] = u8::try_from(k).map_err(|_| SnapshotError("more than 254 interfaces".into()))?;
         }
         let neighbors = NeighborTable::new(neighbors, snapshot.arp);
+        let snapshot_cores = snapshot.worker_cores.max(1);
+        let steering = snapshot_cores > 1 && snapshot.services.iter().any(|s| s.mode != ForwardingMode::DirectRoute);
         for s in &mut services {
             for r in &s.reals {
                 let slot = neighbors.slot_of(*r).ok_or_else(|| SnapshotError(format!("real server {r} has no neighbor slot")))?;
@@ -190,6 +208,9 @@ impl Pipeline {
             local_addrs,
             counters,
             next_sweep: 0,
+            core: 0,
+            cores: snapshot_cores,
+            steering,
         })
     }
 
@@ -197,6 +218,7 @@ impl Pipeline {
     /// `worker_cores`): it takes FullNAT local ports from that core's share.
     pub fn for_core(mut self, core: u32) -> Self {
         let cores = self.snapshot.worker_cores;
+        self.core = core;
         for (s, cfg) in self.services.iter_mut().zip(&self.snapshot.services) {
             if s.local_ports.is_some() {
                 s.local_ports = Some(LocalPorts::new(&cfg.local_addrs, core, cores));
@@ -364,6 +386,15 @@ impl Pipeline {
             (FlowKey { proto: proto.number(), src: ip.src(), dst, sport, dport }, proto, flags, eth.src())
         };
 
+        if self.steering {
+            if let Some(owner) = self.owner(&key) {
+                if owner != self.core {
+                    self.counters.redirected.inc();
+                    return Action::Redirect { core: owner };
+                }
+            }
+        }
+
         let hit = match self.conns.lookup(&key, proto, flags, now) {
             Lookup::Hit { conn, dir, was_active } => {
                 if conn.is_active() != was_active {
@@ -521,6 +552,23 @@ impl Pipeline {
             }
             Err(_) => Action::Drop(DropReason::MalformedFrame),
         }
+    }
+
+    /// Which core owns `key`'s connection, when that is not simply the
+    /// core it arrived on: FullNAT replies name it in their local port; NAT
+    /// and FullNAT requests, and NAT replies, by their client's tuple. DR
+    /// sees one direction only and is never steered.
+    fn owner(&self, key: &FlowKey) -> Option<u32> {
+        if self.local_addrs.contains(&key.dst) {
+            return Some(LocalPorts::owner(key.dport, self.cores));
+        }
+        if self.vips.contains(&key.dst) {
+            let svc = *self.by_key.get(&service_key(key.proto, key.dst, key.dport))?;
+            return (self.services[svc as usize].mode != ForwardingMode::DirectRoute)
+                .then(|| client_owner(key.src, key.sport, self.cores));
+        }
+        // Possibly a NAT reply: the client is its destination.
+        Some(client_owner(key.dst, key.dport, self.cores))
     }
 
     /// Free local ports left on this core for service `i` (FullNAT).

@@ -3,7 +3,7 @@
 //! transmit. Nothing here allocates or locks per packet.
 
 use crate::counters::{CoreCounters, DropReason};
-use crate::dpdk::{Burst, Mbuf, Mempool, Port};
+use crate::dpdk::{Burst, Mbuf, Mempool, Port, Ring};
 use crate::pipeline::{Action, Pipeline};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -38,6 +38,15 @@ pub struct Worker {
     pub pool: Arc<Mempool>,
     pub stop: Arc<AtomicBool>,
     pub settings: WorkerSettings,
+    /// One ring per worker core, indexed by core; `None` with one worker.
+    /// This worker consumes `rings[queue]`.
+    pub rings: Option<Arc<Vec<Ring>>>,
+}
+
+/// Output batches of one poll pass: per port, and per core to redirect to.
+struct Outputs {
+    tx: Vec<Burst>,
+    redirect: Vec<Burst>,
 }
 
 fn flush(port: &Port, queue: u16, burst: &mut Burst, counters: &CoreCounters) {
@@ -53,45 +62,49 @@ impl Worker {
     pub fn run(mut self) {
         let counters = Arc::clone(self.pipeline.counters());
         let ports = Arc::clone(&self.ports);
-        let nports = ports.len();
+        let rings = self.rings.clone();
         let queue = self.queue;
         let mut rx = Burst::new();
-        // One pending tx burst per port, allocated once, before the loop.
-        let mut tx: Vec<Burst> = (0..nports).map(|_| Burst::new()).collect();
+        // Output batches, allocated once, before the loop.
+        let ncores = rings.as_ref().map_or(0, |r| r.len());
+        let mut out = Outputs {
+            tx: (0..ports.len()).map(|_| Burst::new()).collect(),
+            redirect: (0..ncores).map(|_| Burst::new()).collect(),
+        };
         let mut idle_polls = 0u32;
 
         while !self.stop.load(Relaxed) {
             let now = crate::clock::now_ns();
             self.pipeline.tick(now);
-            self.send_arp_requests(now, &mut tx, &counters);
+            self.send_arp_requests(now, &mut out.tx, &counters);
 
             let mut got = 0;
+            // First what other cores handed us: those packets waited already.
+            if let Some(rings) = &rings {
+                let n = rings[usize::from(queue)].dequeue(&mut rx, self.settings.burst);
+                got += n;
+                counters.redirected_in.add(n as u64);
+                while let Some(m) = rx.pop() {
+                    let port = m.port();
+                    self.handle(port, m, now, &mut out, &counters);
+                }
+            }
             for port in ports.iter() {
                 let n = port.rx(queue, &mut rx, self.settings.burst);
                 got += n;
                 counters.rx_packets.add(n as u64);
-                while let Some(mut m) = rx.pop() {
-                    if !m.is_contiguous() {
-                        counters.count_drop(DropReason::MalformedFrame);
-                        continue; // dropping `m` frees it
-                    }
-                    let mut len = m.len();
-                    let action = self.pipeline.process_room(port.id(), m.room_mut(), &mut len, now);
-                    if len != m.len() && !m.set_len(len) {
-                        counters.count_drop(DropReason::MalformedFrame);
-                        continue;
-                    }
-                    if let Action::Transmit { port: out } = action {
-                        let Some(oi) = ports.iter().position(|p| p.id() == out) else { continue };
-                        if let Err(m) = tx[oi].push(m) {
-                            flush(&ports[oi], queue, &mut tx[oi], &counters);
-                            let _ = tx[oi].push(m);
-                        }
-                    }
+                while let Some(m) = rx.pop() {
+                    self.handle(port.id(), m, now, &mut out, &counters);
                 }
             }
-            for (port, burst) in ports.iter().zip(tx.iter_mut()) {
+            for (port, burst) in ports.iter().zip(out.tx.iter_mut()) {
                 flush(port, queue, burst, &counters);
+            }
+            if let Some(rings) = &rings {
+                for (ring, burst) in rings.iter().zip(out.redirect.iter_mut()) {
+                    let (_, unsent) = ring.enqueue(burst);
+                    counters.drops_add(DropReason::RedirectRingFull, unsent as u64);
+                }
             }
 
             if got == 0 {
@@ -102,6 +115,43 @@ impl Worker {
             } else {
                 idle_polls = 0;
             }
+        }
+    }
+
+    /// One received (or redirected) frame through the pipeline, into the
+    /// right output batch; dropping `m` frees it.
+    #[inline]
+    fn handle(&mut self, port: u16, mut m: Mbuf, now: u64, out: &mut Outputs, counters: &CoreCounters) {
+        if !m.is_contiguous() {
+            counters.count_drop(DropReason::MalformedFrame);
+            return;
+        }
+        let mut len = m.len();
+        let action = self.pipeline.process_room(port, m.room_mut(), &mut len, now);
+        if len != m.len() && !m.set_len(len) {
+            counters.count_drop(DropReason::MalformedFrame);
+            return;
+        }
+        match action {
+            Action::Transmit { port: to } => {
+                let Some(oi) = self.ports.iter().position(|p| p.id() == to) else { return };
+                if let Err(m) = out.tx[oi].push(m) {
+                    flush(&self.ports[oi], self.queue, &mut out.tx[oi], counters);
+                    let _ = out.tx[oi].push(m);
+                }
+            }
+            Action::Redirect { core } => {
+                let (Some(rings), Some(burst)) = (&self.rings, out.redirect.get_mut(core as usize)) else {
+                    counters.count_drop(DropReason::RedirectRingFull);
+                    return;
+                };
+                if let Err(m) = burst.push(m) {
+                    let (_, unsent) = rings[core as usize].enqueue(burst);
+                    counters.drops_add(DropReason::RedirectRingFull, unsent as u64);
+                    let _ = burst.push(m);
+                }
+            }
+            Action::Consumed | Action::Drop(_) => {}
         }
     }
 

@@ -4,7 +4,7 @@
 
 use dataplane::config::{ArpTimers, ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
 use dataplane::counters::CoreCounters;
-use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, MAX_BURST};
+use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, Ring, MAX_BURST};
 use dataplane::pipeline::Pipeline;
 use dataplane::worker::{Worker, WorkerSettings};
 use proto::MacAddr;
@@ -121,7 +121,38 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     assert_eq!(drained, sent);
     assert_eq!(pool.in_use(), 0);
 
-    // 5. A worker answers ARP for its VIP and asks for its real servers.
+    // 5. Redirect rings: what is enqueued belongs to the ring until
+    //    dequeued; what does not fit is freed; a dropped ring frees the rest.
+    let ring = Ring::new(&eal, "test_ring", 64).unwrap();
+    let mut b = Burst::new();
+    for tag in 0..10 {
+        let mut m = Mbuf::alloc(&pool).unwrap();
+        frame(&mut m, tag);
+        b.push(m).unwrap();
+    }
+    assert_eq!(ring.enqueue(&mut b), (10, 0));
+    assert_eq!((ring.len(), pool.in_use()), (10, 10));
+    let mut out = Burst::new();
+    assert_eq!(ring.dequeue(&mut out, 32), 10);
+    assert_eq!(out.pop().unwrap().data()[14], 0, "in order");
+    drop(out);
+    assert_eq!(pool.in_use(), 0);
+    let (mut sent, mut unsent) = (0, 0);
+    for _ in 0..2 {
+        let mut b = Burst::new();
+        for _ in 0..MAX_BURST {
+            b.push(Mbuf::alloc(&pool).unwrap()).unwrap();
+        }
+        let (s, u) = ring.enqueue(&mut b);
+        sent += s;
+        unsent += u;
+    }
+    assert_eq!((sent, unsent), (63, 2 * MAX_BURST - 63), "a 64-slot ring holds 63");
+    assert_eq!(pool.in_use(), 63);
+    drop(ring);
+    assert_eq!(pool.in_use(), 0, "a dropped ring frees what it held");
+
+    // 6. A worker answers ARP for its VIP and asks for its real servers.
     let mac = port.mac().unwrap();
     let snapshot = Arc::new(Snapshot {
         interfaces: vec![Interface { port: port.id(), mac, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24 }],
@@ -165,6 +196,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
         pool: Arc::clone(&pool),
         stop: Arc::clone(&stop),
         settings: WorkerSettings { idle_sleep: Duration::from_micros(50), ..WorkerSettings::default() },
+        rings: None,
     };
     let handle = std::thread::spawn(move || worker.run());
     std::thread::sleep(Duration::from_millis(300));

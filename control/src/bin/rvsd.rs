@@ -6,7 +6,7 @@ use control::config::{self, Config};
 use control::{error, info, warn};
 use dataplane::config::{Interface, Snapshot};
 use dataplane::counters::CoreCounters;
-use dataplane::dpdk::{Eal, Mempool, Port};
+use dataplane::dpdk::{Eal, Mempool, Port, Ring};
 use dataplane::neighbor::SharedNeighbors;
 use dataplane::pipeline::Pipeline;
 use dataplane::worker::Worker;
@@ -103,12 +103,6 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
         lcores.truncate(n as usize);
     }
     let nworkers = lcores.len() as u16;
-    if nworkers > 1 && cfg.services.iter().any(|s| s.mode != dataplane::config::ForwardingMode::DirectRoute) {
-        return Err(format!(
-            "NAT and FullNAT services need exactly one worker until replies can be redirected between cores, and the EAL gives {nworkers}: set workers.count = 1"
-        )
-        .into());
-    }
     let pool = Arc::new(Mempool::new(&eal, "rvs_mbufs", cfg.mbufs, cfg.mbuf_cache)?);
 
     let mut ports = Vec::new();
@@ -144,11 +138,23 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
     // One neighbor table for all workers: an ARP reply lands on one queue
     // only, but every worker forwards to that server.
     let neighbors = Arc::new(SharedNeighbors::new(Pipeline::wanted_neighbors(&snapshot)));
+    // With several workers, a packet that reached a core other than the one
+    // owning its connection travels there through that core's ring.
+    let rings = if nworkers > 1 {
+        let mut v = Vec::new();
+        for q in 0..nworkers {
+            v.push(Ring::new(&eal, &format!("rvs_redirect_{q}"), 4096)?);
+        }
+        Some(Arc::new(v))
+    } else {
+        None
+    };
     let mut counters = Vec::new();
     let mut workers = Vec::new();
     for (q, _) in lcores.iter().enumerate() {
         let c = Arc::new(CoreCounters::default());
-        let pipeline = Pipeline::with_neighbors(Arc::clone(&snapshot), Arc::clone(&c), Arc::clone(&neighbors))?;
+        let pipeline =
+            Pipeline::with_neighbors(Arc::clone(&snapshot), Arc::clone(&c), Arc::clone(&neighbors))?.for_core(q as u32);
         counters.push(c);
         workers.push(Worker {
             pipeline,
@@ -157,6 +163,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
             pool: Arc::clone(&pool),
             stop: Arc::clone(&stop),
             settings: cfg.worker,
+            rings: rings.clone(),
         });
     }
     let mut launched = 0;
@@ -210,6 +217,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
     // Order matters: ports (which reference the pool) before the pool,
     // both before the EAL.
     drop(ports);
+    drop(rings);
     drop(pool);
     drop(eal);
     info!("stopped");

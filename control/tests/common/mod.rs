@@ -189,9 +189,23 @@ impl Lab {
 
     /// A config from `configs/NAME` with the file prefix filled in.
     pub(crate) fn config_file(&self, name: &str) -> PathBuf {
-        let text = std::fs::read_to_string(repo().join("configs").join(name))
+        self.config_file_workers(name, 1)
+    }
+
+    /// ... with `workers` worker lcores (sharing CPU 1) and as many
+    /// af_packet queue pairs on every port.
+    pub(crate) fn config_file_workers(&self, name: &str, workers: u32) -> PathBuf {
+        let lcores = (1..=workers).map(|l| format!("{l}@1")).collect::<Vec<_>>().join(",");
+        let mut text = std::fs::read_to_string(repo().join("configs").join(name))
             .unwrap()
             .replace("@FILE_PREFIX@", &format!("{}-{}", self.prefix, std::process::id()));
+        if workers > 1 {
+            text = text
+                .replace("\"-l\", \"0-1\"", &format!("\"--lcores\", \"0@0,{lcores}\""))
+                .replace("iface=eth0\"", &format!("iface=eth0,qpairs={workers}\""))
+                .replace("iface=eth1\"", &format!("iface=eth1,qpairs={workers}\""))
+                .replace("count = 1", &format!("count = {workers}"));
+        }
         let path = self.dir.join("rvs.toml");
         std::fs::write(&path, text).unwrap();
         path
@@ -229,6 +243,15 @@ pub(crate) fn tally_from(lines: &[String], client: &str) -> BTreeMap<String, usi
         *by_server.entry(server.to_string()).or_insert(0) += 1;
     }
     by_server
+}
+
+/// `key=` summed over every worker's final `stats lcore=` line.
+pub(crate) fn stat_all(log: &str, key: &str) -> u64 {
+    log.lines()
+        .filter(|l| l.contains("stats lcore="))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))))
+        .map(|v| v.parse::<u64>().unwrap())
+        .sum()
 }
 
 /// The value of `key=` in the final `stats lcore=` line of the log.

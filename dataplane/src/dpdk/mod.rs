@@ -10,11 +10,13 @@ mod eal;
 mod mbuf;
 mod mempool;
 mod port;
+mod ring;
 
 pub use eal::{Eal, Lcore};
 pub use mbuf::{Burst, Mbuf, MAX_BURST};
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortStats};
+pub use ring::Ring;
 
 use core::fmt;
 

@@ -596,4 +596,72 @@ mod nat_mode {
         check(&ack);
         assert_eq!((p.counters().toa_inserted.get(), p.counters().toa_skipped.get()), (0, 1));
     }
+
+    /// Core 0 and core 1 of a two-worker load balancer, sharing neighbors.
+    fn two_cores(mode: ForwardingMode) -> [Pipeline; 2] {
+        let mut snap = Arc::try_unwrap(if mode == ForwardingMode::FullNat {
+            let p = fullnat_pipeline();
+            p.snapshot
+        } else {
+            let p = nat_pipeline();
+            p.snapshot
+        })
+        .unwrap_or_else(|a| (*a).clone());
+        snap.worker_cores = 2;
+        snap.services.push(Service {
+            proto: L4Proto::Udp,
+            vip: VIP,
+            port: 7,
+            scheduler: SchedulerSpec::new(SchedulerKind::Rr),
+            persistence: None,
+            mode: ForwardingMode::DirectRoute,
+            local_addrs: vec![],
+            reals: vec![RealServer::new(RS1, 1)],
+        });
+        let snap = Arc::new(snap);
+        let shared = Arc::new(crate::neighbor::SharedNeighbors::new(Pipeline::wanted_neighbors(&snap)));
+        let mk = |core| Pipeline::with_neighbors(Arc::clone(&snap), Arc::default(), Arc::clone(&shared)).unwrap().for_core(core);
+        let mut cores = [mk(0), mk(1)];
+        let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP);
+        f[0..6].copy_from_slice(&LB1.0);
+        cores[0].process(1, &mut f, 0);
+        cores
+    }
+
+    #[test]
+    fn nat_packets_are_steered_to_the_owning_core_both_ways() {
+        let mut cores = two_cores(ForwardingMode::Nat);
+        // A client port owned by core 1 and one owned by core 0.
+        let owned_by = |c: u32| (40000u16..).find(|&p| client_owner(CLIENT_IP, p, 2) == c).unwrap();
+        let (p1, p0) = (owned_by(1), owned_by(0));
+        let mut syn = frame(CLIENT_MAC, LB0, (CLIENT_IP, p1), (NAT_VIP, 80), Some(SYN));
+        assert_eq!(cores[0].process(0, &mut syn.clone(), 0), Action::Redirect { core: 1 });
+        assert_eq!(cores[1].process(0, &mut syn, 0), Action::Transmit { port: 1 });
+        let mut reply = frame(RS1_MAC, LB1, (RS1, 8080), (CLIENT_IP, p1), Some(SYN | ACK));
+        assert_eq!(cores[0].process(1, &mut reply.clone(), 0), Action::Redirect { core: 1 });
+        assert_eq!(cores[1].process(1, &mut reply, 0), Action::Transmit { port: 0 });
+        let mut syn = frame(CLIENT_MAC, LB0, (CLIENT_IP, p0), (NAT_VIP, 80), Some(SYN));
+        assert_eq!(cores[0].process(0, &mut syn, 0), Action::Transmit { port: 1 });
+        assert_eq!(cores[0].counters().redirected.get(), 2);
+        // DR sees one direction only: never steered.
+        let mut dr = udp(1234, 7);
+        dr[0..6].copy_from_slice(&LB0.0);
+        for core in &mut cores {
+            assert!(!matches!(core.process(0, &mut dr.clone(), 0), Action::Redirect { .. }));
+        }
+    }
+
+    #[test]
+    fn fullnat_replies_go_to_the_core_their_local_port_names() {
+        let mut cores = two_cores(ForwardingMode::FullNat);
+        let owned_by = |c: u32| (40000u16..).find(|&p| client_owner(CLIENT_IP, p, 2) == c).unwrap();
+        let port = owned_by(1);
+        let mut syn = frame(CLIENT_MAC, LB0, (CLIENT_IP, port), (NAT_VIP, 80), Some(SYN));
+        assert_eq!(cores[1].process(0, &mut syn, 0), Action::Transmit { port: 1 });
+        let (_, _, (laddr, lport), _) = check(&syn);
+        assert_eq!((laddr, crate::local_ports::LocalPorts::owner(lport, 2)), (LIP, 1), "core 1 uses its own ports");
+        let reply = frame(RS1_MAC, LB1, (RS1, 8080), (LIP, lport), Some(SYN | ACK));
+        assert_eq!(cores[0].process(1, &mut reply.clone(), 0), Action::Redirect { core: 1 });
+        assert_eq!(cores[1].process(1, &mut reply.clone(), 0), Action::Transmit { port: 0 });
+    }
 }
