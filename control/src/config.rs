@@ -108,6 +108,8 @@ struct InterfaceSection {
     name: Spanned<String>,
     device: Spanned<String>,
     address: Spanned<String>,
+    #[serde(default = "defaults::mtu")]
+    mtu: Spanned<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +178,9 @@ mod defaults {
     pub(super) fn forwarding() -> Spanned<String> {
         s("dr".to_string())
     }
+    pub(super) fn mtu() -> Spanned<u32> {
+        s(1500)
+    }
     pub(super) fn weight() -> Spanned<i64> {
         s(1)
     }
@@ -190,6 +195,7 @@ pub struct InterfaceConfig {
     pub device: String,
     pub addr: Ipv4Addr,
     pub prefix_len: u8,
+    pub mtu: u16,
 }
 
 /// A configuration that passed every check.
@@ -477,12 +483,17 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         if interfaces.iter().any(|x| &x.device == iface.device.get_ref()) {
             c.err(&iface.device, format!("{key}.device"), format!("device {:?} is used twice", iface.device.get_ref()));
         }
+        let mtu = *iface.mtu.get_ref();
+        if !(576..=9216).contains(&mtu) {
+            c.err(&iface.mtu, format!("{key}.mtu"), format!("{mtu} is outside 576..9216"));
+        }
         match parse_cidr(iface.address.get_ref()) {
             Ok((addr, prefix_len)) => interfaces.push(InterfaceConfig {
                 name: iface.name.get_ref().clone(),
                 device: iface.device.get_ref().clone(),
                 addr,
                 prefix_len,
+                mtu: mtu.clamp(576, 9216) as u16,
             }),
             Err(m) => c.err(&iface.address, format!("{key}.address"), m),
         }
@@ -515,10 +526,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             "dr" => Some(ForwardingMode::DirectRoute),
             "nat" => Some(ForwardingMode::Nat),
             "fullnat" => Some(ForwardingMode::FullNat),
-            m @ "tun" => {
-                c.err(&s.forwarding, format!("{key}.forwarding"), format!("{m:?} is not supported yet (\"dr\", \"nat\" and \"fullnat\" are)"));
-                None
-            }
+            "tun" => Some(ForwardingMode::Tun),
             other => {
                 c.err(&s.forwarding, format!("{key}.forwarding"), format!("{other:?} is not one of dr, nat, fullnat, tun"));
                 None

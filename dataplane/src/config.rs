@@ -38,6 +38,8 @@ pub enum ForwardingMode {
     /// Both addresses rewritten: client -> local address, VIP -> real
     /// server; the client's address travels in a TOA option.
     FullNat,
+    /// IPIP encapsulation to the real server; replies bypass us.
+    Tun,
 }
 
 impl ForwardingMode {
@@ -46,6 +48,7 @@ impl ForwardingMode {
             ForwardingMode::DirectRoute => "dr",
             ForwardingMode::Nat => "nat",
             ForwardingMode::FullNat => "fullnat",
+            ForwardingMode::Tun => "tun",
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct Interface {
     pub mac: MacAddr,
     pub addr: Ipv4Addr,
     pub prefix_len: u8,
+    /// Largest IP packet the link carries (TUN checks encapsulated sizes).
+    pub mtu: u16,
 }
 
 impl Interface {
@@ -159,10 +164,11 @@ mod tests {
 
     #[test]
     fn on_link_uses_the_prefix() {
-        let i = Interface { port: 0, mac: MacAddr::ZERO, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24 };
+        let i = Interface { port: 0, mac: MacAddr::ZERO, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500 };
         assert!(i.on_link(Ipv4Addr::new(198, 18, 0, 200)));
         assert!(!i.on_link(Ipv4Addr::new(198, 18, 1, 2)));
         let all = Interface { prefix_len: 0, ..i.clone() };
+        assert_eq!(all.mtu, 1500);
         assert!(all.on_link(Ipv4Addr::new(1, 2, 3, 4)));
         let host = Interface { prefix_len: 32, ..i };
         assert!(!host.on_link(Ipv4Addr::new(198, 18, 0, 3)));

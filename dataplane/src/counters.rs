@@ -48,10 +48,15 @@ pub enum DropReason {
     NoLocalPort,
     /// The owning core's redirect ring was full.
     RedirectRingFull,
+    /// TUN: too big for the egress MTU once encapsulated, DF not set (RVS
+    /// does not fragment).
+    TooBig,
+    /// TUN: no headroom in the buffer for the outer header.
+    NoHeadroom,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 23;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::MalformedFrame,
         DropReason::NotOurMac,
@@ -74,6 +79,8 @@ impl DropReason {
         DropReason::NoMbuf,
         DropReason::NoLocalPort,
         DropReason::RedirectRingFull,
+        DropReason::TooBig,
+        DropReason::NoHeadroom,
     ];
 
     /// The label used in logs and metrics.
@@ -100,6 +107,8 @@ impl DropReason {
             DropReason::NoMbuf => "no_mbuf",
             DropReason::NoLocalPort => "no_local_port",
             DropReason::RedirectRingFull => "redirect_ring_full",
+            DropReason::TooBig => "too_big",
+            DropReason::NoHeadroom => "no_headroom",
         }
     }
 }
@@ -150,6 +159,8 @@ pub struct CoreCounters {
     /// Packets handed to the core owning their connection, and received so.
     pub redirected: Counter,
     pub redirected_in: Counter,
+    /// TUN: ICMP "fragmentation needed" sent to clients.
+    pub icmp_frag_needed: Counter,
     drops: [Counter; DropReason::COUNT],
 }
 
@@ -175,7 +186,7 @@ impl CoreCounters {
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={}",
+            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={}",
             self.rx_packets.get(),
             self.tx_packets.get(),
             self.forwarded.get(),
@@ -189,6 +200,7 @@ impl CoreCounters {
             self.toa_skipped.get(),
             self.redirected.get(),
             self.redirected_in.get(),
+            self.icmp_frag_needed.get(),
         );
         for r in DropReason::ALL {
             let n = self.drops(r);

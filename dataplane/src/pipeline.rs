@@ -9,7 +9,7 @@ use core::net::Ipv4Addr;
 use hashbrown::HashMap;
 use proto::arp::{self, ArpPacket};
 use proto::ethernet::{self, ethertype, EthernetFrame};
-use proto::rewrite::{nat, toa, Endpoint};
+use proto::rewrite::{nat, toa, tunnel, Endpoint};
 use crate::local_ports::LocalPorts;
 use proto::ipv4::{protocol, Ipv4Packet};
 use proto::l4::{TcpSegment, UdpDatagram};
@@ -93,6 +93,8 @@ pub struct Pipeline {
     /// Several cores and a NAT or FullNAT service: packets are steered to
     /// the core that owns their connection.
     steering: bool,
+    /// IP identification of the outer headers this core writes (TUN).
+    ip_ident: u16,
 }
 
 /// The core that owns a connection of the client `addr`:`port`. Both
@@ -190,7 +192,7 @@ impl Pipeline {
         }
         let neighbors = NeighborTable::new(neighbors, snapshot.arp);
         let snapshot_cores = snapshot.worker_cores.max(1);
-        let steering = snapshot_cores > 1 && snapshot.services.iter().any(|s| s.mode != ForwardingMode::DirectRoute);
+        let steering = snapshot_cores > 1 && snapshot.services.iter().any(|s| matches!(s.mode, ForwardingMode::Nat | ForwardingMode::FullNat));
         for s in &mut services {
             for r in &s.reals {
                 let slot = neighbors.slot_of(*r).ok_or_else(|| SnapshotError(format!("real server {r} has no neighbor slot")))?;
@@ -211,6 +213,7 @@ impl Pipeline {
             core: 0,
             cores: snapshot_cores,
             steering,
+            ip_ident: 0,
         })
     }
 
@@ -282,23 +285,24 @@ impl Pipeline {
     /// [`Self::process_room`]).
     #[inline]
     pub fn process(&mut self, port: u16, frame: &mut [u8], now: u64) -> Action {
-        let mut len = frame.len();
-        self.process_room(port, frame, &mut len, now)
+        let (mut head, mut len) = (0, frame.len());
+        self.process_room(port, frame, &mut head, &mut len, now)
     }
 
-    /// As [`Self::process`] for a frame of `*len` bytes at the start of
-    /// `buf`, whose rest is room the frame may grow into; `*len` is updated.
+    /// As [`Self::process`] for the frame `buf[*head..*head + *len]`: the
+    /// bytes around it are room it may grow into (a TOA at the tail, an
+    /// IPIP header at the front); `*head` and `*len` are updated.
     #[inline]
-    pub fn process_room(&mut self, port: u16, buf: &mut [u8], len: &mut usize, now: u64) -> Action {
-        let action = self.classify(port, buf, len, now);
+    pub fn process_room(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
+        let action = self.classify(port, buf, head, len, now);
         if let Action::Drop(reason) = action {
             self.counters.count_drop(reason);
         }
         action
     }
 
-    fn classify(&mut self, port: u16, buf: &mut [u8], len: &mut usize, now: u64) -> Action {
-        let Some(frame) = buf.get_mut(..*len) else {
+    fn classify(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
+        let Some(frame) = buf.get_mut(*head..head.saturating_add(*len)) else {
             return Action::Drop(DropReason::MalformedFrame);
         };
         let iface_idx = match self.iface_of_port.get(usize::from(port)) {
@@ -314,7 +318,7 @@ impl Pipeline {
             return Action::Drop(DropReason::NotOurMac);
         }
         match ethertype {
-            ethertype::IPV4 if dst_mac == our_mac => self.ipv4(port, buf, len, now),
+            ethertype::IPV4 if dst_mac == our_mac => self.ipv4(port, buf, head, len, now),
             ethertype::IPV4 => Action::Drop(DropReason::NotOurMac),
             ethertype::ARP => self.arp(iface_idx, frame, now),
             _ => Action::Drop(DropReason::UnsupportedEthertype),
@@ -355,8 +359,8 @@ impl Pipeline {
         }
     }
 
-    fn ipv4(&mut self, port: u16, buf: &mut [u8], len: &mut usize, now: u64) -> Action {
-        let frame = &mut buf[..*len];
+    fn ipv4(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
+        let frame = &mut buf[*head..*head + *len];
         let (key, proto, flags, src_mac) = {
             let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
                 return Action::Drop(DropReason::MalformedFrame);
@@ -445,7 +449,7 @@ impl Pipeline {
                     self.conns.toa_sent(&key);
                     let client = Endpoint::v4(conn.client.src, conn.client.sport);
                     let ip_len = *len - ethernet::HEADER_LEN;
-                    match toa::insert_toa(&mut buf[ethernet::HEADER_LEN..], ip_len, client) {
+                    match toa::insert_toa(&mut buf[*head + ethernet::HEADER_LEN..], ip_len, client) {
                         Ok(toa::Toa::Inserted { len: n }) => {
                             *len = n + ethernet::HEADER_LEN;
                             self.counters.toa_inserted.inc();
@@ -453,7 +457,7 @@ impl Pipeline {
                         Ok(_) | Err(_) => self.counters.toa_skipped.inc(),
                     }
                 }
-                self.send_to_real(&conn, &mut buf[..*len], now)
+                self.send_to_real(&conn, &mut buf[*head..*head + *len], now)
             }
             (ForwardingMode::FullNat, Dir::Out) => {
                 let ip = &mut frame[ethernet::HEADER_LEN..];
@@ -467,8 +471,9 @@ impl Pipeline {
                 }
                 self.send_to_client(&conn, frame)
             }
-            // DR connections have no reply tuple.
-            (ForwardingMode::DirectRoute, Dir::Out) => Action::Drop(DropReason::NotForUs),
+            (ForwardingMode::Tun, Dir::In) => self.tunnel_to_real(&conn, port, buf, head, len, now),
+            // DR and TUN connections have no reply tuple.
+            (ForwardingMode::DirectRoute | ForwardingMode::Tun, Dir::Out) => Action::Drop(DropReason::NotForUs),
         }
     }
 
@@ -535,6 +540,64 @@ impl Pipeline {
         self.send(out_port, real_mac, frame)
     }
 
+    /// TUN: wraps the client's packet in IPIP from our address on the
+    /// server's subnet to the server, using the buffer's headroom.
+    fn tunnel_to_real(&mut self, conn: &Conn, in_port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
+        let slot = self.services[conn.service as usize].neighbor_slots[conn.dest as usize] as usize;
+        let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
+            self.neighbors.request_soon(conn.real, now);
+            return Action::Drop(DropReason::NeighborUnresolved);
+        };
+        let (addr, mtu) = match self.iface_of_port.get(usize::from(out_port)) {
+            Some(&k) if k != u8::MAX => {
+                let i = &self.snapshot.interfaces[usize::from(k)];
+                (i.addr, i.mtu)
+            }
+            _ => return Action::Drop(DropReason::NeighborUnresolved),
+        };
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        match tunnel::ipip_encapsulate(buf, *head, *len, addr, conn.real, self.ip_ident, mtu) {
+            Ok(new_head) => {
+                *head = new_head;
+                *len += tunnel::OVERHEAD;
+                self.send(out_port, real_mac, &mut buf[*head..*head + *len])
+            }
+            Err(tunnel::EncapError::NeedsFragmentation { mtu }) => {
+                let h = *head;
+                self.frag_needed_reply(in_port, &mut buf[h..], len, mtu)
+            }
+            Err(tunnel::EncapError::TooBig) => Action::Drop(DropReason::TooBig),
+            Err(tunnel::EncapError::NoHeadroom) => Action::Drop(DropReason::NoHeadroom),
+            Err(tunnel::EncapError::Invalid(_)) => Action::Drop(DropReason::MalformedIpv4),
+        }
+    }
+
+    /// Turns the frame at the start of `frame` (`*len` bytes), in place,
+    /// into an ICMP "fragmentation needed" advising `mtu`, back to where
+    /// it came from.
+    fn frag_needed_reply(&mut self, port: u16, frame: &mut [u8], len: &mut usize, mtu: u16) -> Action {
+        let from = match self.iface_of_port.get(usize::from(port)) {
+            Some(&k) if k != u8::MAX => self.snapshot.interfaces[usize::from(k)].addr,
+            _ => return Action::Drop(DropReason::NotOurMac),
+        };
+        // The original packet is quoted from a copy: the reply overwrites it.
+        let ip_len = *len - ethernet::HEADER_LEN;
+        let mut original = [0u8; 2048];
+        if ip_len > original.len() {
+            return Action::Drop(DropReason::TooBig);
+        }
+        original[..ip_len].copy_from_slice(&frame[ethernet::HEADER_LEN..*len]);
+        let mut sender = [0u8; 6];
+        sender.copy_from_slice(&frame[6..12]);
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        let Ok(n) = tunnel::frag_needed(&mut frame[ethernet::HEADER_LEN..], &original[..ip_len], from, mtu, self.ip_ident) else {
+            return Action::Drop(DropReason::MalformedIpv4);
+        };
+        *len = ethernet::HEADER_LEN + n;
+        self.counters.icmp_frag_needed.inc();
+        self.send(port, MacAddr(sender), &mut frame[..*len])
+    }
+
     /// Sends a reply back where the client's packets came from.
     fn send_to_client(&mut self, conn: &Conn, frame: &mut [u8]) -> Action {
         self.send(conn.peer_port, conn.peer_mac, frame)
@@ -564,7 +627,7 @@ impl Pipeline {
         }
         if self.vips.contains(&key.dst) {
             let svc = *self.by_key.get(&service_key(key.proto, key.dst, key.dport))?;
-            return (self.services[svc as usize].mode != ForwardingMode::DirectRoute)
+            return matches!(self.services[svc as usize].mode, ForwardingMode::Nat | ForwardingMode::FullNat)
                 .then(|| client_owner(key.src, key.sport, self.cores));
         }
         // Possibly a NAT reply: the client is its destination.

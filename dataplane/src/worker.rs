@@ -126,9 +126,11 @@ impl Worker {
             counters.count_drop(DropReason::MalformedFrame);
             return;
         }
-        let mut len = m.len();
-        let action = self.pipeline.process_room(port, m.room_mut(), &mut len, now);
-        if len != m.len() && !m.set_len(len) {
+        let (len0, mut len) = (m.len(), m.len());
+        let (buf, head0) = m.buffer_mut();
+        let mut head = head0;
+        let action = self.pipeline.process_room(port, buf, &mut head, &mut len, now);
+        if (head, len) != (head0, len0) && !m.set_bounds(head, len) {
             counters.count_drop(DropReason::MalformedFrame);
             return;
         }

@@ -155,7 +155,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     // 6. A worker answers ARP for its VIP and asks for its real servers.
     let mac = port.mac().unwrap();
     let snapshot = Arc::new(Snapshot {
-        interfaces: vec![Interface { port: port.id(), mac, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24 }],
+        interfaces: vec![Interface { port: port.id(), mac, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500 }],
         services: vec![Service {
             proto: L4Proto::Tcp,
             vip: Ipv4Addr::new(198, 18, 0, 100),

@@ -122,7 +122,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
             if link.up { "up" } else { "down" },
             link.speed_mbps
         );
-        interfaces.push(Interface { port: port.id(), mac, addr: ic.addr, prefix_len: ic.prefix_len });
+        interfaces.push(Interface { port: port.id(), mac, addr: ic.addr, prefix_len: ic.prefix_len, mtu: ic.mtu });
         ports.push(port);
     }
     let snapshot = Arc::new(Snapshot {

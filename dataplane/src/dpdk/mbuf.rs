@@ -87,16 +87,33 @@ impl Mbuf {
         }
     }
 
-    /// The data and the tailroom after it: what a frame may grow into.
+    /// The whole buffer and where the data starts in it: the headroom
+    /// before and the tailroom after are what a frame may grow into.
     #[inline]
-    pub fn room_mut(&mut self) -> &mut [u8] {
-        let n = self.len() + self.tailroom();
-        // SAFETY: buf_addr + data_off .. + data_len + tailroom ends at
-        // buf_len, inside the buffer DPDK gave us; &mut self is exclusive.
+    pub fn buffer_mut(&mut self) -> (&mut [u8], usize) {
+        // SAFETY: buf_addr .. buf_len is the buffer DPDK gave us, which we
+        // own; &mut self makes the access exclusive.
         unsafe {
             let m = self.ptr.as_mut();
-            std::slice::from_raw_parts_mut((m.buf_addr as *mut u8).add(usize::from(m.data_off)), n)
+            (std::slice::from_raw_parts_mut(m.buf_addr as *mut u8, usize::from(m.buf_len)), usize::from(m.data_off))
         }
+    }
+
+    /// Makes `buffer[head..head + len]` the packet (single segment);
+    /// `false` if that is not inside the buffer.
+    pub fn set_bounds(&mut self, head: usize, len: usize) -> bool {
+        let m = self.m();
+        if head + len > usize::from(m.buf_len) || m.nb_segs != 1 {
+            return false;
+        }
+        // SAFETY: exclusive access; the range is inside the buffer.
+        unsafe {
+            let m = self.ptr.as_mut();
+            m.data_off = head as u16;
+            m.data_len = len as u16;
+            m.pkt_len = len as u32;
+        }
+        true
     }
 
     /// Sets the packet length (single segment), growing or shrinking the

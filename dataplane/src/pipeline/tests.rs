@@ -19,7 +19,7 @@ fn snapshot(scheduler: SchedulerKind, w1: u32, w2: u32, max_conns: usize) -> Arc
     let reals = vec![RealServer::new(RS1, w1), RealServer::new(RS2, w2)];
     let scheduler = SchedulerSpec::new(scheduler);
     Arc::new(Snapshot {
-        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24 }],
+        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24, mtu: 1500 }],
         services: vec![
             Service { proto: L4Proto::Tcp, vip: VIP, port: 80, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, local_addrs: vec![], reals: reals.clone() },
             Service { proto: L4Proto::Udp, vip: VIP, port: 53, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, local_addrs: vec![], reals },
@@ -403,8 +403,8 @@ mod nat_mode {
         };
         let snapshot = Snapshot {
             interfaces: vec![
-                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24 },
-                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24 },
+                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500 },
+                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24, mtu: 1500 },
             ],
             services: vec![svc(L4Proto::Tcp, 80, vec![rs1]), svc(L4Proto::Udp, 53, vec![RealServer::new(RS1, 1)])],
             timeouts: Timeouts::default(),
@@ -503,8 +503,8 @@ mod nat_mode {
         rs1.port = Some(8080);
         let snapshot = Snapshot {
             interfaces: vec![
-                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24 },
-                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24 },
+                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500 },
+                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24, mtu: 1500 },
             ],
             services: vec![Service {
                 proto: L4Proto::Tcp,
@@ -570,8 +570,8 @@ mod nat_mode {
         let n = ack.len();
         let mut buf = ack.clone();
         buf.resize(n + 64, 0);
-        let mut len = n;
-        assert_eq!(p.process_room(0, &mut buf, &mut len, SEC), Action::Transmit { port: 1 });
+        let (mut head, mut len) = (0, n);
+        assert_eq!(p.process_room(0, &mut buf, &mut head, &mut len, SEC), Action::Transmit { port: 1 });
         assert_eq!(len, n + 8);
         check(&buf[..len]);
         assert_eq!(&tcp_opts(&buf[..len])[..8], &[254, 8, 0x9c, 0x40, 198, 18, 1, 10]);
@@ -663,5 +663,76 @@ mod nat_mode {
         let reply = frame(RS1_MAC, LB1, (RS1, 8080), (LIP, lport), Some(SYN | ACK));
         assert_eq!(cores[0].process(1, &mut reply.clone(), 0), Action::Redirect { core: 1 });
         assert_eq!(cores[1].process(1, &mut reply.clone(), 0), Action::Transmit { port: 0 });
+    }
+}
+
+mod tun_mode {
+    use super::*;
+
+    fn tun_pipeline() -> Pipeline {
+        let mut s = (*snapshot(SchedulerKind::Rr, 1, 0, 64)).clone();
+        for svc in &mut s.services {
+            svc.mode = ForwardingMode::Tun;
+        }
+        let mut p = Pipeline::new(Arc::new(s), Arc::default()).unwrap();
+        p.process(0, &mut arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP), 0);
+        p
+    }
+
+    /// `frame` placed after `head` spare bytes.
+    fn with_headroom(frame: &[u8], head: usize) -> Vec<u8> {
+        let mut b = vec![0u8; head];
+        b.extend_from_slice(frame);
+        b
+    }
+
+    #[test]
+    fn encapsulates_into_the_headroom() {
+        let mut p = tun_pipeline();
+        let f = tcp(40000, 80, SYN);
+        let mut buf = with_headroom(&f, 64);
+        let (mut head, mut len) = (64, f.len());
+        assert_eq!(p.process_room(0, &mut buf, &mut head, &mut len, 0), Action::Transmit { port: 0 });
+        assert_eq!((head, len), (44, f.len() + 20));
+        let out = &buf[head..head + len];
+        assert_eq!((dst_mac(out), MacAddr(out[6..12].try_into().unwrap())), (RS1_MAC, LB_MAC));
+        let parsed = etherparse::SlicedPacket::from_ethernet(out).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(outer)) = parsed.net else { panic!() };
+        assert_eq!(outer.header().protocol(), etherparse::IpNumber::IPV4);
+        assert_eq!((outer.header().source_addr(), outer.header().destination_addr()), (LB_IP, RS1));
+        assert_eq!(outer.header().to_header().calc_header_checksum(), outer.header().header_checksum());
+        assert_eq!(outer.payload().payload, &f[14..], "the client's packet, untouched");
+    }
+
+    #[test]
+    fn too_big_with_df_gets_fragmentation_needed_back() {
+        let mut p = tun_pipeline();
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2(CLIENT_MAC.0, LB_MAC.0)
+            .ipv4(CLIENT.octets(), VIP.octets(), 64)
+            .udp(5000, 53)
+            .write(&mut f, &[7u8; 1472])
+            .unwrap(); // IP length 1500, DF set
+        let mut buf = with_headroom(&f, 64);
+        let (mut head, mut len) = (64, f.len());
+        assert_eq!(p.process_room(0, &mut buf, &mut head, &mut len, 0), Action::Transmit { port: 0 });
+        let out = &buf[head..head + len];
+        assert_eq!(dst_mac(out), CLIENT_MAC, "back to the sender");
+        let parsed = etherparse::SlicedPacket::from_ethernet(out).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &parsed.net else { panic!() };
+        assert_eq!((ip.header().source_addr(), ip.header().destination_addr()), (LB_IP, CLIENT));
+        let Some(etherparse::TransportSlice::Icmpv4(icmp)) = parsed.transport else { panic!("not ICMP") };
+        assert_eq!(
+            icmp.icmp_type(),
+            etherparse::Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1480 })
+        );
+        assert_eq!(p.counters().icmp_frag_needed.get(), 1);
+    }
+
+    #[test]
+    fn no_headroom_is_a_counted_drop() {
+        let mut p = tun_pipeline();
+        assert_eq!(p.process(0, &mut tcp(40000, 80, SYN), 0), Action::Drop(DropReason::NoHeadroom));
+        assert_eq!(p.counters().drops(DropReason::NoHeadroom), 1);
     }
 }
