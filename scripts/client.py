@@ -7,8 +7,12 @@ connection (HTTP) or from a new UDP source port, one result line per request:
 own connection, and checks every byte against the deterministic content:
 "ok server=NAME client=ADDR bytes=SIZE" or "fail ...".
 
+"bigudp" sends N UDP datagrams of 1472 bytes (IP length 1500) with DF set
+to port 53, the size a tunnel cannot carry, and reports what happened.
+
 usage: client.py http|udp VIP N
        client.py download VIP N SIZE CONCURRENCY
+       client.py bigudp VIP N
 """
 import hashlib
 import http.client
@@ -41,6 +45,17 @@ if kind == "download":
     with ThreadPoolExecutor(concurrency) as pool:
         for line in pool.map(fetch, range(n)):
             print(line, flush=True)
+    sys.exit(0)
+
+if kind == "bigudp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO
+    for i in range(n):
+        try:
+            s.sendto(b"x" * 1472, (vip, 53))
+            print("sent 1472", flush=True)
+        except OSError as e:  # EMSGSIZE once the kernel learned the path MTU
+            print("refused", e.errno, flush=True)
     sys.exit(0)
 
 # After this many failures in a row the rest are reported failed without

@@ -80,6 +80,20 @@ impl Lab {
         self.start_real_servers_on(80);
     }
 
+    /// The userspace IPIP endpoint on both real servers (TUN mode).
+    pub(crate) fn start_decapsulators(&mut self) {
+        for rs in ["rs1", "rs2"] {
+            let child = self
+                .exec(rs)
+                .args(["python3", script("ipip_decap.py").to_str().unwrap()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            self.children.push(child);
+        }
+    }
+
     pub(crate) fn start_real_servers_on(&mut self, http_port: u16) {
         for rs in ["rs1", "rs2"] {
             let child = self
