@@ -10,8 +10,11 @@ own connection, and checks every byte against the deterministic content:
 "bigudp" sends N UDP datagrams of 1472 bytes (IP length 1500) with DF set
 to port 53, the size a tunnel cannot carry, and reports what happened.
 
+"upload" posts SIZE bytes of deterministic content N times, CONCURRENCY at
+a time, and checks the server's length and SHA-256 of what it received.
+
 usage: client.py http|udp VIP N
-       client.py download VIP N SIZE CONCURRENCY
+       client.py download|upload VIP N SIZE CONCURRENCY
        client.py bigudp VIP N
 """
 import hashlib
@@ -21,6 +24,31 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 kind, vip, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+if kind == "upload":
+    size, concurrency = int(sys.argv[4]), int(sys.argv[5])
+    blob = hashlib.shake_256(f"rvs-upload-{size}".encode()).digest(size)
+    digest = hashlib.sha256(blob).hexdigest()
+
+    def post(_):
+        try:
+            c = http.client.HTTPConnection(vip, 80, timeout=30)
+            c.request("POST", "/upload", body=blob, headers={"Content-Length": str(size)})
+            r = c.getresponse()
+            answer = r.read().decode().strip()
+            c.close()
+            if r.status != 200:
+                return f"fail HTTP {r.status}"
+            if f"bytes={size} sha256={digest}" not in answer:
+                return f"fail corrupted upload: {answer}"
+            return "ok " + answer
+        except Exception as e:  # every failure is reported
+            return f"fail {type(e).__name__} {e}"
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        for line in pool.map(post, range(n)):
+            print(line, flush=True)
+    sys.exit(0)
 
 if kind == "download":
     size, concurrency = int(sys.argv[4]), int(sys.argv[5])

@@ -3,6 +3,10 @@
 request/response service on port 53, both answering with this server's
 name and the client address it saw, e.g. "server=rs1 client=198.18.0.10".
 
+POST /upload: the server reads the body and answers with its length and
+SHA-256 (plus the usual server and client names), so the client can check
+that every byte arrived.
+
 Also GET /blob/N: N bytes (up to 64 MiB) of deterministic content,
 shake_256("rvs-blob-N"), for downloads the client verifies; the headers
 X-Server and X-Client carry the server's name and the client it saw.
@@ -36,6 +40,22 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/plain")
         self.send_header("X-Server", NAME)
         self.send_header("X-Client", self.client_address[0])
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        data = b""
+        while len(data) < n:
+            chunk = self.rfile.read(n - len(data))
+            if not chunk:
+                break
+            data += chunk
+        body = f"server={NAME} client={self.client_address[0]} bytes={len(data)} sha256={hashlib.sha256(data).hexdigest()}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()

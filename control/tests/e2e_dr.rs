@@ -19,6 +19,9 @@ fn dr_tcp_wrr_one_to_two_over_300_connections() {
         lab.start_real_servers();
         let cfg = lab.config((1, 2));
         lab.start_rvsd(&cfg);
+        // Data towards the servers crosses the load balancer in DR: uploads.
+        let up = lab.client_args("upload", 12, &["1048576", "4"]);
+        assert_eq!(tally(&up).values().sum::<usize>(), 12, "{up:?}");
         let lines = lab.client("http", 300);
         assert_eq!(lines.len(), 300);
         let by_server = tally(&lines);
@@ -26,8 +29,8 @@ fn dr_tcp_wrr_one_to_two_over_300_connections() {
         let ratio = rs2 / rs1;
         assert!((ratio - 2.0).abs() <= 0.2, "rs2/rs1 = {ratio:.3} ({by_server:?}), want 2 within 10%");
         let log = lab.stop_rvsd();
-        // 300 + the start-up probes, each a new TCP connection via the VIP.
-        assert!(stat(&log, "conns_created") >= 300, "{log}");
+        // 300 + 12 + the start-up probes, each a new TCP connection via the VIP.
+        assert!(stat(&log, "conns_created") >= 312, "{log}");
         assert!(stat(&log, "forwarded") >= 300 * 4, "{log}");
         for bad in ["drop_malformed_frame", "drop_malformed_ipv4", "drop_neighbor_unresolved", "drop_tx_queue_full"] {
             assert_eq!(stat(&log, bad), 0, "{bad} in {log}");

@@ -64,6 +64,10 @@ fn fullnat_servers_see_the_local_address_and_get_the_client_in_toa() {
     assert_eq!(by_server.len(), 2);
     let by_server = tally_from(&lab.client("udp", 20), LIP);
     assert_eq!(by_server.values().sum::<usize>(), 20);
+    // Uploads: the TOA makes the first data segment 8 bytes longer, which
+    // the MSS clamp on the SYN-ACK left room for.
+    let up = lab.client_args("upload", 8, &["1048576", "4"]);
+    assert_eq!(tally_from(&up, LIP).values().sum::<usize>(), 8, "{up:?}");
 
     std::thread::sleep(Duration::from_millis(500));
     let _ = Command::new("kill").args(["-INT", &tcpdump.id().to_string()]).status();
@@ -99,6 +103,8 @@ fn fullnat_with_two_workers() {
     lab.start_rvsd(&cfg);
     let lines = lab.client_args("download", 24, &["1048576", "4"]);
     assert_eq!(tally_from(&lines, LIP).values().sum::<usize>(), 24, "{lines:?}");
+    let up = lab.client_args("upload", 8, &["1048576", "4"]);
+    assert_eq!(tally_from(&up, LIP).values().sum::<usize>(), 8, "{up:?}");
     assert_eq!(tally_from(&lab.client("udp", 40), LIP).values().sum::<usize>(), 40);
     let log = lab.stop_rvsd();
     let (out, inn) = (stat_all(&log, "redirected"), stat_all(&log, "redirected_in"));

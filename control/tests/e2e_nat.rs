@@ -23,6 +23,10 @@ fn nat_downloads_are_intact_and_servers_see_the_client() {
     assert_eq!(by_server.values().sum::<usize>(), 40, "{lines:?}");
     assert_eq!(by_server.len(), 2, "wlc uses both servers: {by_server:?}");
 
+    // And 1 MiB uploads, every byte checked by the server.
+    let up = lab.client_args("upload", 12, &["1048576", "4"]);
+    assert_eq!(tally_from(&up, lab.client_addr).values().sum::<usize>(), 12, "{up:?}");
+
     // Plain requests and UDP both ways.
     let by_server = tally_from(&lab.client("http", 50), lab.client_addr);
     assert_eq!(by_server.values().sum::<usize>(), 50);
@@ -47,6 +51,8 @@ fn nat_with_two_workers_steers_replies_to_the_owning_core() {
     assert!(lab.log().contains("running: 2 worker(s)"), "{}", lab.log());
     let lines = lab.client_args("download", 24, &["1048576", "4"]);
     assert_eq!(tally_from(&lines, lab.client_addr).values().sum::<usize>(), 24, "{lines:?}");
+    let up = lab.client_args("upload", 8, &["1048576", "4"]);
+    assert_eq!(tally_from(&up, lab.client_addr).values().sum::<usize>(), 8, "{up:?}");
     assert_eq!(tally_from(&lab.client("udp", 40), lab.client_addr).values().sum::<usize>(), 40);
     let log = lab.stop_rvsd();
     // The kernel's fanout hashes a request and its NATed reply independently:

@@ -37,9 +37,37 @@ fn tun_carries_connections_and_answers_oversized_df_packets() {
     assert!(route.contains("mtu 1480"), "the client learned the path MTU: {route}");
     assert_eq!(lab.client("bigudp", 1), ["refused 90"], "EMSGSIZE");
 
+    // 1 MiB uploads cross the tunnel too: full-size TCP segments do not fit
+    // once wrapped; the path MTU learned from our ICMP shrinks them.
+    let up = lab.client_args("upload", 8, &["1048576", "4"]);
+    assert_eq!(tally_from(&up, lab.client_addr).values().sum::<usize>(), 8, "{up:?}");
+
     let log = lab.stop_rvsd();
     assert!(stat(&log, "icmp_frag_needed") >= 1, "{log}");
     for bad in ["drop_malformed_frame", "drop_malformed_ipv4", "drop_no_headroom", "drop_neighbor_unresolved"] {
         assert_eq!(stat(&log, bad), 0, "{bad} in {log}");
     }
+}
+
+#[test]
+fn tun_with_two_workers() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up("rvse2et2");
+    lab.start_real_servers();
+    lab.start_decapsulators();
+    std::thread::sleep(Duration::from_millis(500));
+    let cfg = lab.config_file_workers("tun.toml", 2);
+    lab.start_rvsd(&cfg);
+    assert!(lab.log().contains("running: 2 worker(s)"), "{}", lab.log());
+    let up = lab.client_args("upload", 8, &["1048576", "4"]);
+    assert_eq!(tally_from(&up, lab.client_addr).values().sum::<usize>(), 8, "{up:?}");
+    assert_eq!(tally_from(&lab.client("http", 100), lab.client_addr).values().sum::<usize>(), 100);
+    let log = lab.stop_rvsd();
+    assert_eq!(stat_all(&log, "redirected"), 0, "TUN sees one direction: never redirected");
+    let per_core: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("stats lcore="))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("conns_created=")).map(|v| v.parse().unwrap()))
+        .collect();
+    assert!(per_core.len() == 2 && per_core.iter().all(|&n| n > 0), "both cores served: {per_core:?}");
 }
