@@ -13,7 +13,11 @@ to port 53, the size a tunnel cannot carry, and reports what happened.
 "upload" posts SIZE bytes of deterministic content N times, CONCURRENCY at
 a time, and checks the server's length and SHA-256 of what it received.
 
-usage: client.py http|udp VIP N
+"udpclosed" sends N datagrams from connected UDP sockets to port 9999,
+where no server listens: "refused" when the ICMP port unreachable reached
+the socket (it must quote exactly what the socket sent), else "no error".
+
+usage: client.py http|udp|udpclosed VIP N
        client.py download|upload VIP N SIZE CONCURRENCY
        client.py bigudp VIP N
 """
@@ -73,6 +77,22 @@ if kind == "download":
     with ThreadPoolExecutor(concurrency) as pool:
         for line in pool.map(fetch, range(n)):
             print(line, flush=True)
+    sys.exit(0)
+
+if kind == "udpclosed":
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        s.connect((vip, 9999))
+        try:
+            s.send(b"anyone?")
+            s.recv(100)
+            print("no error: answered", flush=True)
+        except ConnectionRefusedError:
+            print("refused", flush=True)
+        except socket.timeout:
+            print("no error: timeout", flush=True)
+        s.close()
     sys.exit(0)
 
 if kind == "bigudp":

@@ -112,3 +112,16 @@ fn fullnat_with_two_workers() {
     assert!(stat_all(&log, "toa_inserted") >= 24, "{log}");
     assert_eq!(stat_all(&log, "drop_not_for_us"), 0, "{log}");
 }
+
+#[test]
+fn fullnat_icmp_port_unreachable_reaches_the_clients_socket() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_kind("rvse2efi", "nat");
+    lab.start_real_servers_on(8080);
+    let extra = "\n[[services]]\nprotocol = \"udp\"\nvip = \"198.18.1.100\"\nport = 9999\nscheduler = \"rr\"\nforwarding = \"fullnat\"\nlocal_addresses = [\"198.18.0.3\"]\n\n  [[services.reals]]\n  address = \"198.18.0.11\"\n";
+    let cfg = lab.config_file_plus("fullnat.toml", extra);
+    lab.start_rvsd(&cfg);
+    assert_eq!(lab.client("udpclosed", 5), vec!["refused"; 5]);
+    let log = lab.stop_rvsd();
+    assert!(stat(&log, "icmp_forwarded") >= 5, "{log}");
+}

@@ -62,3 +62,24 @@ fn nat_with_two_workers_steers_replies_to_the_owning_core() {
     assert_eq!(stat_all(&log, "drop_redirect_ring_full"), 0, "{log}");
     assert_eq!(stat_all(&log, "drop_not_for_us"), 0, "no reply may miss its connection: {log}");
 }
+
+/// A UDP service on a port where the real servers listen to nothing.
+pub(crate) fn closed_port_service(forwarding: &str, extra: &str) -> String {
+    format!(
+        "\n[[services]]\nprotocol = \"udp\"\nvip = \"198.18.1.100\"\nport = 9999\nscheduler = \"rr\"\nforwarding = \"{forwarding}\"\n{extra}\n  [[services.reals]]\n  address = \"198.18.0.11\"\n"
+    )
+}
+
+#[test]
+fn nat_icmp_port_unreachable_reaches_the_clients_socket() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_kind("rvse2eni", "nat");
+    lab.start_real_servers_on(8080);
+    let cfg = lab.config_file_plus("nat.toml", &closed_port_service("nat", ""));
+    lab.start_rvsd(&cfg);
+    // The server's ICMP quotes client -> server:9999; translated, it quotes
+    // client -> VIP:9999, which the client's socket recognises.
+    assert_eq!(lab.client("udpclosed", 5), vec!["refused"; 5]);
+    let log = lab.stop_rvsd();
+    assert!(stat(&log, "icmp_forwarded") >= 5, "{log}");
+}

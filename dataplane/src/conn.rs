@@ -210,6 +210,14 @@ impl ConnTable {
         Lookup::Hit { conn: slot.conn, dir: r.dir, was_active: old.is_active() }
     }
 
+    /// The live connection of `key` and the direction `key` stands for,
+    /// without touching its state or timer (for ICMP errors about it).
+    pub fn peek(&self, key: &FlowKey, now: u64) -> Option<(Conn, Dir)> {
+        let r = self.index.get(key)?;
+        let c = self.slots[r.slot as usize].conn;
+        (c.expires > now).then_some((c, r.dir))
+    }
+
     /// Marks the TOA of `key`'s connection as sent.
     pub fn toa_sent(&mut self, key: &FlowKey) {
         if let Some(&r) = self.index.get(key) {

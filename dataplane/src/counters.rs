@@ -53,10 +53,13 @@ pub enum DropReason {
     TooBig,
     /// TUN: no headroom in the buffer for the outer header.
     NoHeadroom,
+    /// An ICMP error about no connection of ours (or a DR/TUN one, whose
+    /// replies never pass here).
+    IcmpNoConnection,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 24;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::MalformedFrame,
         DropReason::NotOurMac,
@@ -81,6 +84,7 @@ impl DropReason {
         DropReason::RedirectRingFull,
         DropReason::TooBig,
         DropReason::NoHeadroom,
+        DropReason::IcmpNoConnection,
     ];
 
     /// The label used in logs and metrics.
@@ -109,6 +113,7 @@ impl DropReason {
             DropReason::RedirectRingFull => "redirect_ring_full",
             DropReason::TooBig => "too_big",
             DropReason::NoHeadroom => "no_headroom",
+            DropReason::IcmpNoConnection => "icmp_no_connection",
         }
     }
 }
@@ -161,6 +166,8 @@ pub struct CoreCounters {
     pub redirected_in: Counter,
     /// TUN: ICMP "fragmentation needed" sent to clients.
     pub icmp_frag_needed: Counter,
+    /// ICMP errors about NAT/FullNAT connections, translated and forwarded.
+    pub icmp_forwarded: Counter,
     drops: [Counter; DropReason::COUNT],
 }
 
@@ -186,7 +193,7 @@ impl CoreCounters {
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={}",
+            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={} icmp_forwarded={}",
             self.rx_packets.get(),
             self.tx_packets.get(),
             self.forwarded.get(),
@@ -201,6 +208,7 @@ impl CoreCounters {
             self.redirected.get(),
             self.redirected_in.get(),
             self.icmp_frag_needed.get(),
+            self.icmp_forwarded.get(),
         );
         for r in DropReason::ALL {
             let n = self.drops(r);

@@ -9,7 +9,7 @@ use core::net::Ipv4Addr;
 use hashbrown::HashMap;
 use proto::arp::{self, ArpPacket};
 use proto::ethernet::{self, ethertype, EthernetFrame};
-use proto::rewrite::{nat, toa, tunnel, Endpoint};
+use proto::rewrite::{icmp_error, nat, toa, tunnel, Endpoint};
 use crate::local_ports::LocalPorts;
 use proto::ipv4::{protocol, Ipv4Packet};
 use proto::l4::{TcpSegment, UdpDatagram};
@@ -385,6 +385,13 @@ impl Pipeline {
                     Ok(u) => (L4Proto::Udp, u.src_port(), u.dst_port(), 0),
                     Err(_) => return Action::Drop(DropReason::MalformedL4),
                 },
+                protocol::ICMP => {
+                    let Some(key) = Self::icmp_error_key(ip.payload()) else {
+                        return Action::Drop(DropReason::UnsupportedProtocol);
+                    };
+                    let src = ip.src();
+                    return self.icmp_error(key, src, buf, head, len, now);
+                }
                 _ => return Action::Drop(DropReason::UnsupportedProtocol),
             };
             (FlowKey { proto: proto.number(), src: ip.src(), dst, sport, dport }, proto, flags, eth.src())
@@ -538,6 +545,65 @@ impl Pipeline {
             return Action::Drop(DropReason::NeighborUnresolved);
         };
         self.send(out_port, real_mac, frame)
+    }
+
+    /// The connection key an ICMPv4 error is about: its embedded packet is
+    /// one we sent, so the reversed tuple is that connection's own key.
+    fn icmp_error_key(icmp: &[u8]) -> Option<FlowKey> {
+        let m = proto::icmp::IcmpPacket::new_checked(icmp).ok()?;
+        if !m.is_v4_error() {
+            return None;
+        }
+        let f = proto::icmp::embedded_flow(m.payload()).ok()?;
+        let (core::net::IpAddr::V4(src), core::net::IpAddr::V4(dst)) = (f.src, f.dst) else { return None };
+        Some(FlowKey { proto: f.protocol, src: dst, dst: src, sport: f.dst_port, dport: f.src_port })
+    }
+
+    /// Forwards an ICMP error about a NAT or FullNAT connection to the
+    /// other side, translated so that side's stack recognises its packet.
+    fn icmp_error(&mut self, key: FlowKey, icmp_src: Ipv4Addr, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
+        if self.steering {
+            if let Some(owner) = self.owner(&key) {
+                if owner != self.core {
+                    self.counters.redirected.inc();
+                    return Action::Redirect { core: owner };
+                }
+            }
+        }
+        let Some((conn, dir)) = self.conns.peek(&key, now) else {
+            return Action::Drop(DropReason::IcmpNoConnection);
+        };
+        let s = &self.services[conn.service as usize];
+        let real = Endpoint::v4(conn.real, s.real_ports[conn.dest as usize]);
+        let client = Endpoint::v4(conn.client.src, conn.client.sport);
+        let vip = Endpoint::v4(conn.client.dst, conn.client.dport);
+        let ip = &mut buf[*head + ethernet::HEADER_LEN..*head + *len];
+        let translated = match (s.mode, dir, conn.local) {
+            // From the server's side, about what we sent it: to the client,
+            // from the VIP, quoting what the client sent.
+            (ForwardingMode::Nat | ForwardingMode::FullNat, Dir::Out, _) => {
+                icmp_error::translate_icmp_v4(ip, conn.client.dst, conn.client.src, client, vip).map(|()| true)
+            }
+            // From the client's side, about a reply we sent: to the server,
+            // quoting the reply as the server sent it.
+            (ForwardingMode::Nat, Dir::In, _) => icmp_error::translate_icmp_v4(ip, icmp_src, conn.real, real, client).map(|()| false),
+            (ForwardingMode::FullNat, Dir::In, Some((laddr, lport))) => {
+                icmp_error::translate_icmp_v4(ip, laddr, conn.real, real, Endpoint::v4(laddr, lport)).map(|()| false)
+            }
+            _ => return Action::Drop(DropReason::IcmpNoConnection),
+        };
+        match translated {
+            Ok(to_client) => {
+                self.counters.icmp_forwarded.inc();
+                let frame = &mut buf[*head..*head + *len];
+                if to_client {
+                    self.send_to_client(&conn, frame)
+                } else {
+                    self.send_to_real(&conn, frame, now)
+                }
+            }
+            Err(_) => Action::Drop(DropReason::MalformedL4),
+        }
     }
 
     /// TUN: wraps the client's packet in IPIP from our address on the

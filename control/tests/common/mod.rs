@@ -206,6 +206,14 @@ impl Lab {
         self.config_file_workers(name, 1)
     }
 
+    /// ... with `extra` appended (more services).
+    pub(crate) fn config_file_plus(&self, name: &str, extra: &str) -> PathBuf {
+        let path = self.config_file(name);
+        let text = std::fs::read_to_string(&path).unwrap() + extra;
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     /// ... with `workers` worker lcores (sharing CPU 1) and as many
     /// af_packet queue pairs on every port.
     pub(crate) fn config_file_workers(&self, name: &str, workers: u32) -> PathBuf {

@@ -496,6 +496,48 @@ mod nat_mode {
         assert_eq!(p.pool(0).dest(0).inactive + p.pool(0).dest(0).active, 0);
     }
 
+    /// An ICMP port unreachable frame from `from` to `to` quoting the IPv4
+    /// packet of `quoted_frame` (header + 8 bytes), built by etherparse.
+    fn unreachable(src_mac: MacAddr, dst_mac: MacAddr, from: Ipv4Addr, to: Ipv4Addr, quoted_frame: &[u8]) -> Vec<u8> {
+        let ihl = usize::from(quoted_frame[14] & 0x0f) * 4;
+        let t = etherparse::Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port);
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2(src_mac.0, dst_mac.0)
+            .ipv4(from.octets(), to.octets(), 64)
+            .icmpv4(t)
+            .write(&mut f, &quoted_frame[14..14 + ihl + 8])
+            .unwrap();
+        f
+    }
+
+    #[test]
+    fn icmp_errors_about_nat_connections_are_translated_both_ways() {
+        let mut p = nat_pipeline();
+        let mut syn = frame(CLIENT_MAC, LB0, (CLIENT_IP, 40000), (NAT_VIP, 80), Some(SYN));
+        let client_sent = syn.clone();
+        p.process(0, &mut syn, 0);
+        // The server reports an error about what it received (client -> RS:8080).
+        let mut err = unreachable(RS1_MAC, LB1, RS1, CLIENT_IP, &syn);
+        assert_eq!(p.process(1, &mut err, SEC), Action::Transmit { port: 0 });
+        // The client gets it from the VIP, quoting its own packet.
+        assert_eq!(err, unreachable(LB0, CLIENT_MAC, NAT_VIP, CLIENT_IP, &client_sent));
+        assert_eq!(p.counters().icmp_forwarded.get(), 1);
+
+        // A router on the client's side reports an error about our reply.
+        let router = Ipv4Addr::new(198, 18, 1, 1);
+        let server_sent = frame(RS1_MAC, LB1, (RS1, 8080), (CLIENT_IP, 40000), Some(SYN | ACK));
+        let mut reply = server_sent.clone();
+        p.process(1, &mut reply, SEC);
+        let mut err = unreachable(CLIENT_MAC, LB0, router, NAT_VIP, &reply);
+        assert_eq!(p.process(0, &mut err, SEC), Action::Transmit { port: 1 });
+        assert_eq!(err, unreachable(LB1, RS1_MAC, router, RS1, &server_sent));
+
+        // About no connection of ours: a counted drop.
+        let stray = frame(CLIENT_MAC, LB0, (CLIENT_IP, 1), (NAT_VIP, 80), Some(SYN));
+        let mut err = unreachable(RS1_MAC, LB1, RS1, CLIENT_IP, &stray);
+        assert_eq!(p.process(1, &mut err, SEC), Action::Drop(DropReason::IcmpNoConnection));
+    }
+
     const LIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 
     fn fullnat_pipeline() -> Pipeline {
@@ -663,6 +705,18 @@ mod nat_mode {
         let reply = frame(RS1_MAC, LB1, (RS1, 8080), (LIP, lport), Some(SYN | ACK));
         assert_eq!(cores[0].process(1, &mut reply.clone(), 0), Action::Redirect { core: 1 });
         assert_eq!(cores[1].process(1, &mut reply.clone(), 0), Action::Transmit { port: 0 });
+    }
+
+    #[test]
+    fn icmp_errors_about_fullnat_connections_reach_the_client() {
+        let mut p = fullnat_pipeline();
+        let mut syn = frame(CLIENT_MAC, LB0, (CLIENT_IP, 40000), (NAT_VIP, 80), Some(SYN));
+        let client_sent = syn.clone();
+        p.process(0, &mut syn, 0);
+        // The server saw LIP:lport -> RS:8080 and reports it to LIP.
+        let mut err = unreachable(RS1_MAC, LB1, RS1, LIP, &syn);
+        assert_eq!(p.process(1, &mut err, SEC), Action::Transmit { port: 0 });
+        assert_eq!(err, unreachable(LB0, CLIENT_MAC, NAT_VIP, CLIENT_IP, &client_sent));
     }
 }
 
