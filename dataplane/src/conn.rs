@@ -5,9 +5,15 @@
 //! Connections live in a slab reserved up front for `capacity` entries and
 //! an index from tuples to slots, so inserting never allocates; a full
 //! table refuses new connections (counted by the caller) while existing
-//! ones keep working. Expired entries are reclaimed on lookup and by
-//! [`ConnTable::sweep`], a periodic scan of the slab: to be replaced by a
-//! timer wheel (amortized O(1)).
+//! ones keep working.
+//!
+//! Expiry is a timer wheel of one-second buckets threaded through the slab
+//! (no allocation): [`ConnTable::sweep`] visits only the buckets whose
+//! second has come. A connection whose timeout was refreshed is not moved
+//! when its packets arrive; when its bucket comes due it is filed again
+//! under its current expiry, so a busy connection costs one visit per
+//! timeout period: amortized O(1) per packet. When the expiry moves
+//! earlier (FIN shortens 900 s to 120 s) it is refiled at once.
 
 use crate::config::{L4Proto, Timeouts};
 use core::net::Ipv4Addr;
@@ -16,6 +22,9 @@ use proto::l4::tcp_flags;
 use proto::MacAddr;
 
 const SEC: u64 = 1_000_000_000;
+/// Buckets of the timer wheel (seconds it spans before wrapping).
+const WHEEL: usize = 1024;
+const NIL: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
@@ -117,6 +126,10 @@ struct Slot {
     /// The reply tuple, when the connection has one (NAT).
     out: Option<FlowKey>,
     live: bool,
+    /// Timer wheel links, and the second the slot is filed under.
+    prev: u32,
+    next: u32,
+    filed: u64,
 }
 
 /// An index entry: slot number and direction.
@@ -134,6 +147,10 @@ pub struct ConnTable {
     len: usize,
     capacity: usize,
     timeouts: Timeouts,
+    /// First slot of each wheel bucket.
+    wheel: Vec<u32>,
+    /// The next second the wheel has not processed yet.
+    wheel_pos: u64,
 }
 
 impl ConnTable {
@@ -146,7 +163,45 @@ impl ConnTable {
             len: 0,
             capacity,
             timeouts,
+            wheel: vec![NIL; WHEEL],
+            wheel_pos: 0,
         }
+    }
+
+    /// Files slot `n` under its expiry second (never one already processed).
+    fn link(&mut self, n: u32) {
+        let second = (self.slots[n as usize].conn.expires / SEC).max(self.wheel_pos);
+        let b = (second % WHEEL as u64) as usize;
+        let head = self.wheel[b];
+        let s = &mut self.slots[n as usize];
+        s.filed = second;
+        s.prev = NIL;
+        s.next = head;
+        if head != NIL {
+            self.slots[head as usize].prev = n;
+        }
+        self.wheel[b] = n;
+    }
+
+    fn unlink(&mut self, n: u32) {
+        let (prev, next, filed) = {
+            let s = &self.slots[n as usize];
+            (s.prev, s.next, s.filed)
+        };
+        if prev != NIL {
+            self.slots[prev as usize].next = next;
+        } else {
+            let b = (filed % WHEEL as u64) as usize;
+            if self.wheel[b] == n {
+                self.wheel[b] = next;
+            }
+        }
+        if next != NIL {
+            self.slots[next as usize].prev = prev;
+        }
+        let s = &mut self.slots[n as usize];
+        s.prev = NIL;
+        s.next = NIL;
     }
 
     pub fn len(&self) -> usize {
@@ -207,7 +262,13 @@ impl ConnTable {
         let tcp = old.tcp.map(|s| Self::tcp_next(Some(s), flags));
         slot.conn.tcp = tcp;
         slot.conn.expires = now + Self::timeout_of(&timeouts, proto, tcp);
-        Lookup::Hit { conn: slot.conn, dir: r.dir, was_active: old.is_active() }
+        let (conn, earlier) = (slot.conn, slot.conn.expires / SEC < slot.filed);
+        if earlier {
+            // A shorter timeout (closing): refile now, or it would linger.
+            self.unlink(r.slot);
+            self.link(r.slot);
+        }
+        Lookup::Hit { conn, dir: r.dir, was_active: old.is_active() }
     }
 
     /// The live connection of `key` and the direction `key` stands for,
@@ -232,6 +293,7 @@ impl ConnTable {
         }
         s.live = false;
         let (client, out) = (s.conn.client, s.out);
+        self.unlink(slot);
         self.index.remove(&client);
         if let Some(out) = out {
             self.index.remove(&out);
@@ -261,7 +323,7 @@ impl ConnTable {
             tcp,
             expires: now + self.timeout(proto, tcp),
         };
-        let slot = Slot { conn, out, live: true };
+        let slot = Slot { conn, out, live: true, prev: NIL, next: NIL, filed: 0 };
         let n = match self.free.pop() {
             Some(n) => {
                 self.slots[n as usize] = slot;
@@ -272,6 +334,7 @@ impl ConnTable {
                 (self.slots.len() - 1) as u32
             }
         };
+        self.link(n);
         self.index.insert(key, Ref { slot: n, dir: Dir::In });
         if let Some(o) = out {
             self.index.insert(o, Ref { slot: n, dir: Dir::Out });
@@ -285,18 +348,50 @@ impl ConnTable {
         proto == L4Proto::Udp || Self::tcp_next(None, flags).is_active()
     }
 
-    /// Removes every expired connection, handing each to `gone`; returns how many.
+    /// Removes every connection that expired before the current second of
+    /// `now` began, handing each to `gone`; returns how many. Visits only
+    /// the wheel buckets of the seconds fully elapsed since the last call
+    /// (all of them, once, after a long gap): everything filed under such a
+    /// second has expired unless its timeout was refreshed. Connections
+    /// expiring within the current second go at the next sweep, or at
+    /// their next packet ([`ConnTable::lookup`] checks exactly).
     pub fn sweep(&mut self, now: u64, mut gone: impl FnMut(&FlowKey, &Conn)) -> usize {
-        let mut n = 0;
-        for i in 0..self.slots.len() {
-            let s = self.slots[i];
-            if s.live && s.conn.expires <= now {
-                gone(&s.conn.client, &s.conn);
-                self.remove(i as u32);
-                n += 1;
+        let target = now / SEC;
+        if target <= self.wheel_pos {
+            return 0;
+        }
+        let steps = (target - self.wheel_pos).min(WHEEL as u64);
+        // Detach the due buckets first: what is refiled below lands in the
+        // emptied buckets and is not visited again in this call.
+        let mut due = [NIL; WHEEL];
+        for k in 0..steps {
+            let b = ((self.wheel_pos + k) % WHEEL as u64) as usize;
+            due[k as usize] = std::mem::replace(&mut self.wheel[b], NIL);
+        }
+        self.wheel_pos = target;
+        let mut removed = 0;
+        for &first in &due[..steps as usize] {
+            let mut n = first;
+            while n != NIL {
+                let next = self.slots[n as usize].next;
+                let s = &mut self.slots[n as usize];
+                s.prev = NIL;
+                s.next = NIL;
+                // Exactly "expired before this second began", wherever filed.
+                if s.live && s.conn.expires < target * SEC {
+                    let conn = s.conn;
+                    gone(&conn.client, &conn);
+                    // Already off the wheel: keep `remove` from unlinking.
+                    self.slots[n as usize].filed = u64::MAX;
+                    self.remove(n);
+                    removed += 1;
+                } else if s.live {
+                    self.link(n);
+                }
+                n = next;
             }
         }
-        n
+        removed
     }
 }
 
@@ -404,10 +499,96 @@ mod tests {
         t.insert(key(1), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
         t.insert(key(2), None, L4Proto::Tcp, SYN, b(0, 0), 30 * SEC).unwrap();
         let mut gone = Vec::new();
-        assert_eq!(t.sweep(60 * SEC, |k, _| gone.push(k.sport)), 1);
+        // Expiring at 60.000 s: gone once second 60 is over.
+        assert_eq!(t.sweep(60 * SEC, |k, _| gone.push(k.sport)), 0);
+        assert_eq!(t.sweep(61 * SEC, |k, _| gone.push(k.sport)), 1);
         assert_eq!(gone, [1]);
         assert_eq!(t.len(), 1);
-        assert_eq!(t.sweep(90 * SEC, |_, _| {}), 1);
+        assert_eq!(t.sweep(91 * SEC, |_, _| {}), 1);
         assert!(t.is_empty());
     }
+
+    #[test]
+    fn a_closing_connection_expires_on_its_shorter_timeout() {
+        let mut t = ConnTable::new(8, Timeouts::default());
+        t.insert(key(1), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        t.lookup(&key(1), L4Proto::Tcp, ACK, SEC); // established: 901 s
+        t.lookup(&key(1), L4Proto::Tcp, FIN | ACK, 2 * SEC); // fin: 122 s
+        assert_eq!(t.sweep(122 * SEC, |_, _| {}), 0, "expires during second 122");
+        assert_eq!(t.sweep(123 * SEC, |_, _| {}), 1, "gone once second 122 is over, not at 901 s");
+    }
+
+    #[test]
+    fn a_long_gap_between_sweeps_is_handled() {
+        let mut t = ConnTable::new(8, Timeouts { udp: 5000, ..Timeouts::default() });
+        let mut k = key(1);
+        k.proto = 17;
+        t.insert(k, None, L4Proto::Udp, 0, b(0, 0), 0).unwrap();
+        t.insert(key(2), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        // 5000 s is past the 1024-second wheel: it survives the rounds.
+        assert_eq!(t.sweep(3000 * SEC, |k, _| assert_eq!(k.sport, 2)), 1);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.sweep(5000 * SEC, |_, _| {}), 0);
+        assert_eq!(t.sweep(5001 * SEC, |_, _| {}), 1);
+    }
+
+    proptest::proptest! {
+        /// Against a brute-force model: after every sweep, exactly the
+        /// connections whose expiry has passed are gone, whatever the mix
+        /// of inserts, refreshes, state changes and time jumps.
+        #[test]
+        fn wheel_expires_exactly_like_a_full_scan(
+            ops in proptest::collection::vec((0u8..4, 0u16..24, 0u64..3000), 1..200),
+        ) {
+            let timeouts = Timeouts { tcp_syn: 7, tcp: 40, tcp_fin: 3, tcp_close: 1, udp: 1500 };
+            let mut t = ConnTable::new(64, timeouts);
+            let mut model: std::collections::HashMap<u16, (L4Proto, u64, Option<TcpState>)> = Default::default();
+            let mut now = 0u64;
+            for (op, port, dt) in ops {
+                now += dt * SEC / 100;
+                let udp = port % 2 == 0;
+                let proto = if udp { L4Proto::Udp } else { L4Proto::Tcp };
+                let mut k = key(port);
+                k.proto = proto.number();
+                match op {
+                    0 => {
+                        // The model's own view of whether the entry is live.
+                        let live = model.get(&port).is_some_and(|m| m.1 > now);
+                        let r = t.insert(k, None, proto, SYN, b(0, 0), now);
+                        if !live && !model.contains_key(&port) {
+                            let c = r.unwrap();
+                            model.insert(port, (proto, c.expires, c.tcp));
+                        }
+                    }
+                    1 | 2 => {
+                        let flags = if op == 1 { ACK } else { FIN | ACK };
+                        match t.lookup(&k, proto, flags, now) {
+                            Lookup::Hit { conn, .. } => {
+                                let m = model.get(&port).copied();
+                                proptest::prop_assert!(m.is_some_and(|m| m.1 > now));
+                                model.insert(port, (proto, conn.expires, conn.tcp));
+                            }
+                            Lookup::Expired(_) | Lookup::Miss => {
+                                proptest::prop_assert!(model.get(&port).is_none_or(|m| m.1 <= now));
+                                model.remove(&port);
+                            }
+                        }
+                    }
+                    _ => {
+                        // A sweep removes what expired before this second began.
+                        let second_start = now / SEC * SEC;
+                        let mut gone = Vec::new();
+                        t.sweep(now, |k, _| gone.push(k.sport));
+                        let mut want: Vec<u16> = model.iter().filter(|(_, m)| m.1 < second_start).map(|(p, _)| *p).collect();
+                        model.retain(|_, m| m.1 >= second_start);
+                        gone.sort_unstable();
+                        want.sort_unstable();
+                        proptest::prop_assert_eq!(gone, want);
+                        proptest::prop_assert_eq!(t.len(), model.len());
+                    }
+                }
+            }
+        }
+    }
 }
+
