@@ -20,6 +20,12 @@
 #   PREFIX-rs1  real server 1     198.18.0.11/24, default route via 198.18.0.2 (the LB)
 #   PREFIX-rs2  real server 2     198.18.0.12/24, same
 #   PREFIX-sw   the server-side switch, bridge br0
+#
+# routed: as nat, but the real servers sit behind a gateway:
+#   PREFIX-lb eth1 198.18.0.0/24 -- PREFIX-gw eth0 198.18.0.1 (forwards)
+#   PREFIX-gw eth1 198.18.2.1/24 -- switch -- PREFIX-rs1 198.18.2.11, PREFIX-rs2 198.18.2.12
+#   the servers' default route is the gateway; the gateway reaches the
+#   clients' subnet 198.18.1.0/24 through the LB (198.18.0.2)
 set -euo pipefail
 
 VIP=198.18.0.100
@@ -32,7 +38,7 @@ offloads_off() { # ns dev: veth offloads make partial checksums and super-packet
 }
 
 down() {
-    for h in cl lb rs1 rs2 sw; do
+    for h in cl lb rs1 rs2 sw gw; do
         if ip netns pids "$P-$h" >/dev/null 2>&1; then
             for pid in $(ip netns pids "$P-$h" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
         fi
@@ -76,8 +82,48 @@ up_nat() {
     done
 }
 
+up_routed() {
+    down
+    ip netns add "$P-sw"
+    ip -n "$P-sw" link add br0 type bridge
+    ip -n "$P-sw" link set br0 up
+    ip netns exec "$P-sw" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    for t in arptables iptables ip6tables; do
+        ip netns exec "$P-sw" sysctl -qw "net.bridge.bridge-nf-call-$t=0" 2>/dev/null || true
+    done
+    for h in cl lb gw rs1 rs2; do
+        ip netns add "$P-$h"
+        ip netns exec "$P-$h" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+        ip -n "$P-$h" link set lo up
+    done
+    ip link add eth0 netns "$P-cl" type veth peer name eth0 netns "$P-lb"
+    ip link add eth1 netns "$P-lb" type veth peer name eth0 netns "$P-gw"
+    ip link add eth1 netns "$P-gw" type veth peer name gw netns "$P-sw"
+    for h in rs1 rs2; do
+        ip link add eth0 netns "$P-$h" type veth peer name "$h" netns "$P-sw"
+    done
+    for port in gw rs1 rs2; do
+        ip -n "$P-sw" link set "$port" master br0 up
+        offloads_off "$P-sw" "$port"
+    done
+    for pair in cl:eth0 lb:eth0 lb:eth1 gw:eth0 gw:eth1 rs1:eth0 rs2:eth0; do
+        ip -n "$P-${pair%%:*}" link set "${pair#*:}" up
+        offloads_off "$P-${pair%%:*}" "${pair#*:}"
+    done
+    ip -n "$P-cl" addr add 198.18.1.10/24 dev eth0
+    ip -n "$P-gw" addr add 198.18.0.1/24 dev eth0
+    ip -n "$P-gw" addr add 198.18.2.1/24 dev eth1
+    ip -n "$P-gw" route add 198.18.1.0/24 via 198.18.0.2
+    ip netns exec "$P-gw" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0
+    for i in 1 2; do
+        ip -n "$P-rs$i" addr add "198.18.2.1$i/24" dev eth0
+        ip -n "$P-rs$i" route add default via 198.18.2.1
+    done
+}
+
 up() {
     [ "$KIND" = nat ] && { up_nat; return; }
+    [ "$KIND" = routed ] && { up_routed; return; }
     down
     ip netns add "$P-sw"
     ip -n "$P-sw" link add br0 type bridge

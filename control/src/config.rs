@@ -6,7 +6,7 @@
 
 use core::fmt;
 use core::net::Ipv4Addr;
-use dataplane::config::{same_subnet, ArpTimers, ForwardingMode, L4Proto, RealServer, Service, Timeouts};
+use dataplane::config::{same_subnet, ArpTimers, ForwardingMode, L4Proto, RealServer, Route, Service, Timeouts};
 use sched::{PersistenceConfig, SchedulerSpec};
 use dataplane::worker::WorkerSettings;
 use serde::Deserialize;
@@ -30,6 +30,8 @@ struct FileConfig {
     arp: ArpSection,
     #[serde(default)]
     interfaces: Vec<InterfaceSection>,
+    #[serde(default)]
+    routes: Vec<RouteSection>,
     #[serde(default)]
     services: Vec<ServiceSection>,
 }
@@ -110,6 +112,13 @@ struct InterfaceSection {
     address: Spanned<String>,
     #[serde(default = "defaults::mtu")]
     mtu: Spanned<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteSection {
+    prefix: Spanned<String>,
+    via: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +222,7 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub arp: ArpTimers,
     pub interfaces: Vec<InterfaceConfig>,
+    pub routes: Vec<Route>,
     pub services: Vec<Service>,
 }
 
@@ -499,6 +509,24 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         }
     }
 
+    let mut routes: Vec<Route> = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let key = format!("routes[{i}]");
+        let prefix = parse_cidr(r.prefix.get_ref()).map_err(|m| c.err(&r.prefix, format!("{key}.prefix"), m)).ok();
+        let via = parse_ip(r.via.get_ref()).map_err(|m| c.err(&r.via, format!("{key}.via"), m)).ok();
+        if let Some(v) = via {
+            if !interfaces.is_empty() && !interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, v)) {
+                c.err(&r.via, format!("{key}.via"), format!("gateway {v} is on no interface's subnet"));
+            }
+        }
+        if let (Some((prefix, prefix_len)), Some(via)) = (prefix, via) {
+            routes.push(Route { prefix, prefix_len, via });
+        }
+    }
+    let reachable = |a: Ipv4Addr| {
+        interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, a)) || routes.iter().any(|r| same_subnet(r.prefix, r.prefix_len, a))
+    };
+
     let mut services: Vec<Service> = Vec::new();
     for (i, s) in raw.services.iter().enumerate() {
         let key = format!("services[{i}]");
@@ -563,10 +591,13 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             if reals.iter().any(|x| x.addr == addr) {
                 c.err(&r.address, format!("{rkey}.address"), format!("{addr} is listed twice in this service"));
             }
-            if !interfaces.is_empty()
-                && !interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, addr))
-            {
-                c.err(&r.address, format!("{rkey}.address"), format!("{addr} is on no interface's subnet (routes to real servers are not supported yet)"));
+            let on_link = interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, addr));
+            if !interfaces.is_empty() && !on_link {
+                if mode == Some(ForwardingMode::DirectRoute) {
+                    c.err(&r.address, format!("{rkey}.address"), format!("{addr} is on no interface's subnet; DR needs real servers on the same L2"));
+                } else if !reachable(addr) {
+                    c.err(&r.address, format!("{rkey}.address"), format!("{addr} is on no interface's subnet and no route reaches it"));
+                }
             }
             reals.push(RealServer {
                 addr,
@@ -630,6 +661,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         timeouts,
         arp,
         interfaces,
+        routes,
         services,
     }
 }

@@ -72,6 +72,20 @@ impl Interface {
     }
 }
 
+impl Snapshot {
+    /// The next hop towards `ip` and the port it is on: `ip` itself on a
+    /// connected subnet, else the gateway of the longest matching route
+    /// (itself on a connected subnet). `None`: unreachable.
+    pub fn next_hop(&self, ip: Ipv4Addr) -> Option<(Ipv4Addr, u16)> {
+        if let Some(i) = self.interfaces.iter().find(|i| i.on_link(ip)) {
+            return Some((ip, i.port));
+        }
+        let route = self.routes.iter().filter(|r| same_subnet(r.prefix, r.prefix_len, ip)).max_by_key(|r| r.prefix_len)?;
+        let i = self.interfaces.iter().find(|i| i.on_link(route.via))?;
+        Some((route.via, i.port))
+    }
+}
+
 /// True when `ip` is in the `prefix_len` subnet of `addr`.
 pub fn same_subnet(addr: Ipv4Addr, prefix_len: u8, ip: Ipv4Addr) -> bool {
     let mask = if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len.min(32))) };
@@ -145,10 +159,20 @@ impl Default for ArpTimers {
     }
 }
 
+/// A static route: real servers in `prefix` are reached through `via`
+/// (a gateway on a connected subnet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: Ipv4Addr,
+    pub prefix_len: u8,
+    pub via: Ipv4Addr,
+}
+
 /// Everything a worker needs, immutable once built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub interfaces: Vec<Interface>,
+    pub routes: Vec<Route>,
     pub services: Vec<Service>,
     pub timeouts: Timeouts,
     pub arp: ArpTimers,

@@ -145,6 +145,13 @@ impl NeighborTable {
         }
     }
 
+    /// As [`Self::request_soon`], by slot.
+    pub fn request_soon_slot(&mut self, i: usize, now: u64) {
+        if self.requested_at.get(i).copied().flatten().is_some_and(|t| now.saturating_sub(t) >= self.timers.retry * SEC) {
+            self.requested_at[i] = None;
+        }
+    }
+
     /// Calls `send(port, ip)` for every address that needs an ARP request
     /// now (unresolved, or resolved but older than `refresh`), at most once
     /// per `retry` interval each from this worker.

@@ -107,17 +107,10 @@ pub fn client_owner(addr: Ipv4Addr, port: u16, cores: u32) -> u32 {
 
 impl Pipeline {
     /// The addresses a snapshot needs resolved, for [`SharedNeighbors::new`]:
-    /// every real server, with the port of the subnet it is on.
+    /// the next hop of every real server (itself, or its gateway), with the
+    /// port it is on.
     pub fn wanted_neighbors(snapshot: &Snapshot) -> Vec<(Ipv4Addr, u16)> {
-        let mut out = Vec::new();
-        for s in &snapshot.services {
-            for r in &s.reals {
-                if let Some(iface) = snapshot.interfaces.iter().find(|i| i.on_link(r.addr)) {
-                    out.push((r.addr, iface.port));
-                }
-            }
-        }
-        out
+        snapshot.services.iter().flat_map(|s| s.reals.iter()).filter_map(|r| snapshot.next_hop(r.addr)).collect()
     }
 
     /// A pipeline with a neighbor table of its own (one worker).
@@ -151,9 +144,16 @@ impl Pipeline {
             }
             for r in &s.reals {
                 // DR reaches a real server only on a connected subnet.
-                if !snapshot.interfaces.iter().any(|i| i.on_link(r.addr)) {
+                let on_link = snapshot.interfaces.iter().any(|i| i.on_link(r.addr));
+                if !on_link && s.mode == ForwardingMode::DirectRoute {
                     return Err(SnapshotError(format!(
-                        "real server {} of {}:{} is on no interface's subnet",
+                        "real server {} of {}:{} is on no interface's subnet (DR needs the same L2)",
+                        r.addr, s.vip, s.port
+                    )));
+                }
+                if snapshot.next_hop(r.addr).is_none() {
+                    return Err(SnapshotError(format!(
+                        "real server {} of {}:{} is on no interface's subnet and no route reaches it",
                         r.addr, s.vip, s.port
                     )));
                 }
@@ -195,7 +195,8 @@ impl Pipeline {
         let steering = snapshot_cores > 1 && snapshot.services.iter().any(|s| matches!(s.mode, ForwardingMode::Nat | ForwardingMode::FullNat));
         for s in &mut services {
             for r in &s.reals {
-                let slot = neighbors.slot_of(*r).ok_or_else(|| SnapshotError(format!("real server {r} has no neighbor slot")))?;
+                let (hop, _) = snapshot.next_hop(*r).ok_or_else(|| SnapshotError(format!("real server {r} is unreachable")))?;
+                let slot = neighbors.slot_of(hop).ok_or_else(|| SnapshotError(format!("next hop {hop} of {r} has no neighbor slot")))?;
                 s.neighbor_slots.push(slot as u32);
             }
         }
@@ -541,7 +542,7 @@ impl Pipeline {
         // The neighbor slot knows the port on whose subnet the server is.
         let slot = self.services[conn.service as usize].neighbor_slots[conn.dest as usize] as usize;
         let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
-            self.neighbors.request_soon(conn.real, now);
+            self.neighbors.request_soon_slot(slot, now);
             return Action::Drop(DropReason::NeighborUnresolved);
         };
         self.send(out_port, real_mac, frame)
@@ -611,7 +612,7 @@ impl Pipeline {
     fn tunnel_to_real(&mut self, conn: &Conn, in_port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
         let slot = self.services[conn.service as usize].neighbor_slots[conn.dest as usize] as usize;
         let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
-            self.neighbors.request_soon(conn.real, now);
+            self.neighbors.request_soon_slot(slot, now);
             return Action::Drop(DropReason::NeighborUnresolved);
         };
         let (addr, mtu) = match self.iface_of_port.get(usize::from(out_port)) {

@@ -156,6 +156,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     let mac = port.mac().unwrap();
     let snapshot = Arc::new(Snapshot {
         interfaces: vec![Interface { port: port.id(), mac, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500 }],
+        routes: vec![],
         services: vec![Service {
             proto: L4Proto::Tcp,
             vip: Ipv4Addr::new(198, 18, 0, 100),

@@ -24,6 +24,7 @@ fn pipeline() -> Pipeline {
     };
     let snapshot = Snapshot {
         interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500 }],
+        routes: vec![],
         services: vec![svc(L4Proto::Tcp, 80, sched::SchedulerKind::Wlc), svc(L4Proto::Udp, 53, sched::SchedulerKind::Mh)],
         timeouts: Timeouts::default(),
         arp: ArpTimers::default(),

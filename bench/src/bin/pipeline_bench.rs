@@ -25,6 +25,7 @@ fn pipeline(max_conns: usize) -> Pipeline {
     let reals: Vec<RealServer> = (11..=20).map(|k| RealServer::new(Ipv4Addr::new(198, 18, 0, k), 1 + u32::from(k % 3))).collect();
     let snapshot = Snapshot {
         interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500 }],
+        routes: vec![],
         services: vec![Service {
             proto: L4Proto::Udp,
             vip: VIP,

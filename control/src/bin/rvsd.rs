@@ -127,6 +127,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
     }
     let snapshot = Arc::new(Snapshot {
         interfaces,
+        routes: cfg.routes.clone(),
         services: cfg.services.clone(),
         timeouts: cfg.timeouts,
         arp: cfg.arp,

@@ -79,7 +79,14 @@ fn semantic_errors_name_key_and_position_all_at_once() {
         ]
     );
     let e = errors(&GOOD.replace("198.18.0.11", "10.9.9.9"));
-    assert_eq!(e, ["test.toml:20:13: services[0].reals[0].address: 10.9.9.9 is on no interface's subnet (routes to real servers are not supported yet)"]);
+    assert_eq!(e, ["test.toml:20:13: services[0].reals[0].address: 10.9.9.9 is on no interface's subnet; DR needs real servers on the same L2"]);
+    let nat = GOOD.replace("198.18.0.11", "10.9.9.9").replace("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"nat\"");
+    assert!(errors(&nat)[0].ends_with("10.9.9.9 is on no interface's subnet and no route reaches it"));
+    let routed = format!("{nat}\n[[routes]]\nprefix = \"10.9.9.0/24\"\nvia = \"198.18.0.1\"\n");
+    let c = parse("test.toml", &routed).unwrap();
+    assert_eq!(c.routes, [Route { prefix: Ipv4Addr::new(10, 9, 9, 0), prefix_len: 24, via: Ipv4Addr::new(198, 18, 0, 1) }]);
+    let bad_via = format!("{nat}\n[[routes]]\nprefix = \"10.9.9.0/24\"\nvia = \"10.1.1.1\"\n");
+    assert!(errors(&bad_via).iter().any(|m| m.contains("routes[0].via: gateway 10.1.1.1 is on no interface's subnet")));
 }
 
 #[test]

@@ -60,7 +60,7 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (vip, client_addr) = if kind == "nat" { ("198.18.1.100", "198.18.1.10") } else { ("198.18.0.100", "198.18.0.10") };
+        let (vip, client_addr) = if kind == "dr" { ("198.18.0.100", "198.18.0.10") } else { ("198.18.1.100", "198.18.1.10") };
         let lab = Lab { prefix: prefix.to_string(), dir, children: Vec::new(), rvsd: None, vip, client_addr };
         run(Command::new("bash").arg(script("topology.sh")).args(["up", prefix, kind]));
         lab

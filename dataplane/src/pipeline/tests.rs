@@ -20,6 +20,7 @@ fn snapshot(scheduler: SchedulerKind, w1: u32, w2: u32, max_conns: usize) -> Arc
     let scheduler = SchedulerSpec::new(scheduler);
     Arc::new(Snapshot {
         interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24, mtu: 1500 }],
+        routes: vec![],
         services: vec![
             Service { proto: L4Proto::Tcp, vip: VIP, port: 80, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, local_addrs: vec![], reals: reals.clone() },
             Service { proto: L4Proto::Udp, vip: VIP, port: 53, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, local_addrs: vec![], reals },
@@ -406,6 +407,7 @@ mod nat_mode {
                 Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500 },
                 Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24, mtu: 1500 },
             ],
+            routes: vec![],
             services: vec![svc(L4Proto::Tcp, 80, vec![rs1]), svc(L4Proto::Udp, 53, vec![RealServer::new(RS1, 1)])],
             timeouts: Timeouts::default(),
             arp: ArpTimers::default(),
@@ -548,6 +550,7 @@ mod nat_mode {
                 Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500 },
                 Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24, mtu: 1500 },
             ],
+            routes: vec![],
             services: vec![Service {
                 proto: L4Proto::Tcp,
                 vip: NAT_VIP,
@@ -717,6 +720,71 @@ mod nat_mode {
         let mut err = unreachable(RS1_MAC, LB1, RS1, LIP, &syn);
         assert_eq!(p.process(1, &mut err, SEC), Action::Transmit { port: 0 });
         assert_eq!(err, unreachable(LB0, CLIENT_MAC, NAT_VIP, CLIENT_IP, &client_sent));
+    }
+}
+
+mod routes {
+    use super::*;
+    use crate::config::Route;
+
+    const GW: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const GW_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const FAR_RS: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 11);
+
+    fn routed(mode: ForwardingMode) -> Pipeline {
+        Pipeline::new(Arc::new(routed_snapshot(mode)), Arc::default()).unwrap()
+    }
+
+    fn routed_snapshot(mode: ForwardingMode) -> Snapshot {
+        Snapshot {
+            interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24, mtu: 1500 }],
+            routes: vec![Route { prefix: Ipv4Addr::new(198, 18, 2, 0), prefix_len: 24, via: GW }],
+            services: vec![Service {
+                proto: L4Proto::Tcp,
+                vip: VIP,
+                port: 80,
+                scheduler: SchedulerSpec::new(SchedulerKind::Rr),
+                persistence: None,
+                mode,
+                local_addrs: vec![],
+                reals: vec![RealServer::new(FAR_RS, 1)],
+            }],
+            timeouts: Timeouts::default(),
+            arp: ArpTimers::default(),
+            max_connections_per_core: 64,
+            worker_cores: 1,
+        }
+    }
+
+    #[test]
+    fn servers_behind_a_gateway_are_reached_through_its_mac() {
+        for mode in [ForwardingMode::Nat, ForwardingMode::Tun] {
+            let mut p = routed(mode);
+            // The gateway is what gets resolved, not the server behind it.
+            let mut asked = Vec::new();
+            p.arp_requests(0, || Some(vec![0u8; 64]), |_, buf, len| {
+                let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
+                asked.push(ArpPacket::new_checked(eth.payload()).unwrap().target_ip());
+            });
+            assert_eq!(asked, [GW], "{mode:?}");
+            p.process(0, &mut arp_frame(arp::OP_REPLY, GW_MAC, GW, LB_IP), 0);
+            let f = tcp(40000, 80, SYN);
+            let mut buf = vec![0u8; 64];
+            buf.extend_from_slice(&f);
+            let (mut head, mut len) = (64, f.len());
+            assert_eq!(p.process_room(0, &mut buf, &mut head, &mut len, 0), Action::Transmit { port: 0 }, "{mode:?}");
+            let out = &buf[head..head + len];
+            assert_eq!(dst_mac(out), GW_MAC, "{mode:?}: to the gateway's MAC");
+            // The IP destination is the server: NAT's DNAT, TUN's outer header.
+            let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+            assert_eq!(ip.dst(), FAR_RS, "{mode:?}");
+        }
+    }
+
+    #[test]
+    fn dr_refuses_servers_off_link() {
+        let e = Pipeline::new(Arc::new(routed_snapshot(ForwardingMode::DirectRoute)), Arc::default()).unwrap_err();
+        assert!(e.0.contains("DR needs the same L2"), "{e}");
     }
 }
 
