@@ -27,6 +27,8 @@ struct FileConfig {
     #[serde(default)]
     timeouts: TimeoutsSection,
     #[serde(default)]
+    connections: ConnectionsSection,
+    #[serde(default)]
     arp: ArpSection,
     #[serde(default)]
     interfaces: Vec<InterfaceSection>,
@@ -94,6 +96,13 @@ struct TimeoutsSection {
     tcp_fin: Option<Spanned<u64>>,
     tcp_close: Option<Spanned<u64>>,
     udp: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConnectionsSection {
+    #[serde(default)]
+    expire_nodest_conn: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -219,6 +228,8 @@ pub struct Config {
     pub worker_count: Option<u32>,
     pub worker: WorkerSettings,
     pub connections_per_core: usize,
+    /// Drop connections of removed real servers at their next packet.
+    pub expire_nodest_conn: bool,
     pub timeouts: Timeouts,
     pub arp: ArpTimers,
     pub interfaces: Vec<InterfaceConfig>,
@@ -658,6 +669,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             idle_polls: *w.idle_polls.get_ref(),
         },
         connections_per_core: *raw.limits.connections_per_core.get_ref() as usize,
+        expire_nodest_conn: raw.connections.expire_nodest_conn,
         timeouts,
         arp,
         interfaces,

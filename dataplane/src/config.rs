@@ -180,6 +180,9 @@ pub struct Snapshot {
     pub max_connections_per_core: usize,
     /// Number of worker cores sharing the traffic (divides thresholds).
     pub worker_cores: u32,
+    /// IPVS's `expire_nodest_conn`: a connection whose real server was
+    /// removed is dropped at its next packet (else it runs on).
+    pub expire_nodest_conn: bool,
 }
 
 #[cfg(test)]

@@ -279,6 +279,19 @@ impl ConnTable {
         (c.expires > now).then_some((c, r.dir))
     }
 
+    /// New timeouts (a reload) for every later packet.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts;
+    }
+
+    /// Removes `key`'s connection now; returns it.
+    pub fn remove_key(&mut self, key: &FlowKey) -> Option<Conn> {
+        let r = *self.index.get(key)?;
+        let c = self.slots[r.slot as usize].conn;
+        self.remove(r.slot);
+        Some(c)
+    }
+
     /// Marks the TOA of `key`'s connection as sent.
     pub fn toa_sent(&mut self, key: &FlowKey) {
         if let Some(&r) = self.index.get(key) {

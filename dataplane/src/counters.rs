@@ -56,10 +56,13 @@ pub enum DropReason {
     /// An ICMP error about no connection of ours (or a DR/TUN one, whose
     /// replies never pass here).
     IcmpNoConnection,
+    /// The connection's real server was removed and `expire_nodest_conn`
+    /// is on: the connection is dropped.
+    DestRemoved,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::MalformedFrame,
         DropReason::NotOurMac,
@@ -85,6 +88,7 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::NoHeadroom,
         DropReason::IcmpNoConnection,
+        DropReason::DestRemoved,
     ];
 
     /// The label used in logs and metrics.
@@ -114,6 +118,7 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::NoHeadroom => "no_headroom",
             DropReason::IcmpNoConnection => "icmp_no_connection",
+            DropReason::DestRemoved => "dest_removed",
         }
     }
 }
@@ -168,6 +173,9 @@ pub struct CoreCounters {
     pub icmp_frag_needed: Counter,
     /// ICMP errors about NAT/FullNAT connections, translated and forwarded.
     pub icmp_forwarded: Counter,
+    /// Configurations applied by reload, and reloads this core refused.
+    pub reloads: Counter,
+    pub reload_errors: Counter,
     drops: [Counter; DropReason::COUNT],
 }
 
@@ -193,7 +201,7 @@ impl CoreCounters {
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={} icmp_forwarded={}",
+            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={} icmp_forwarded={} reloads={} reload_errors={}",
             self.rx_packets.get(),
             self.tx_packets.get(),
             self.forwarded.get(),
@@ -209,6 +217,8 @@ impl CoreCounters {
             self.redirected_in.get(),
             self.icmp_frag_needed.get(),
             self.icmp_forwarded.get(),
+            self.reloads.get(),
+            self.reload_errors.get(),
         );
         for r in DropReason::ALL {
             let n = self.drops(r);

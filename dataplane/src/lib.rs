@@ -17,4 +17,5 @@ pub mod dpdk;
 pub mod local_ports;
 pub mod neighbor;
 pub mod pipeline;
+pub mod published;
 pub mod worker;

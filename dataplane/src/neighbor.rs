@@ -76,7 +76,28 @@ impl SharedNeighbors {
     }
 
     fn get(&self, i: usize) -> (Option<MacAddr>, u64) {
-        (unpack(self.slots[i].mac.load(Relaxed)), self.slots[i].confirmed_at.load(Relaxed))
+        match self.slots.get(i) {
+            Some(s) => (unpack(s.mac.load(Relaxed)), s.confirmed_at.load(Relaxed)),
+            None => (None, 0),
+        }
+    }
+
+    /// A table for `wanted` that keeps what `old` learned about the
+    /// addresses it also wants (a reload must not forget MACs in use).
+    pub fn carry_over(old: &SharedNeighbors, wanted: impl IntoIterator<Item = (Ipv4Addr, u16)>) -> Self {
+        let new = SharedNeighbors::new(wanted);
+        for (ip, &i) in &new.index {
+            if let Some(&j) = old.index.get(ip) {
+                new.slots[i].confirmed_at.store(old.slots[j].confirmed_at.load(Relaxed), Relaxed);
+                new.slots[i].mac.store(old.slots[j].mac.load(Relaxed), Relaxed);
+            }
+        }
+        new
+    }
+
+    /// The addresses this table resolves, with their ports.
+    pub fn wanted(&self) -> &[(Ipv4Addr, u16)] {
+        &self.addrs
     }
 }
 
@@ -117,7 +138,7 @@ impl NeighborTable {
     pub fn resolve_slot(&self, i: usize, now: u64) -> Option<(MacAddr, u16)> {
         let (mac, confirmed) = self.shared.get(i);
         let mac = mac?;
-        (now.saturating_sub(confirmed) < self.timers.expire * SEC).then_some((mac, self.shared.addrs[i].1))
+        (now.saturating_sub(confirmed) < self.timers.expire * SEC).then_some((mac, self.shared.addrs.get(i)?.1))
     }
 
     /// Records that `ip` is at `mac`; ignored unless `ip` is wanted.

@@ -1,7 +1,7 @@
 //! The per-core packet pipeline, sans-IO: a frame and the time in, a
 //! decision out. The frame is rewritten in place when it is to be sent.
 
-use crate::config::{ForwardingMode, L4Proto, Snapshot};
+use crate::config::{ForwardingMode, L4Proto, Service, Snapshot};
 use crate::conn::{Binding, Conn, ConnTable, Dir, FlowKey, Lookup};
 use crate::counters::{CoreCounters, DropReason};
 use crate::neighbor::{NeighborTable, SharedNeighbors};
@@ -47,6 +47,12 @@ impl std::error::Error for SnapshotError {}
 /// A service as the worker sees it: scheduler state and real servers.
 #[derive(Debug)]
 struct ServiceState {
+    /// Protocol, VIP and port packed ([`service_key`]).
+    key: u64,
+    vip: Ipv4Addr,
+    /// Removed or replaced by a reload: no new connections; its existing
+    /// ones keep running as before.
+    retired: bool,
     proto: L4Proto,
     mode: ForwardingMode,
     /// Each real server's port (NAT may map ports).
@@ -56,7 +62,8 @@ struct ServiceState {
     reals: Vec<Ipv4Addr>,
     /// Each real server's slot in the neighbor table.
     neighbor_slots: Vec<u32>,
-    /// FullNAT: this core's local addresses and ports.
+    /// FullNAT: the local addresses, and this core's ports on them.
+    local_addrs: Vec<Ipv4Addr>,
     local_ports: Option<LocalPorts>,
 }
 
@@ -113,6 +120,29 @@ impl Pipeline {
         snapshot.services.iter().flat_map(|s| s.reals.iter()).filter_map(|r| snapshot.next_hop(r.addr)).collect()
     }
 
+    /// The neighbor table after a reload to `new`: every address `old`
+    /// resolved stays (connections to servers a reload removed keep their
+    /// MAC), the new next hops join, and what was learned is kept.
+    pub fn neighbors_for_reload(old: &SharedNeighbors, new: &Snapshot) -> SharedNeighbors {
+        let mut wanted = old.wanted().to_vec();
+        for w in Self::wanted_neighbors(new) {
+            if !wanted.iter().any(|(ip, _)| *ip == w.0) {
+                wanted.push(w);
+            }
+        }
+        SharedNeighbors::carry_over(old, wanted)
+    }
+
+    /// Checks that a snapshot can run (what [`Self::new`] would refuse),
+    /// without building a connection table.
+    pub fn check(snapshot: &Snapshot) -> Result<(), SnapshotError> {
+        validate(snapshot)?;
+        for s in &snapshot.services {
+            build_service(s, snapshot.worker_cores, 0)?;
+        }
+        Ok(())
+    }
+
     /// A pipeline with a neighbor table of its own (one worker).
     pub fn new(snapshot: Arc<Snapshot>, counters: Arc<CoreCounters>) -> Result<Self, SnapshotError> {
         let neighbors = Arc::new(SharedNeighbors::new(Self::wanted_neighbors(&snapshot)));
@@ -125,97 +155,100 @@ impl Pipeline {
         counters: Arc<CoreCounters>,
         neighbors: Arc<SharedNeighbors>,
     ) -> Result<Self, SnapshotError> {
-        if snapshot.interfaces.is_empty() {
-            return Err(SnapshotError("no interface".into()));
-        }
-        let mut services = Vec::with_capacity(snapshot.services.len());
-        let mut by_key = HashMap::new();
-        let mut vips = hashbrown::HashSet::new();
-        let mut local_addrs = hashbrown::HashSet::new();
-        for (i, s) in snapshot.services.iter().enumerate() {
-            let key = service_key(s.proto.number(), s.vip, s.port);
-            if by_key.insert(key, i as u32).is_some() {
-                return Err(SnapshotError(format!("duplicate service {} {}:{}", s.proto.name(), s.vip, s.port)));
-            }
-            vips.insert(s.vip);
-            local_addrs.extend(s.local_addrs.iter().copied());
-            if s.mode == ForwardingMode::FullNat && s.local_addrs.is_empty() {
-                return Err(SnapshotError(format!("FullNAT service {}:{} has no local address", s.vip, s.port)));
-            }
-            for r in &s.reals {
-                // DR reaches a real server only on a connected subnet.
-                let on_link = snapshot.interfaces.iter().any(|i| i.on_link(r.addr));
-                if !on_link && s.mode == ForwardingMode::DirectRoute {
-                    return Err(SnapshotError(format!(
-                        "real server {} of {}:{} is on no interface's subnet (DR needs the same L2)",
-                        r.addr, s.vip, s.port
-                    )));
-                }
-                if snapshot.next_hop(r.addr).is_none() {
-                    return Err(SnapshotError(format!(
-                        "real server {} of {}:{} is on no interface's subnet and no route reaches it",
-                        r.addr, s.vip, s.port
-                    )));
-                }
-                if r.port.is_some_and(|p| p != s.port) && s.mode == ForwardingMode::DirectRoute {
-                    return Err(SnapshotError(format!("real server {} of {}:{}: DR cannot map ports", r.addr, s.vip, s.port)));
-                }
-            }
-            let cores = snapshot.worker_cores;
-            let dests: Vec<DestConfig> = s
-                .reals
-                .iter()
-                .map(|r| DestConfig {
-                    addr: r.addr.into(),
-                    port: r.port.unwrap_or(s.port),
-                    weight: r.weight,
-                    upper_threshold: share(r.upper_threshold, cores),
-                    lower_threshold: share(r.lower_threshold, cores),
-                })
-                .collect();
-            let pool = Pool::new(s.scheduler, &dests, s.persistence)
-                .map_err(|e| SnapshotError(format!("service {} {}:{}: {e}", s.proto.name(), s.vip, s.port)))?;
-            services.push(ServiceState {
-                proto: s.proto,
-                mode: s.mode,
-                real_ports: s.reals.iter().map(|r| r.port.unwrap_or(s.port)).collect(),
-                pool,
-                reals: s.reals.iter().map(|r| r.addr).collect(),
-                neighbor_slots: Vec::new(),
-                local_ports: (s.mode == ForwardingMode::FullNat).then(|| LocalPorts::new(&s.local_addrs, 0, snapshot.worker_cores)),
-            });
-        }
+        validate(&snapshot)?;
+        let services = snapshot.services.iter().map(|s| build_service(s, snapshot.worker_cores, 0)).collect::<Result<Vec<_>, _>>()?;
         let max_port = snapshot.interfaces.iter().map(|i| usize::from(i.port)).max().unwrap_or(0);
         let mut iface_of_port = vec![u8::MAX; max_port + 1];
         for (k, i) in snapshot.interfaces.iter().enumerate() {
             iface_of_port[usize::from(i.port)] = u8::try_from(k).map_err(|_| SnapshotError("more than 254 interfaces".into()))?;
         }
-        let neighbors = NeighborTable::new(neighbors, snapshot.arp);
-        let snapshot_cores = snapshot.worker_cores.max(1);
-        let steering = snapshot_cores > 1 && snapshot.services.iter().any(|s| matches!(s.mode, ForwardingMode::Nat | ForwardingMode::FullNat));
-        for s in &mut services {
-            for r in &s.reals {
-                let (hop, _) = snapshot.next_hop(*r).ok_or_else(|| SnapshotError(format!("real server {r} is unreachable")))?;
-                let slot = neighbors.slot_of(hop).ok_or_else(|| SnapshotError(format!("next hop {hop} of {r} has no neighbor slot")))?;
-                s.neighbor_slots.push(slot as u32);
-            }
-        }
-        Ok(Pipeline {
+        let mut p = Pipeline {
             iface_of_port,
-            neighbors,
+            neighbors: NeighborTable::new(neighbors, snapshot.arp),
             conns: ConnTable::new(snapshot.max_connections_per_core, snapshot.timeouts),
+            cores: snapshot.worker_cores.max(1),
             snapshot,
             services,
-            by_key,
-            vips,
-            local_addrs,
+            by_key: HashMap::new(),
+            vips: hashbrown::HashSet::new(),
+            local_addrs: hashbrown::HashSet::new(),
             counters,
             next_sweep: 0,
             core: 0,
-            cores: snapshot_cores,
-            steering,
+            steering: false,
             ip_ident: 0,
-        })
+        };
+        p.reindex();
+        Ok(p)
+    }
+
+    /// Rebuilds what is derived from the services: the lookup maps, the
+    /// addresses answered for, steering, and each server's neighbor slot.
+    fn reindex(&mut self) {
+        self.by_key.clear();
+        self.vips.clear();
+        self.local_addrs.clear();
+        for (i, s) in self.services.iter_mut().enumerate() {
+            if !s.retired {
+                self.by_key.insert(s.key, i as u32);
+                self.vips.insert(s.vip);
+            }
+            // Retired FullNAT services still get their replies.
+            self.local_addrs.extend(s.local_addrs.iter().copied());
+            s.neighbor_slots = s
+                .reals
+                .iter()
+                .map(|r| self.snapshot.next_hop(*r).and_then(|(hop, _)| self.neighbors.slot_of(hop)).map_or(u32::MAX, |x| x as u32))
+                .collect();
+        }
+        self.steering = self.cores > 1 && self.services.iter().any(|s| matches!(s.mode, ForwardingMode::Nat | ForwardingMode::FullNat));
+    }
+
+    /// Applies a new configuration (a reload) without losing a connection:
+    /// a service that stays (same protocol, VIP and port, same mode and
+    /// local addresses) keeps its scheduler state and connections, its
+    /// servers are added, reweighted or removed in place (removed ones keep
+    /// their connections unless `expire_nodest_conn`); a service that goes,
+    /// or changes mode, is retired: no new connections, existing ones run
+    /// on as before. Interfaces and the table size need a restart.
+    pub fn apply(&mut self, new: Arc<Snapshot>, neighbors: Arc<SharedNeighbors>) -> Result<(), SnapshotError> {
+        validate(&new)?;
+        if new.interfaces != self.snapshot.interfaces {
+            return Err(SnapshotError("interfaces changed: restart rvsd to apply that".into()));
+        }
+        if new.max_connections_per_core != self.snapshot.max_connections_per_core || new.worker_cores != self.snapshot.worker_cores {
+            return Err(SnapshotError("the connection table size or the worker count changed: restart rvsd to apply that".into()));
+        }
+        let cores = new.worker_cores;
+        let known = self.services.len();
+        let mut kept = vec![false; known];
+        for s in &new.services {
+            let key = service_key(s.proto.number(), s.vip, s.port);
+            match self.services.iter().position(|o| !o.retired && o.key == key) {
+                Some(i) if self.services[i].mode == s.mode && self.services[i].local_addrs == s.local_addrs => {
+                    kept[i] = true;
+                    update_service(&mut self.services[i], s, cores)?;
+                }
+                found => {
+                    if let Some(i) = found {
+                        // Same address, new mode: a new service beside the old one.
+                        self.services[i].retired = true;
+                        kept[i] = true;
+                    }
+                    self.services.push(build_service(s, cores, self.core)?);
+                }
+            }
+        }
+        for (s, k) in self.services.iter_mut().zip(&kept) {
+            if !k {
+                s.retired = true;
+            }
+        }
+        self.conns.set_timeouts(new.timeouts);
+        self.neighbors = NeighborTable::new(neighbors, new.arp);
+        self.snapshot = new;
+        self.reindex();
+        Ok(())
     }
 
     /// This pipeline serves worker core `core` (of the snapshot's
@@ -223,9 +256,9 @@ impl Pipeline {
     pub fn for_core(mut self, core: u32) -> Self {
         let cores = self.snapshot.worker_cores;
         self.core = core;
-        for (s, cfg) in self.services.iter_mut().zip(&self.snapshot.services) {
+        for s in &mut self.services {
             if s.local_ports.is_some() {
-                s.local_ports = Some(LocalPorts::new(&cfg.local_addrs, core, cores));
+                s.local_ports = Some(LocalPorts::new(&s.local_addrs, core, cores));
             }
         }
         self
@@ -409,8 +442,16 @@ impl Pipeline {
 
         let hit = match self.conns.lookup(&key, proto, flags, now) {
             Lookup::Hit { conn, dir, was_active } => {
+                let s = &mut self.services[conn.service as usize];
                 if conn.is_active() != was_active {
-                    self.services[conn.service as usize].pool.set_active(conn.dest as usize, conn.is_active());
+                    s.pool.set_active(conn.dest as usize, conn.is_active());
+                }
+                if self.snapshot.expire_nodest_conn && s.pool.dest(conn.dest as usize).removed {
+                    if let Some(c) = self.conns.remove_key(&key) {
+                        release(&mut self.services, &c, now);
+                        self.counters.conns_expired.inc();
+                    }
+                    return Action::Drop(DropReason::DestRemoved);
                 }
                 Some((conn, dir))
             }
@@ -724,6 +765,101 @@ impl Pipeline {
     pub fn neighbor(&self, ip: Ipv4Addr, now: u64) -> Option<MacAddr> {
         self.neighbors.lookup(ip, now)
     }
+}
+
+/// Checks what a snapshot promises the data plane.
+fn validate(snapshot: &Snapshot) -> Result<(), SnapshotError> {
+    if snapshot.interfaces.is_empty() {
+        return Err(SnapshotError("no interface".into()));
+    }
+    let mut keys = hashbrown::HashSet::new();
+    for s in &snapshot.services {
+        if !keys.insert(service_key(s.proto.number(), s.vip, s.port)) {
+            return Err(SnapshotError(format!("duplicate service {} {}:{}", s.proto.name(), s.vip, s.port)));
+        }
+        if s.mode == ForwardingMode::FullNat && s.local_addrs.is_empty() {
+            return Err(SnapshotError(format!("FullNAT service {}:{} has no local address", s.vip, s.port)));
+        }
+        for r in &s.reals {
+            // DR reaches a real server only on a connected subnet.
+            let on_link = snapshot.interfaces.iter().any(|i| i.on_link(r.addr));
+            if !on_link && s.mode == ForwardingMode::DirectRoute {
+                return Err(SnapshotError(format!(
+                    "real server {} of {}:{} is on no interface's subnet (DR needs the same L2)",
+                    r.addr, s.vip, s.port
+                )));
+            }
+            if snapshot.next_hop(r.addr).is_none() {
+                return Err(SnapshotError(format!(
+                    "real server {} of {}:{} is on no interface's subnet and no route reaches it",
+                    r.addr, s.vip, s.port
+                )));
+            }
+            if r.port.is_some_and(|p| p != s.port) && s.mode == ForwardingMode::DirectRoute {
+                return Err(SnapshotError(format!("real server {} of {}:{}: DR cannot map ports", r.addr, s.vip, s.port)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dest_config(s: &Service, r: &crate::config::RealServer, cores: u32) -> DestConfig {
+    DestConfig {
+        addr: r.addr.into(),
+        port: r.port.unwrap_or(s.port),
+        weight: r.weight,
+        upper_threshold: share(r.upper_threshold, cores),
+        lower_threshold: share(r.lower_threshold, cores),
+    }
+}
+
+fn build_service(s: &Service, cores: u32, core: u32) -> Result<ServiceState, SnapshotError> {
+    let dests: Vec<DestConfig> = s.reals.iter().map(|r| dest_config(s, r, cores)).collect();
+    let pool = Pool::new(s.scheduler, &dests, s.persistence)
+        .map_err(|e| SnapshotError(format!("service {} {}:{}: {e}", s.proto.name(), s.vip, s.port)))?;
+    Ok(ServiceState {
+        key: service_key(s.proto.number(), s.vip, s.port),
+        vip: s.vip,
+        retired: false,
+        proto: s.proto,
+        mode: s.mode,
+        real_ports: s.reals.iter().map(|r| r.port.unwrap_or(s.port)).collect(),
+        pool,
+        reals: s.reals.iter().map(|r| r.addr).collect(),
+        neighbor_slots: Vec::new(),
+        local_addrs: s.local_addrs.clone(),
+        local_ports: (s.mode == ForwardingMode::FullNat).then(|| LocalPorts::new(&s.local_addrs, core, cores)),
+    })
+}
+
+/// A reload of a service that stays: scheduler and persistence changed in
+/// place, servers added, reweighted or removed (indices never reused).
+fn update_service(st: &mut ServiceState, s: &Service, cores: u32) -> Result<(), SnapshotError> {
+    let err = |e: sched::SchedError| SnapshotError(format!("service {} {}:{}: {e}", s.proto.name(), s.vip, s.port));
+    st.pool.reconfigure(s.scheduler, s.persistence).map_err(err)?;
+    let mut keep = vec![false; st.pool.len()];
+    for r in &s.reals {
+        let cfg = dest_config(s, r, cores);
+        match st.pool.find(cfg.addr, cfg.port) {
+            Some(d) => {
+                keep[d] = true;
+                st.pool.set_weight(d, cfg.weight).map_err(err)?;
+                st.pool.set_thresholds(d, cfg.upper_threshold, cfg.lower_threshold).map_err(err)?;
+            }
+            None => {
+                st.pool.add(cfg).map_err(err)?;
+                st.reals.push(r.addr);
+                st.real_ports.push(cfg.port);
+                keep.push(true);
+            }
+        }
+    }
+    for (d, k) in keep.iter().enumerate() {
+        if !k && !st.pool.dest(d).removed {
+            st.pool.remove(d);
+        }
+    }
+    Ok(())
 }
 
 /// A connection ended: its server's count, persistence and local port go back.

@@ -5,6 +5,7 @@
 use crate::counters::{CoreCounters, DropReason};
 use crate::dpdk::{Burst, Mbuf, Mempool, Port, Ring};
 use crate::pipeline::{Action, Pipeline};
+use crate::published::Published;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct Worker {
     /// One ring per worker core, indexed by core; `None` with one worker.
     /// This worker consumes `rings[queue]`.
     pub rings: Option<Arc<Vec<Ring>>>,
+    /// Where reloaded configurations appear; `None`: never reloaded.
+    pub config: Option<Arc<Published>>,
 }
 
 /// Output batches of one poll pass: per port, and per core to redirect to.
@@ -72,8 +75,21 @@ impl Worker {
             redirect: (0..ncores).map(|_| Burst::new()).collect(),
         };
         let mut idle_polls = 0u32;
+        let mut generation = self.config.as_ref().map_or(0, |c| c.generation());
 
         while !self.stop.load(Relaxed) {
+            // A reload: apply it between bursts (one load per loop otherwise).
+            if let Some(config) = &self.config {
+                let g = config.generation();
+                if g != generation {
+                    generation = g;
+                    let (snapshot, neighbors) = config.get();
+                    match self.pipeline.apply(snapshot, neighbors) {
+                        Ok(()) => counters.reloads.inc(),
+                        Err(_) => counters.reload_errors.inc(),
+                    }
+                }
+            }
             let now = crate::clock::now_ns();
             self.pipeline.tick(now);
             self.send_arp_requests(now, &mut out.tx, &counters);

@@ -170,6 +170,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
         arp: ArpTimers::default(),
         max_connections_per_core: 1024,
         worker_cores: 1,
+        expire_nodest_conn: false,
     });
     let counters = Arc::new(CoreCounters::default());
     let pipeline = Pipeline::new(snapshot, Arc::clone(&counters)).unwrap();
@@ -198,6 +199,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
         stop: Arc::clone(&stop),
         settings: WorkerSettings { idle_sleep: Duration::from_micros(50), ..WorkerSettings::default() },
         rings: None,
+        config: None,
     };
     let handle = std::thread::spawn(move || worker.run());
     std::thread::sleep(Duration::from_millis(300));

@@ -30,6 +30,7 @@ fn pipeline() -> Pipeline {
         arp: ArpTimers::default(),
         max_connections_per_core: 64,
         worker_cores: 1,
+        expire_nodest_conn: false,
     };
     let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).expect("valid snapshot");
     for (last, mac) in [(11u8, 0x11u8), (12, 0x12)] {

@@ -391,6 +391,46 @@ impl Pool {
         Ok(())
     }
 
+    /// Changes the scheduler and persistence (a reload), keeping every
+    /// server with its index and connection counts; only the scheduler's
+    /// own state (cursor, tables) and the persistence templates start over.
+    pub fn reconfigure(&mut self, spec: SchedulerSpec, persistence: Option<PersistenceConfig>) -> Result<(), SchedError> {
+        if let Some(m) = spec.mh_table_size {
+            if (m as usize) < self.dests.len() {
+                return Err(SchedError::TableSizeTooSmall { size: m, servers: self.dests.len() });
+            }
+        }
+        if spec != self.spec {
+            self.spec = spec;
+            self.algo = Self::build(&self.spec, &self.dests);
+        }
+        let same = match (&self.persistence, persistence) {
+            (Some(p), Some(c)) => p.config() == c,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            self.persistence = persistence.map(persist::Persistence::new);
+        }
+        Ok(())
+    }
+
+    /// Changes a server's thresholds (0 = none; lower 0 = 3/4 of upper).
+    pub fn set_thresholds(&mut self, i: usize, upper: u32, lower: u32) -> Result<(), SchedError> {
+        let mut c = self.dests[i].config;
+        c.upper_threshold = upper;
+        c.lower_threshold = lower;
+        check(&c)?;
+        self.dests[i].config = c;
+        self.changed(i);
+        Ok(())
+    }
+
+    /// The index of the live (not removed) server at `addr`:`port`.
+    pub fn find(&self, addr: IpAddr, port: u16) -> Option<usize> {
+        self.dests.iter().position(|d| !d.removed && d.config.addr == addr && d.config.port == port)
+    }
+
     /// Health: an unavailable server takes no new connections.
     pub fn set_available(&mut self, i: usize, available: bool) {
         if self.dests[i].available != available {

@@ -51,6 +51,10 @@ impl Persistence {
         Persistence { cfg, table: HashMap::new(), queue: VecDeque::new() }
     }
 
+    pub(crate) fn config(&self) -> PersistenceConfig {
+        self.cfg
+    }
+
     pub(crate) fn key(&self, client: IpAddr) -> IpAddr {
         match client {
             IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & u32::from(self.cfg.netmask_v4))),

@@ -241,6 +241,27 @@ fn servers_added_and_removed_incrementally() {
 }
 
 #[test]
+fn reconfigure_keeps_servers_counts_and_indices() {
+    let mut p = pool("rr", &[1, 1, 1]);
+    for c in 0..6 {
+        p.schedule(&flow(c, 1), true, 0);
+    }
+    p.reconfigure(SchedulerSpec::new(SchedulerKind::Lc), None).unwrap();
+    assert_eq!(p.spec().kind, SchedulerKind::Lc);
+    assert_eq!(p.dests().iter().map(|d| d.active).sum::<u32>(), 6, "counts kept");
+    p.closed(1, true, flow(1, 1).src, 0);
+    assert_eq!(p.schedule(&flow(99, 1), true, 0), Some(1), "lc sees the kept counts");
+    assert_eq!(p.find(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 80), Some(1));
+    p.remove(1);
+    assert_eq!(p.find(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 80), None, "removed servers are not found");
+    p.set_thresholds(0, 1, 0).unwrap();
+    assert!(p.dest(0).overloaded, "2 connections against an upper threshold of 1");
+    assert!(p.set_thresholds(0, 5, 5).is_err());
+    let spec = SchedulerSpec::parse("mh", &[], Some(101)).unwrap();
+    assert!(Pool::new(SchedulerSpec::new(SchedulerKind::Rr), &cfgs(&[1; 200]), None).unwrap().reconfigure(spec, None).is_err());
+}
+
+#[test]
 fn same_configuration_same_picks() {
     for k in SchedulerKind::ALL {
         let mut a = pool(k.name(), &[3, 1, 4, 1, 5]);

@@ -47,6 +47,7 @@ fn pipeline(max_conns: usize) -> Pipeline {
         arp: ArpTimers::default(),
         max_connections_per_core: max_conns,
         worker_cores: 1,
+        expire_nodest_conn: false,
     };
     let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).expect("valid snapshot");
     for r in &reals {

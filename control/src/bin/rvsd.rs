@@ -3,14 +3,15 @@
 
 use clap::Parser;
 use control::config::{self, Config};
-use control::{error, info, warn};
+use control::{error, info};
 use dataplane::config::{Interface, Snapshot};
 use dataplane::counters::CoreCounters;
 use dataplane::dpdk::{Eal, Mempool, Port, Ring};
 use dataplane::neighbor::SharedNeighbors;
 use dataplane::pipeline::Pipeline;
 use dataplane::worker::Worker;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use dataplane::published::Published;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,7 +61,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match run(&cfg, args.stats_interval) {
+    match run(&path, &cfg, args.stats_interval) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
@@ -82,14 +83,62 @@ fn log_stats(counters: &[Arc<CoreCounters>], lcores: &[u32], ports: &[Port], cfg
     }
 }
 
-fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Error>> {
+/// The settings a reload cannot change (the EAL, ports and workers are set
+/// up once): the names of those that differ.
+fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if new.eal_args != running.eal_args {
+        v.push("dpdk.eal_args");
+    }
+    if (new.mbufs, new.mbuf_cache, new.rx_descriptors, new.tx_descriptors)
+        != (running.mbufs, running.mbuf_cache, running.rx_descriptors, running.tx_descriptors)
+    {
+        v.push("dpdk.*");
+    }
+    if new.worker_count != running.worker_count || new.worker != running.worker {
+        v.push("workers.*");
+    }
+    if new.connections_per_core != running.connections_per_core {
+        v.push("limits.connections_per_core");
+    }
+    if new.interfaces != running.interfaces {
+        v.push("interfaces");
+    }
+    v
+}
+
+/// SIGHUP: parse and check the file, and publish it to the workers, or
+/// change nothing and say why.
+fn reload(path: &Path, running: &Config, published: &Published, interfaces: &[Interface], workers: u32) -> Result<Config, String> {
+    let new = config::load(path).map_err(|e| e.to_string())?;
+    let changed = restart_only_changes(running, &new);
+    if !changed.is_empty() {
+        return Err(format!("{} changed: that needs a restart of rvsd", changed.join(", ")));
+    }
+    let snapshot = Arc::new(Snapshot {
+        interfaces: interfaces.to_vec(),
+        routes: new.routes.clone(),
+        services: new.services.clone(),
+        timeouts: new.timeouts,
+        arp: new.arp,
+        max_connections_per_core: new.connections_per_core,
+        worker_cores: workers,
+        expire_nodest_conn: new.expire_nodest_conn,
+    });
+    Pipeline::check(&snapshot).map_err(|e| e.to_string())?;
+    let neighbors = Arc::new(Pipeline::neighbors_for_reload(&published.get().1, &snapshot));
+    published.publish(snapshot, neighbors);
+    Ok(new)
+}
+
+fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Error>> {
     // Signals first, so a Ctrl-C during start-up still stops us cleanly.
     let stop = Arc::new(AtomicBool::new(false));
-    let reload = Arc::new(AtomicBool::new(false));
+    let reload_flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload))?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&reload_flag))?;
 
     let eal = Eal::init(&cfg.eal_args)?;
     let mut lcores = eal.worker_lcores();
@@ -133,12 +182,15 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
         arp: cfg.arp,
         max_connections_per_core: cfg.connections_per_core,
         worker_cores: u32::from(nworkers),
+        expire_nodest_conn: cfg.expire_nodest_conn,
     });
     let ports = Arc::new(ports);
 
     // One neighbor table for all workers: an ARP reply lands on one queue
     // only, but every worker forwards to that server.
     let neighbors = Arc::new(SharedNeighbors::new(Pipeline::wanted_neighbors(&snapshot)));
+    // Where SIGHUP publishes new configurations for the workers.
+    let published = Arc::new(Published::new(Arc::clone(&snapshot), Arc::clone(&neighbors)));
     // With several workers, a packet that reached a core other than the one
     // owning its connection travels there through that core's ring.
     let rings = if nworkers > 1 {
@@ -165,6 +217,7 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
             stop: Arc::clone(&stop),
             settings: cfg.worker,
             rings: rings.clone(),
+            config: Some(Arc::clone(&published)),
         });
     }
     let mut launched = 0;
@@ -202,10 +255,25 @@ fn run(cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Erro
     // The main lcore is the control thread: it sleeps, so a worker sharing
     // the machine with clients and servers is not starved.
     let mut last_stats = Instant::now();
+    let mut running = cfg.clone();
+    let mut reloads = 0u64;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
-        if reload.swap(false, Ordering::Relaxed) {
-            warn!("SIGHUP: reload is not implemented yet; the running configuration is unchanged");
+        if reload_flag.swap(false, Ordering::Relaxed) {
+            match reload(path, &running, &published, &snapshot.interfaces, u32::from(nworkers)) {
+                Ok(new) => {
+                    reloads += 1;
+                    let reals: usize = new.services.iter().map(|s| s.reals.len()).sum();
+                    info!("reload {reloads}: ok, {} service(s), {reals} real server(s)", new.services.len());
+                    running = new;
+                }
+                Err(e) => {
+                    for line in e.lines() {
+                        error!("reload failed: {line}");
+                    }
+                    error!("reload failed: the running configuration is unchanged");
+                }
+            }
         }
         if stats_interval > 0 && last_stats.elapsed() >= Duration::from_secs(stats_interval) {
             log_stats(&counters, &lcore_ids, &ports, cfg);

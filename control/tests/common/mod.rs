@@ -169,6 +169,10 @@ impl Lab {
         }
     }
 
+    pub(crate) fn rvsd_pid(&self) -> u32 {
+        self.rvsd.as_ref().expect("rvsd running").id()
+    }
+
     /// Stops rvsd with SIGTERM; returns its log after checking a clean exit.
     pub(crate) fn stop_rvsd(&mut self) -> String {
         let mut child = self.rvsd.take().expect("rvsd running");

@@ -29,6 +29,7 @@ fn snapshot(scheduler: SchedulerKind, w1: u32, w2: u32, max_conns: usize) -> Arc
         arp: ArpTimers::default(),
         max_connections_per_core: max_conns,
         worker_cores: 1,
+        expire_nodest_conn: false,
     })
 }
 
@@ -413,6 +414,7 @@ mod nat_mode {
             arp: ArpTimers::default(),
             max_connections_per_core: 64,
             worker_cores: 1,
+            expire_nodest_conn: false,
         };
         let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).unwrap();
         let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP);
@@ -565,6 +567,7 @@ mod nat_mode {
             arp: ArpTimers::default(),
             max_connections_per_core: 64,
             worker_cores: 1,
+            expire_nodest_conn: false,
         };
         let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).unwrap();
         let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP);
@@ -753,6 +756,7 @@ mod routes {
             arp: ArpTimers::default(),
             max_connections_per_core: 64,
             worker_cores: 1,
+            expire_nodest_conn: false,
         }
     }
 
@@ -856,5 +860,124 @@ mod tun_mode {
         let mut p = tun_pipeline();
         assert_eq!(p.process(0, &mut tcp(40000, 80, SYN), 0), Action::Drop(DropReason::NoHeadroom));
         assert_eq!(p.counters().drops(DropReason::NoHeadroom), 1);
+    }
+}
+
+mod reload {
+    use super::*;
+
+    /// The default snapshot with the TCP service's servers and scheduler replaced.
+    fn with_reals(reals: &[(Ipv4Addr, u32)], scheduler: SchedulerKind, expire_nodest: bool) -> Arc<Snapshot> {
+        let mut s = (*snapshot(SchedulerKind::Rr, 1, 1, 1024)).clone();
+        s.services[0].reals = reals.iter().map(|&(a, w)| RealServer::new(a, w)).collect();
+        s.services[0].scheduler = SchedulerSpec::new(scheduler);
+        s.expire_nodest_conn = expire_nodest;
+        Arc::new(s)
+    }
+
+    const RS3: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 13);
+    const RS3_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 13]);
+
+    /// A pipeline plus its neighbor table, reloaded the way rvsd does it.
+    struct Lb {
+        p: Pipeline,
+        shared: Arc<crate::neighbor::SharedNeighbors>,
+    }
+
+    impl Lb {
+        fn new(s: Arc<Snapshot>) -> Lb {
+            let shared = Arc::new(crate::neighbor::SharedNeighbors::new(Pipeline::wanted_neighbors(&s)));
+            let p = Pipeline::with_neighbors(s, Arc::default(), Arc::clone(&shared)).unwrap();
+            Lb { p, shared }
+        }
+
+        fn reload(&mut self, s: Arc<Snapshot>) -> Result<(), crate::pipeline::SnapshotError> {
+            let shared = Arc::new(Pipeline::neighbors_for_reload(&self.shared, &s));
+            self.p.apply(s, Arc::clone(&shared))?;
+            self.shared = shared;
+            Ok(())
+        }
+    }
+
+    fn learn_all(p: &mut Pipeline, now: u64) {
+        for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2), (RS3_MAC, RS3)] {
+            p.process(0, &mut arp_frame(arp::OP_REPLY, mac, ip, LB_IP), now);
+        }
+    }
+
+    #[test]
+    fn connections_survive_adding_reweighting_and_removing_servers() {
+        let first = with_reals(&[(RS1, 1), (RS2, 1)], SchedulerKind::Rr, false);
+        let mut lb = Lb::new(first);
+        let p = &mut lb.p;
+        learn_all(p, 0);
+        let mut a = tcp(1, 80, SYN);
+        p.process(0, &mut a, 0);
+        let server_of_a = dst_mac(&a);
+
+        // Reload: RS3 added, RS2 reweighted to 0 (quiescent), scheduler wrr.
+        let second = with_reals(&[(RS1, 1), (RS2, 0), (RS3, 2)], SchedulerKind::Wrr, false);
+        lb.reload(second).unwrap();
+        let p = &mut lb.p;
+        // Only RS3 is new: its MAC must be learned; the others are kept.
+        p.process(0, &mut arp_frame(arp::OP_REPLY, RS3_MAC, RS3, LB_IP), SEC);
+        // The connection opened before the reload still goes where it went.
+        let mut again = tcp(1, 80, ACK);
+        assert_eq!(p.process(0, &mut again, SEC), Action::Transmit { port: 0 });
+        assert_eq!(dst_mac(&again), server_of_a);
+        // New connections: RS3 twice as often as RS1, never quiescent RS2.
+        let mut seen = std::collections::HashMap::new();
+        for port in 100..130 {
+            let mut f = tcp(port, 80, SYN);
+            p.process(0, &mut f, SEC);
+            *seen.entry(dst_mac(&f)).or_insert(0) += 1;
+        }
+        assert_eq!((seen.get(&RS1_MAC), seen.get(&RS3_MAC), seen.get(&RS2_MAC)), (Some(&10), Some(&20), None));
+
+        // Reload: RS1 removed. Its connections run on (no expire_nodest_conn).
+        let third = with_reals(&[(RS3, 1)], SchedulerKind::Wrr, false);
+        lb.reload(third).unwrap();
+        let p = &mut lb.p;
+        let mut f = tcp(1, 80, ACK);
+        assert_eq!(p.process(0, &mut f, 2 * SEC), Action::Transmit { port: 0 });
+        assert_eq!(dst_mac(&f), server_of_a, "still to its removed server, whose MAC is kept");
+        let mut n = tcp(200, 80, SYN);
+        p.process(0, &mut n, 2 * SEC);
+        assert_eq!(dst_mac(&n), RS3_MAC);
+    }
+
+    #[test]
+    fn expire_nodest_conn_drops_connections_of_removed_servers() {
+        let first = with_reals(&[(RS1, 1)], SchedulerKind::Rr, true);
+        let mut lb = Lb::new(first);
+        learn_all(&mut lb.p, 0);
+        lb.p.process(0, &mut tcp(1, 80, SYN), 0);
+        lb.reload(with_reals(&[(RS2, 1)], SchedulerKind::Rr, true)).unwrap();
+        let p = &mut lb.p;
+        assert_eq!(p.process(0, &mut tcp(1, 80, ACK), SEC), Action::Drop(DropReason::DestRemoved));
+        assert_eq!(p.connections(), 0);
+        // Its next SYN is a new connection, to the remaining server.
+        learn_all(p, SEC);
+        let mut f = tcp(1, 80, SYN);
+        assert_eq!(p.process(0, &mut f, SEC), Action::Transmit { port: 0 });
+        assert_eq!(dst_mac(&f), RS2_MAC);
+    }
+
+    #[test]
+    fn removed_services_keep_their_connections_but_take_no_new_ones() {
+        let first = with_reals(&[(RS1, 1)], SchedulerKind::Rr, false);
+        let mut lb = Lb::new(Arc::clone(&first));
+        learn_all(&mut lb.p, 0);
+        lb.p.process(0, &mut udp(5000, 53), 0);
+        let mut second = (*first).clone();
+        second.services.remove(1); // the UDP service goes
+        lb.reload(Arc::new(second.clone())).unwrap();
+        let p = &mut lb.p;
+        assert_eq!(p.process(0, &mut udp(5000, 53), SEC), Action::Transmit { port: 0 }, "existing flow");
+        assert_eq!(p.process(0, &mut udp(5001, 53), SEC), Action::Drop(DropReason::NoService), "no new ones");
+        // Interfaces cannot change by reload.
+        let mut third = second;
+        third.interfaces[0].addr = Ipv4Addr::new(198, 18, 0, 3);
+        assert!(lb.reload(Arc::new(third)).unwrap_err().0.contains("restart"));
     }
 }
