@@ -29,7 +29,13 @@ for c in configs/*.toml; do
     target/debug/rvsd --check-config /tmp/rvs-check.toml >/dev/null || { echo "$c fails --check-config" >&2; exit 1; }
 done
 
-echo "== cargo test (unit, property, DPDK net_ring, end-to-end DR on namespaces)"
+if command -v systemd-analyze >/dev/null; then
+    echo "== configs/rvsd.service passes systemd-analyze verify"
+    sed "s#/usr/local/sbin/rvsd#$PWD/target/debug/rvsd#g" configs/rvsd.service >/tmp/rvsd.service
+    systemd-analyze verify /tmp/rvsd.service
+fi
+
+echo "== cargo test (unit, property, DPDK net_ring, end-to-end on namespaces)"
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/rvs-test.log
 grep -q "test result: FAILED" /tmp/rvs-test.log && exit 1
 passed=$(grep -o '[0-9]* passed' /tmp/rvs-test.log | awk '{s += $1} END {print s + 0}')

@@ -155,3 +155,21 @@ fn bad_config_fails_fast_with_position_and_starts_nothing() {
     assert!(!none.status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn dr_announces_the_vip_by_gratuitous_arp_at_start() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up("rvse2eg");
+    // The client accepts unsolicited announcements (arp_accept).
+    run(lab.exec("cl").args(["sysctl", "-qw", "net.ipv4.conf.eth0.arp_accept=1"]));
+    let cfg = lab.config((1, 1));
+    lab.start_rvsd_quiet(&cfg);
+    std::thread::sleep(Duration::from_millis(500));
+    // Before the client sent anything, it knows where the VIP is.
+    let neigh = String::from_utf8_lossy(&run(lab.exec("cl").args(["ip", "neigh", "show", VIP])).stdout).to_string();
+    let link = String::from_utf8_lossy(&run(lab.exec("lb").args(["ip", "link", "show", "eth0"])).stdout).to_string();
+    let lb_mac = link.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).expect("LB MAC").to_string();
+    assert!(neigh.contains(&format!("lladdr {lb_mac}")), "client neighbor entry {neigh:?}, LB eth0 {lb_mac}");
+    let log = lab.stop_rvsd();
+    assert!(stat(&log, "garp_sent") >= 1, "{log}");
+}

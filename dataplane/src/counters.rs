@@ -173,6 +173,8 @@ pub struct CoreCounters {
     pub icmp_frag_needed: Counter,
     /// ICMP errors about NAT/FullNAT connections, translated and forwarded.
     pub icmp_forwarded: Counter,
+    /// Gratuitous ARPs sent for our addresses.
+    pub garp_sent: Counter,
     /// Configurations applied by reload, and reloads this core refused.
     pub reloads: Counter,
     pub reload_errors: Counter,
@@ -201,7 +203,7 @@ impl CoreCounters {
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={} icmp_forwarded={} reloads={} reload_errors={}",
+            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={} icmp_forwarded={} garp_sent={} reloads={} reload_errors={}",
             self.rx_packets.get(),
             self.tx_packets.get(),
             self.forwarded.get(),
@@ -217,6 +219,7 @@ impl CoreCounters {
             self.redirected_in.get(),
             self.icmp_frag_needed.get(),
             self.icmp_forwarded.get(),
+            self.garp_sent.get(),
             self.reloads.get(),
             self.reload_errors.get(),
         );

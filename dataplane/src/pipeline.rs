@@ -102,6 +102,9 @@ pub struct Pipeline {
     steering: bool,
     /// IP identification of the outer headers this core writes (TUN).
     ip_ident: u16,
+    /// Gratuitous ARP for the VIPs and local addresses is due (at start and
+    /// after a reload); core 0 sends it.
+    announce: bool,
 }
 
 /// The core that owns a connection of the client `addr`:`port`. Both
@@ -177,6 +180,7 @@ impl Pipeline {
             core: 0,
             steering: false,
             ip_ident: 0,
+            announce: true,
         };
         p.reindex();
         Ok(p)
@@ -248,6 +252,7 @@ impl Pipeline {
         self.neighbors = NeighborTable::new(neighbors, new.arp);
         self.snapshot = new;
         self.reindex();
+        self.announce = true;
         Ok(())
     }
 
@@ -297,6 +302,24 @@ impl Pipeline {
     ) {
         let ifaces = &self.snapshot.interfaces;
         let counters = &self.counters;
+        if std::mem::take(&mut self.announce) && self.core == 0 {
+            // Every address we answer for, on every interface: clients and
+            // switches learn (or relearn, after a failover) where they are.
+            let mut addrs: Vec<Ipv4Addr> = self.vips.iter().chain(self.local_addrs.iter()).copied().collect();
+            addrs.sort_unstable();
+            for iface in ifaces {
+                for &ip in &addrs {
+                    let Some(mut buf) = alloc() else {
+                        counters.count_drop(DropReason::NoMbuf);
+                        continue;
+                    };
+                    if let Ok(len) = arp::write_gratuitous(buf.as_mut(), iface.mac, ip) {
+                        counters.garp_sent.inc();
+                        send(iface.port, buf, len);
+                    }
+                }
+            }
+        }
         self.neighbors.due_requests(now, |port, target| {
             let Some(iface) = ifaces.iter().find(|i| i.port == port) else { return false };
             let Some(mut buf) = alloc() else {
@@ -375,7 +398,9 @@ impl Pipeline {
         if learned {
             self.counters.arp_learned.inc();
         }
-        let ours = target_ip == iface.addr || self.vips.contains(&target_ip) || self.local_addrs.contains(&target_ip);
+        // A gratuitous ARP (sender = target) announces; it is never answered.
+        let gratuitous = sender_ip == target_ip;
+        let ours = !gratuitous && (target_ip == iface.addr || self.vips.contains(&target_ip) || self.local_addrs.contains(&target_ip));
         match op {
             arp::OP_REQUEST if ours => {
                 let mac = iface.mac;

@@ -210,7 +210,11 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     assert!(counters.arp_requests_sent.get() >= 1, "{}", counters.summary());
     // The reply and the request loop back and are seen (and dropped) too.
     assert!(counters.rx_packets.get() >= 3, "{}", counters.summary());
-    assert_eq!(counters.tx_packets.get(), counters.arp_replies_sent.get() + counters.arp_requests_sent.get());
+    assert_eq!(counters.garp_sent.get(), 1, "the VIP announced at start");
+    assert_eq!(
+        counters.tx_packets.get(),
+        counters.arp_replies_sent.get() + counters.arp_requests_sent.get() + counters.garp_sent.get()
+    );
     let mut leftover = 0;
     while ports[0].rx(0, &mut rx, 32) > 0 {
         while rx.pop().is_some() {

@@ -116,6 +116,13 @@ pub fn write_request(buf: &mut [u8], sender_mac: MacAddr, sender_ip: Ipv4Addr, t
     Ok(FRAME_LEN)
 }
 
+/// Writes a gratuitous ARP announcing that `ip` is at `mac` (a broadcast
+/// request with sender = target = `ip`, as Linux sends it) and returns its
+/// length. Neighbors update their caches; switches learn the port.
+pub fn write_gratuitous(buf: &mut [u8], mac: MacAddr, ip: Ipv4Addr) -> Result<usize> {
+    write_request(buf, mac, ip, ip)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +146,16 @@ mod tests {
             0, 0, 0, 0, 0, 0, 198, 18, 0, 100, // target
         ];
         assert_eq!(&f[..42], &expect[..]);
+    }
+
+    #[test]
+    fn gratuitous_names_the_address_twice() {
+        let mut f = [0u8; 42];
+        write_gratuitous(&mut f, LB, Ipv4Addr::new(198, 18, 0, 100)).unwrap();
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        let a = ArpPacket::new_checked(eth.payload()).unwrap();
+        assert!(eth.dst().is_broadcast());
+        assert_eq!((a.operation(), a.sender_ip(), a.target_ip(), a.sender_mac()), (OP_REQUEST, Ipv4Addr::new(198, 18, 0, 100), Ipv4Addr::new(198, 18, 0, 100), LB));
     }
 
     #[test]

@@ -139,6 +139,20 @@ impl Lab {
 
     /// Starts rvsd in the LB namespace and waits until it runs and the VIP answers.
     pub(crate) fn start_rvsd(&mut self, config: &Path) {
+        self.start_rvsd_quiet(config);
+        // The first requests may race ARP resolution and server start-up.
+        let t = Instant::now();
+        loop {
+            if self.client("http", 1).iter().all(|l| l.starts_with("ok ")) {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(15), "the VIP never answered:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Starts rvsd and waits until it runs, sending no traffic.
+    pub(crate) fn start_rvsd_quiet(&mut self, config: &Path) {
         let log = std::fs::File::create(self.dir.join("rvsd.log")).unwrap();
         let child = self
             .exec("lb")
@@ -157,15 +171,6 @@ impl Lab {
             }
             assert!(t.elapsed() < Duration::from_secs(20), "rvsd did not start:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
-        }
-        // The first requests may race ARP resolution and server start-up.
-        let t = Instant::now();
-        loop {
-            if self.client("http", 1).iter().all(|l| l.starts_with("ok ")) {
-                break;
-            }
-            assert!(t.elapsed() < Duration::from_secs(15), "the VIP never answered:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(200));
         }
     }
 

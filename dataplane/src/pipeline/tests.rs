@@ -106,12 +106,28 @@ fn answers_arp_for_vip_and_own_address_only() {
 }
 
 #[test]
+fn gratuitous_arp_is_never_answered() {
+    let mut p = pipeline(SchedulerKind::Rr, 1, 1);
+    // Someone announcing the VIP (or our own announcement looped back).
+    let mut f = vec![0u8; 60];
+    arp::write_gratuitous(&mut f, CLIENT_MAC, VIP).unwrap();
+    assert_eq!(p.process(0, &mut f, 0), Action::Drop(DropReason::ArpNotForUs));
+    assert_eq!(p.counters().arp_replies_sent.get(), 0);
+}
+
+#[test]
 fn resolves_real_servers_by_arp_before_forwarding() {
     let mut p = pipeline(SchedulerKind::Rr, 1, 1);
     let mut f = tcp(40000, 80, SYN);
     assert_eq!(p.process(0, &mut f, 0), Action::Drop(DropReason::NeighborUnresolved));
     let mut sent = Vec::new();
     p.arp_requests(0, || Some(vec![0u8; 64]), |port, buf, len| sent.push((port, buf[..len].to_vec())));
+    // First the announcement of the VIP (sender = target), then the requests.
+    let garp = sent.remove(0);
+    let eth = EthernetFrame::new_checked(&garp.1[..]).unwrap();
+    let a = ArpPacket::new_checked(eth.payload()).unwrap();
+    assert_eq!((a.sender_ip(), a.target_ip(), a.sender_mac()), (VIP, VIP, LB_MAC));
+    assert_eq!(p.counters().garp_sent.get(), 1);
     assert_eq!(sent.len(), 2);
     let mut targets: Vec<Ipv4Addr> = sent
         .iter()
@@ -134,10 +150,10 @@ fn resolves_real_servers_by_arp_before_forwarding() {
     let mut f = tcp(40000, 80, SYN);
     assert_eq!(p.process(0, &mut f, SEC), Action::Transmit { port: 0 });
     assert_eq!(dst_mac(&f), RS1_MAC);
-    // Out of buffers: counted, nothing sent.
+    // Out of buffers: counted, nothing sent (1 announcement + 2 requests).
     let mut p = pipeline(SchedulerKind::Rr, 1, 1);
     p.arp_requests(0, || None::<Vec<u8>>, |_, _, _| panic!("nothing to send"));
-    assert_eq!(p.counters().drops(DropReason::NoMbuf), 2);
+    assert_eq!(p.counters().drops(DropReason::NoMbuf), 3);
 }
 
 #[test]
@@ -768,7 +784,10 @@ mod routes {
             let mut asked = Vec::new();
             p.arp_requests(0, || Some(vec![0u8; 64]), |_, buf, len| {
                 let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
-                asked.push(ArpPacket::new_checked(eth.payload()).unwrap().target_ip());
+                let a = ArpPacket::new_checked(eth.payload()).unwrap();
+                if a.sender_ip() != a.target_ip() {
+                    asked.push(a.target_ip()); // not the VIP's announcement
+                }
             });
             assert_eq!(asked, [GW], "{mode:?}");
             p.process(0, &mut arp_frame(arp::OP_REPLY, GW_MAC, GW, LB_IP), 0);
@@ -944,6 +963,24 @@ mod reload {
         let mut n = tcp(200, 80, SYN);
         p.process(0, &mut n, 2 * SEC);
         assert_eq!(dst_mac(&n), RS3_MAC);
+    }
+
+    #[test]
+    fn a_reload_announces_the_addresses_again() {
+        let mut lb = Lb::new(with_reals(&[(RS1, 1)], SchedulerKind::Rr, false));
+        let garps = |p: &mut Pipeline| {
+            let mut n = 0;
+            p.arp_requests(0, || Some(vec![0u8; 64]), |_, buf, len| {
+                let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
+                let a = ArpPacket::new_checked(eth.payload()).unwrap();
+                n += usize::from(a.sender_ip() == a.target_ip());
+            });
+            n
+        };
+        assert_eq!(garps(&mut lb.p), 1, "at start");
+        assert_eq!(garps(&mut lb.p), 0, "once");
+        lb.reload(with_reals(&[(RS1, 2)], SchedulerKind::Rr, false)).unwrap();
+        assert_eq!(garps(&mut lb.p), 1, "after a reload");
     }
 
     #[test]
