@@ -539,6 +539,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
     };
 
     let mut services: Vec<Service> = Vec::new();
+    let mut service_keys = std::collections::HashSet::new();
     for (i, s) in raw.services.iter().enumerate() {
         let key = format!("services[{i}]");
         let proto = match s.protocol.get_ref().as_str() {
@@ -649,7 +650,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             }
         }
         let port = port.clamp(0, 65535) as u16;
-        if services.iter().any(|x| x.proto == proto && x.vip == vip && x.port == port) {
+        if !service_keys.insert((proto, vip, port)) {
             c.err(&s.vip, key, format!("duplicate service {} {vip}:{port}", proto.name()));
             continue;
         }

@@ -228,7 +228,8 @@ impl Pipeline {
         let mut kept = vec![false; known];
         for s in &new.services {
             let key = service_key(s.proto.number(), s.vip, s.port);
-            match self.services.iter().position(|o| !o.retired && o.key == key) {
+            // by_key holds exactly the live services.
+            match self.by_key.get(&key).map(|&i| i as usize) {
                 Some(i) if self.services[i].mode == s.mode && self.services[i].local_addrs == s.local_addrs => {
                     kept[i] = true;
                     update_service(&mut self.services[i], s, cores)?;
