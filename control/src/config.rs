@@ -29,6 +29,8 @@ struct FileConfig {
     #[serde(default)]
     connections: ConnectionsSection,
     #[serde(default)]
+    admin: AdminSection,
+    #[serde(default)]
     arp: ArpSection,
     #[serde(default)]
     interfaces: Vec<InterfaceSection>,
@@ -96,6 +98,19 @@ struct TimeoutsSection {
     tcp_fin: Option<Spanned<u64>>,
     tcp_close: Option<Spanned<u64>>,
     udp: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminSection {
+    #[serde(default = "defaults::admin_socket")]
+    socket: String,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection { socket: defaults::admin_socket() }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -196,6 +211,9 @@ mod defaults {
     pub(super) fn forwarding() -> Spanned<String> {
         s("dr".to_string())
     }
+    pub(super) fn admin_socket() -> String {
+        crate::admin::DEFAULT_SOCKET.to_string()
+    }
     pub(super) fn mtu() -> Spanned<u32> {
         s(1500)
     }
@@ -230,6 +248,8 @@ pub struct Config {
     pub connections_per_core: usize,
     /// Drop connections of removed real servers at their next packet.
     pub expire_nodest_conn: bool,
+    /// Path of the admin socket (rvsadm).
+    pub admin_socket: std::path::PathBuf,
     pub timeouts: Timeouts,
     pub arp: ArpTimers,
     pub interfaces: Vec<InterfaceConfig>,
@@ -671,6 +691,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         },
         connections_per_core: *raw.limits.connections_per_core.get_ref() as usize,
         expire_nodest_conn: raw.connections.expire_nodest_conn,
+        admin_socket: raw.admin.socket.clone().into(),
         timeouts,
         arp,
         interfaces,

@@ -18,7 +18,7 @@ fn run_mode(prefix: &str, config: &str, seen_as: &str) {
     let mut lab = Lab::up_kind(prefix, "routed");
     lab.start_real_servers_on(8080);
     let path = lab.dir.join("routed.toml");
-    std::fs::write(&path, routed(config).replace("@FILE_PREFIX@", &format!("{prefix}-{}", std::process::id()))).unwrap();
+    std::fs::write(&path, lab.with_admin(&routed(config).replace("@FILE_PREFIX@", &format!("{prefix}-{}", std::process::id())))).unwrap();
     lab.start_rvsd(&path);
     let client = if seen_as == "client" { lab.client_addr } else { seen_as };
     let down = lab.client_args("download", 12, &["1048576", "4"]);

@@ -18,4 +18,5 @@ pub mod local_ports;
 pub mod neighbor;
 pub mod pipeline;
 pub mod published;
+pub mod view;
 pub mod worker;

@@ -65,6 +65,19 @@ struct ServiceState {
     /// FullNAT: the local addresses, and this core's ports on them.
     local_addrs: Vec<Ipv4Addr>,
     local_ports: Option<LocalPorts>,
+    /// Per real server: connections and traffic (this core's, plain
+    /// integers: only this core touches them; views copy them out).
+    traffic: Vec<Traffic>,
+}
+
+/// One real server's connections and traffic on one core.
+#[derive(Debug, Clone, Copy, Default)]
+struct Traffic {
+    conns: u64,
+    pkts_in: u64,
+    pkts_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
 /// This core's share of a service-wide threshold (rounded up; 0 stays 0).
@@ -601,11 +614,15 @@ impl Pipeline {
         };
         self.counters.conns_created.inc();
         self.counters.conns_active.set(self.conns.len() as u64);
+        self.services[svc as usize].traffic[i].conns += 1;
         Ok(conn)
     }
 
     /// Sends the frame to the connection's real server (L2 only).
     fn send_to_real(&mut self, conn: &Conn, frame: &mut [u8], now: u64) -> Action {
+        let t = &mut self.services[conn.service as usize].traffic[conn.dest as usize];
+        t.pkts_in += 1;
+        t.bytes_in += frame.len() as u64;
         // The neighbor slot knows the port on whose subnet the server is.
         let slot = self.services[conn.service as usize].neighbor_slots[conn.dest as usize] as usize;
         let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
@@ -734,6 +751,9 @@ impl Pipeline {
 
     /// Sends a reply back where the client's packets came from.
     fn send_to_client(&mut self, conn: &Conn, frame: &mut [u8]) -> Action {
+        let t = &mut self.services[conn.service as usize].traffic[conn.dest as usize];
+        t.pkts_out += 1;
+        t.bytes_out += frame.len() as u64;
         self.send(conn.peer_port, conn.peer_mac, frame)
     }
 
@@ -766,6 +786,44 @@ impl Pipeline {
         }
         // Possibly a NAT reply: the client is its destination.
         Some(client_owner(key.dst, key.dport, self.cores))
+    }
+
+    /// A copy of this core's services, servers and counts, for operators.
+    pub fn view(&self, now: u64) -> crate::view::CoreView {
+        use crate::view::{DestView, ServiceView};
+        let services = self
+            .services
+            .iter()
+            .map(|s| ServiceView {
+                proto: s.proto,
+                vip: s.vip,
+                port: (s.key & 0xffff) as u16,
+                scheduler: s.pool.spec().kind,
+                mode: s.mode,
+                persistence: s.pool.persistence_timeout(),
+                retired: s.retired,
+                dests: (0..s.pool.len())
+                    .map(|d| {
+                        let (p, t) = (s.pool.dest(d), s.traffic[d]);
+                        DestView {
+                            addr: s.reals[d],
+                            port: s.real_ports[d],
+                            weight: p.weight(),
+                            active: p.active,
+                            inactive: p.inactive,
+                            removed: p.removed,
+                            overloaded: p.overloaded,
+                            conns: t.conns,
+                            pkts_in: t.pkts_in,
+                            pkts_out: t.pkts_out,
+                            bytes_in: t.bytes_in,
+                            bytes_out: t.bytes_out,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        crate::view::CoreView { at: now, services, connections: self.conns.len(), capacity: self.snapshot.max_connections_per_core }
     }
 
     /// Free local ports left on this core for service `i` (FullNAT).
@@ -855,6 +913,7 @@ fn build_service(s: &Service, cores: u32, core: u32) -> Result<ServiceState, Sna
         neighbor_slots: Vec::new(),
         local_addrs: s.local_addrs.clone(),
         local_ports: (s.mode == ForwardingMode::FullNat).then(|| LocalPorts::new(&s.local_addrs, core, cores)),
+        traffic: vec![Traffic::default(); s.reals.len()],
     })
 }
 
@@ -876,6 +935,7 @@ fn update_service(st: &mut ServiceState, s: &Service, cores: u32) -> Result<(), 
                 st.pool.add(cfg).map_err(err)?;
                 st.reals.push(r.addr);
                 st.real_ports.push(cfg.port);
+                st.traffic.push(Traffic::default());
                 keep.push(true);
             }
         }

@@ -6,6 +6,7 @@ use crate::counters::{CoreCounters, DropReason};
 use crate::dpdk::{Burst, Mbuf, Mempool, Port, Ring};
 use crate::pipeline::{Action, Pipeline};
 use crate::published::Published;
+use crate::view::Views;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +45,12 @@ pub struct Worker {
     pub rings: Option<Arc<Vec<Ring>>>,
     /// Where reloaded configurations appear; `None`: never reloaded.
     pub config: Option<Arc<Published>>,
+    /// Where this worker's view for operators goes (`views[queue]`).
+    pub views: Option<Arc<Views>>,
 }
+
+/// How often a worker refreshes its view for operators.
+const VIEW_INTERVAL: u64 = 100_000_000;
 
 /// Output batches of one poll pass: per port, and per core to redirect to.
 struct Outputs {
@@ -76,6 +82,7 @@ impl Worker {
         };
         let mut idle_polls = 0u32;
         let mut generation = self.config.as_ref().map_or(0, |c| c.generation());
+        let mut next_view = 0u64;
 
         while !self.stop.load(Relaxed) {
             // A reload: apply it between bursts (one load per loop otherwise).
@@ -92,6 +99,12 @@ impl Worker {
             }
             let now = crate::clock::now_ns();
             self.pipeline.tick(now);
+            if now >= next_view {
+                if let Some(views) = &self.views {
+                    views.set(usize::from(queue), self.pipeline.view(now));
+                }
+                next_view = now + VIEW_INTERVAL;
+            }
             self.send_arp_requests(now, &mut out.tx, &counters);
 
             let mut got = 0;

@@ -200,6 +200,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
         settings: WorkerSettings { idle_sleep: Duration::from_micros(50), ..WorkerSettings::default() },
         rings: None,
         config: None,
+        views: None,
     };
     let handle = std::thread::spawn(move || worker.run());
     std::thread::sleep(Duration::from_millis(300));

@@ -302,6 +302,11 @@ impl Pool {
         &self.dests
     }
 
+    /// The persistence timeout in seconds, when the service is persistent.
+    pub fn persistence_timeout(&self) -> Option<u64> {
+        self.persistence.as_ref().map(|p| p.config().timeout)
+    }
+
     /// Live persistence templates.
     pub fn templates(&self) -> usize {
         self.persistence.as_ref().map_or(0, persist::Persistence::templates)

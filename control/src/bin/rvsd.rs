@@ -12,6 +12,9 @@ use dataplane::pipeline::Pipeline;
 use dataplane::worker::Worker;
 use std::path::{Path, PathBuf};
 use dataplane::published::Published;
+use dataplane::view::Views;
+use control::admin::{AdminServer, ControlInfo};
+use std::sync::Mutex;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -191,6 +194,15 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     let neighbors = Arc::new(SharedNeighbors::new(Pipeline::wanted_neighbors(&snapshot)));
     // Where SIGHUP publishes new configurations for the workers.
     let published = Arc::new(Published::new(Arc::clone(&snapshot), Arc::clone(&neighbors)));
+    // What workers show operators, and the admin socket that serves it.
+    let views = Arc::new(Views::new(lcores.len()));
+    let info = Arc::new(Mutex::new(ControlInfo { timeouts: (cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp), last_reload: None }));
+    let admin = AdminServer::bind(&cfg.admin_socket)
+        .map_err(|e| format!("admin socket {}: {e}", cfg.admin_socket.display()))?;
+    let admin_thread = {
+        let (views, info, stop) = (Arc::clone(&views), Arc::clone(&info), Arc::clone(&stop));
+        std::thread::Builder::new().name("rvsd-admin".into()).spawn(move || admin.serve(views, info, stop))?
+    };
     // With several workers, a packet that reached a core other than the one
     // owning its connection travels there through that core's ring.
     let rings = if nworkers > 1 {
@@ -218,6 +230,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
             settings: cfg.worker,
             rings: rings.clone(),
             config: Some(Arc::clone(&published)),
+            views: Some(Arc::clone(&views)),
         });
     }
     let mut launched = 0;
@@ -265,6 +278,9 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
                     reloads += 1;
                     let reals: usize = new.services.iter().map(|s| s.reals.len()).sum();
                     info!("reload {reloads}: ok, {} service(s), {reals} real server(s)", new.services.len());
+                    let mut i = info.lock().unwrap_or_else(|e| e.into_inner());
+                    i.timeouts = (new.timeouts.tcp, new.timeouts.tcp_fin, new.timeouts.udp);
+                    i.last_reload = Some(format!("reload {reloads} at {}: ok", control::log::timestamp()));
                     running = new;
                 }
                 Err(e) => {
@@ -272,6 +288,8 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
                         error!("reload failed: {line}");
                     }
                     error!("reload failed: the running configuration is unchanged");
+                    info.lock().unwrap_or_else(|e| e.into_inner()).last_reload =
+                        Some(format!("reload at {} failed, running configuration unchanged: {}", control::log::timestamp(), e.replace('\n', "; ")));
                 }
             }
         }
@@ -282,6 +300,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     }
     info!("stopping: waiting for workers");
     eal.wait_all();
+    let _ = admin_thread.join();
     log_stats(&counters, &lcore_ids, &ports, cfg);
     // Order matters: ports (which reference the pool) before the pool,
     // both before the EAL.

@@ -129,8 +129,18 @@ impl Lab {
             .replace("\"-l\", \"0-1\"", &format!("\"--lcores\", \"0@0,{lcores}\""))
             .replace("iface=eth0\"", &format!("iface=eth0,qpairs={workers}\""));
         let path = self.dir.join("rvs.toml");
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, self.with_admin(&text)).unwrap();
         path
+    }
+
+    /// The admin socket of this lab's rvsd.
+    pub(crate) fn admin_socket(&self) -> PathBuf {
+        self.dir.join("rvsd.sock")
+    }
+
+    /// `text` with this lab's admin socket (never the system one).
+    pub(crate) fn with_admin(&self, text: &str) -> String {
+        format!("{text}\n[admin]\nsocket = \"{}\"\n", self.admin_socket().display())
     }
 
     pub(crate) fn log(&self) -> String {
@@ -238,7 +248,7 @@ impl Lab {
                 .replace("count = 1", &format!("count = {workers}"));
         }
         let path = self.dir.join("rvs.toml");
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, self.with_admin(&text)).unwrap();
         path
     }
 }

@@ -1,0 +1,288 @@
+//! The admin socket: rvsadm asks, rvsd answers, one JSON request and one
+//! JSON answer per connection, over a Unix socket only root can open
+//! (mode 0600). The answer is built from the workers' views (merged over
+//! cores) and what the control thread knows (timeouts, the last reload).
+
+use dataplane::view::{CoreView, Views};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Default path of the admin socket.
+pub const DEFAULT_SOCKET: &str = "/run/rvsd.sock";
+/// Longest request accepted.
+const MAX_REQUEST: u64 = 4096;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Request {
+    /// "list" (services, servers, counts, rates) or "timeout".
+    pub cmd: String,
+}
+
+/// Per-second rates over the last second.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Rates {
+    pub cps: f64,
+    pub in_pps: f64,
+    pub out_pps: f64,
+    pub in_bps: f64,
+    pub out_bps: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Real {
+    pub addr: String,
+    pub port: u16,
+    pub weight: u32,
+    pub active: u64,
+    pub inactive: u64,
+    pub removed: bool,
+    pub overloaded: bool,
+    pub conns: u64,
+    pub pkts_in: u64,
+    pub pkts_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub rates: Rates,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Service {
+    pub proto: String,
+    pub vip: String,
+    pub port: u16,
+    pub scheduler: String,
+    /// ipvsadm's word: Route, Masq, Tunnel, or FullNat.
+    pub forward: String,
+    pub persistent: Option<u64>,
+    pub retired: bool,
+    pub reals: Vec<Real>,
+    pub rates: Rates,
+}
+
+impl Service {
+    pub fn totals(&self) -> (u64, u64, u64, u64, u64) {
+        self.reals.iter().fold((0, 0, 0, 0, 0), |t, r| {
+            (t.0 + r.conns, t.1 + r.pkts_in, t.2 + r.pkts_out, t.3 + r.bytes_in, t.4 + r.bytes_out)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Listing {
+    pub services: Vec<Service>,
+    pub connections: u64,
+    pub capacity: u64,
+    /// Seconds: tcp, tcp_fin, udp (ipvsadm --timeout).
+    pub timeouts: (u64, u64, u64),
+    pub last_reload: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Response {
+    pub ok: bool,
+    pub error: Option<String>,
+    pub listing: Option<Listing>,
+}
+
+fn forward_word(m: dataplane::config::ForwardingMode) -> &'static str {
+    use dataplane::config::ForwardingMode::*;
+    match m {
+        DirectRoute => "Route",
+        Nat => "Masq",
+        FullNat => "FullNat",
+        Tun => "Tunnel",
+    }
+}
+
+/// Sums the cores' views: services by protocol, VIP and port (and
+/// whether retired), servers by address and port.
+pub fn merge(cores: &[CoreView]) -> Listing {
+    let mut services: Vec<Service> = Vec::new();
+    let mut index: HashMap<(String, String, u16, bool), usize> = HashMap::new();
+    let mut listing = Listing::default();
+    for core in cores {
+        listing.connections += core.connections as u64;
+        listing.capacity += core.capacity as u64;
+        for s in &core.services {
+            let key = (s.proto.name().to_string(), s.vip.to_string(), s.port, s.retired);
+            let i = *index.entry(key).or_insert_with(|| {
+                services.push(Service {
+                    proto: s.proto.name().to_uppercase(),
+                    vip: s.vip.to_string(),
+                    port: s.port,
+                    scheduler: s.scheduler.name().to_string(),
+                    forward: forward_word(s.mode).to_string(),
+                    persistent: s.persistence,
+                    retired: s.retired,
+                    ..Service::default()
+                });
+                services.len() - 1
+            });
+            for d in &s.dests {
+                let svc = &mut services[i];
+                let r = match svc.reals.iter().position(|r| r.addr == d.addr.to_string() && r.port == d.port) {
+                    Some(k) => &mut svc.reals[k],
+                    None => {
+                        svc.reals.push(Real { addr: d.addr.to_string(), port: d.port, ..Real::default() });
+                        svc.reals.last_mut().expect("just pushed")
+                    }
+                };
+                r.weight = d.weight;
+                r.removed = d.removed;
+                r.overloaded |= d.overloaded;
+                r.active += u64::from(d.active);
+                r.inactive += u64::from(d.inactive);
+                r.conns += d.conns;
+                r.pkts_in += d.pkts_in;
+                r.pkts_out += d.pkts_out;
+                r.bytes_in += d.bytes_in;
+                r.bytes_out += d.bytes_out;
+            }
+        }
+    }
+    // Servers removed by a reload are listed while they have connections.
+    for s in &mut services {
+        s.reals.retain(|r| !r.removed || r.active + r.inactive > 0);
+    }
+    services.retain(|s| !s.retired || s.reals.iter().any(|r| r.active + r.inactive > 0));
+    listing.services = services;
+    listing
+}
+
+/// Fills in per-second rates from an earlier listing taken `dt` before.
+pub fn add_rates(now: &mut Listing, before: &Listing, dt: f64) {
+    if dt <= 0.0 {
+        return;
+    }
+    let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+    for s in &mut now.services {
+        let old = before.services.iter().find(|o| o.proto == s.proto && o.vip == s.vip && o.port == s.port && o.retired == s.retired);
+        for r in &mut s.reals {
+            let Some(o) = old.and_then(|o| o.reals.iter().find(|x| x.addr == r.addr && x.port == r.port)) else { continue };
+            r.rates = Rates {
+                cps: rate(r.conns, o.conns),
+                in_pps: rate(r.pkts_in, o.pkts_in),
+                out_pps: rate(r.pkts_out, o.pkts_out),
+                in_bps: rate(r.bytes_in, o.bytes_in),
+                out_bps: rate(r.bytes_out, o.bytes_out),
+            };
+        }
+        s.rates = s.reals.iter().fold(Rates::default(), |a, r| Rates {
+            cps: a.cps + r.rates.cps,
+            in_pps: a.in_pps + r.rates.in_pps,
+            out_pps: a.out_pps + r.rates.out_pps,
+            in_bps: a.in_bps + r.rates.in_bps,
+            out_bps: a.out_bps + r.rates.out_bps,
+        });
+    }
+}
+
+/// What the control thread tells the admin socket.
+#[derive(Debug, Clone, Default)]
+pub struct ControlInfo {
+    pub timeouts: (u64, u64, u64),
+    pub last_reload: Option<String>,
+}
+
+/// The admin socket server, on its own thread until `stop`.
+pub struct AdminServer {
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl AdminServer {
+    /// Binds `path` (replacing a stale socket) with mode 0600.
+    pub fn bind(path: &Path) -> std::io::Result<AdminServer> {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        Ok(AdminServer { path: path.to_path_buf(), listener })
+    }
+
+    /// Serves until `stop`. Once a second it samples the views: rates are
+    /// those of the last completed one-second window.
+    pub fn serve(self, views: Arc<Views>, info: Arc<Mutex<ControlInfo>>, stop: Arc<AtomicBool>) {
+        let mut sample = (Instant::now(), merge(&views.all()));
+        let mut window = Listing::default();
+        while !stop.load(Ordering::Relaxed) {
+            if sample.0.elapsed() >= Duration::from_secs(1) {
+                let now = (Instant::now(), merge(&views.all()));
+                window = now.1.clone();
+                add_rates(&mut window, &sample.1, now.0.duration_since(sample.0).as_secs_f64());
+                sample = now;
+            }
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    let mut listing = merge(&views.all());
+                    copy_rates(&window, &mut listing);
+                    let i = info.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    listing.timeouts = i.timeouts;
+                    listing.last_reload = i.last_reload;
+                    handle(stream, listing);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Copies the rates of matching services and servers from `from`.
+fn copy_rates(from: &Listing, to: &mut Listing) {
+    for s in &mut to.services {
+        let Some(f) = from.services.iter().find(|o| o.proto == s.proto && o.vip == s.vip && o.port == s.port && o.retired == s.retired) else {
+            continue;
+        };
+        s.rates = f.rates;
+        for r in &mut s.reals {
+            if let Some(fr) = f.reals.iter().find(|x| x.addr == r.addr && x.port == r.port) {
+                r.rates = fr.rates;
+            }
+        }
+    }
+}
+
+/// One client: a bounded, time-limited request line, one answer.
+fn handle(stream: UnixStream, listing: Listing) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let mut line = String::new();
+    let read = BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line);
+    let response = match read {
+        Err(e) => Response { ok: false, error: Some(format!("could not read the request: {e}")), listing: None },
+        Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
+            Ok(r) if r.cmd == "list" || r.cmd == "timeout" => Response { ok: true, error: None, listing: Some(listing) },
+            Ok(r) => Response { ok: false, error: Some(format!("unknown command {:?} (known: list, timeout)", r.cmd)), listing: None },
+            Err(e) => Response { ok: false, error: Some(format!("malformed request: {e}")), listing: None },
+        },
+    };
+    let mut out = serde_json::to_string(&response).unwrap_or_else(|_| "{\"ok\":false}".into());
+    out.push('\n');
+    let _ = (&stream).write_all(out.as_bytes());
+}
+
+
+/// rvsadm's side: sends `cmd`, returns the answer or a message for humans.
+pub fn ask(path: &Path, cmd: &str) -> Result<Listing, String> {
+    let mut s = UnixStream::connect(path).map_err(|e| format!("cannot reach rvsd at {}: {e} (is rvsd running?)", path.display()))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = serde_json::to_string(&Request { cmd: cmd.to_string() }).map_err(|e| e.to_string())? + "\n";
+    s.write_all(req.as_bytes()).map_err(|e| format!("sending to rvsd: {e}"))?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).map_err(|e| format!("reading rvsd's answer: {e}"))?;
+    let r: Response = serde_json::from_str(answer.trim()).map_err(|e| format!("rvsd's answer is not understood: {e}"))?;
+    match (r.ok, r.listing, r.error) {
+        (true, Some(l), _) => Ok(l),
+        (_, _, Some(e)) => Err(format!("rvsd: {e}")),
+        _ => Err("rvsd gave no answer".into()),
+    }
+}

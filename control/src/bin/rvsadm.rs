@@ -1,0 +1,138 @@
+//! rvsadm: look at a running rvsd the way ipvsadm looks at IPVS, through
+//! rvsd's admin socket.
+
+use clap::Parser;
+use control::admin::{self, Listing};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "rvsadm", version, about = "Show RVS's virtual services, real servers and counters (ipvsadm style)")]
+struct Args {
+    /// List the virtual services and their real servers.
+    #[arg(short = 'L', long = "list", short_alias = 'l')]
+    list: bool,
+    /// Numeric output (always numeric; accepted for ipvsadm habits).
+    #[arg(short = 'n', long = "numeric")]
+    numeric: bool,
+    /// Connections and traffic counters.
+    #[arg(long)]
+    stats: bool,
+    /// Rates over the last second.
+    #[arg(long)]
+    rate: bool,
+    /// The TCP, TCP FIN and UDP timeouts.
+    #[arg(long)]
+    timeout: bool,
+    /// Machine-readable output (everything rvsd reported).
+    #[arg(long)]
+    json: bool,
+    /// rvsd's admin socket.
+    #[arg(long, value_name = "PATH", default_value = admin::DEFAULT_SOCKET)]
+    socket: PathBuf,
+}
+
+fn addr(a: &str, port: u16) -> String {
+    format!("{a}:{port}")
+}
+
+fn service_line(s: &admin::Service) -> String {
+    let mut flags = String::new();
+    if let Some(t) = s.persistent {
+        flags.push_str(&format!(" persistent {t}"));
+    }
+    if s.retired {
+        flags.push_str(" (removed, draining)");
+    }
+    format!("{:<4} {} {}{flags}", s.proto, addr(&s.vip, s.port), s.scheduler)
+}
+
+/// `ipvsadm -Ln`.
+fn list(l: &Listing) -> String {
+    let mut o = format!("RVS {} (connections={}/{})\n", env!("CARGO_PKG_VERSION"), l.connections, l.capacity);
+    o.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+    o.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
+    for s in &l.services {
+        o.push_str(&service_line(s));
+        o.push('\n');
+        for r in &s.reals {
+            o.push_str(&format!("  -> {:<28} {:<7} {:<6} {:<10} {}\n", addr(&r.addr, r.port), s.forward, r.weight, r.active, r.inactive));
+        }
+    }
+    o
+}
+
+/// `ipvsadm -Ln --stats`.
+fn stats(l: &Listing) -> String {
+    let mut o = String::from("Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes\n");
+    o.push_str("  -> RemoteAddress:Port\n");
+    for s in &l.services {
+        let (c, pi, po, bi, bo) = s.totals();
+        o.push_str(&format!("{:<4} {:<28} {:>8} {:>8} {:>8} {:>8} {:>8}\n", s.proto, addr(&s.vip, s.port), c, pi, po, bi, bo));
+        for r in &s.reals {
+            o.push_str(&format!(
+                "  -> {:<28} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+                addr(&r.addr, r.port),
+                r.conns,
+                r.pkts_in,
+                r.pkts_out,
+                r.bytes_in,
+                r.bytes_out
+            ));
+        }
+    }
+    o
+}
+
+/// `ipvsadm -Ln --rate`.
+fn rate(l: &Listing) -> String {
+    let mut o = String::from("Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n");
+    o.push_str("  -> RemoteAddress:Port\n");
+    let row = |r: &admin::Rates| format!("{:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0}", r.cps, r.in_pps, r.out_pps, r.in_bps, r.out_bps);
+    for s in &l.services {
+        o.push_str(&format!("{:<4} {:<28} {}\n", s.proto, addr(&s.vip, s.port), row(&s.rates)));
+        for r in &s.reals {
+            o.push_str(&format!("  -> {:<28} {}\n", addr(&r.addr, r.port), row(&r.rates)));
+        }
+    }
+    o
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let _ = args.numeric;
+    let cmd = if args.timeout { "timeout" } else { "list" };
+    let l = match admin::ask(&args.socket, cmd) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rvsadm: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&l) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("rvsadm: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let out = if args.timeout {
+        format!("Timeout (tcp tcpfin udp): {} {} {}\n", l.timeouts.0, l.timeouts.1, l.timeouts.2)
+    } else if args.stats {
+        stats(&l)
+    } else if args.rate {
+        rate(&l)
+    } else {
+        list(&l)
+    };
+    print!("{out}");
+    if let Some(r) = &l.last_reload {
+        if !args.timeout && !args.stats && !args.rate {
+            println!("last reload: {r}");
+        }
+    }
+    ExitCode::SUCCESS
+}
