@@ -19,6 +19,11 @@ if ! command -v cargo >/dev/null; then
     [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 fi
 command -v cargo >/dev/null || { echo "deps: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+# The metrics tests check the exposition format with an independent parser.
+if ! python3 -c "import prometheus_client" 2>/dev/null; then
+    echo "deps: installing prometheus-client (PyPI)"
+    python3 -m pip install --quiet prometheus-client
+fi
 # The fuzz targets run in the test suite (libFuzzer, no sanitizer: stable Rust).
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "deps: installing cargo-fuzz"

@@ -31,6 +31,8 @@ struct FileConfig {
     #[serde(default)]
     admin: AdminSection,
     #[serde(default)]
+    metrics: MetricsSection,
+    #[serde(default)]
     arp: ArpSection,
     #[serde(default)]
     interfaces: Vec<InterfaceSection>,
@@ -98,6 +100,19 @@ struct TimeoutsSection {
     tcp_fin: Option<Spanned<u64>>,
     tcp_close: Option<Spanned<u64>>,
     udp: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsSection {
+    #[serde(default = "defaults::metrics_listen")]
+    listen: Spanned<String>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { listen: defaults::metrics_listen() }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +226,9 @@ mod defaults {
     pub(super) fn forwarding() -> Spanned<String> {
         s("dr".to_string())
     }
+    pub(super) fn metrics_listen() -> Spanned<String> {
+        s("127.0.0.1:9100".to_string())
+    }
     pub(super) fn admin_socket() -> String {
         crate::admin::DEFAULT_SOCKET.to_string()
     }
@@ -250,6 +268,8 @@ pub struct Config {
     pub expire_nodest_conn: bool,
     /// Path of the admin socket (rvsadm).
     pub admin_socket: std::path::PathBuf,
+    /// Where `/metrics` is served; `None`: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub timeouts: Timeouts,
     pub arp: ArpTimers,
     pub interfaces: Vec<InterfaceConfig>,
@@ -540,6 +560,13 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         }
     }
 
+    let l = &raw.metrics.listen;
+    let metrics_listen = if l.get_ref().is_empty() {
+        None
+    } else {
+        l.get_ref().parse::<std::net::SocketAddr>().map_err(|_| c.err(l, "metrics.listen", format!("{:?} is not ADDRESS:PORT (e.g. \"127.0.0.1:9100\"), or \"\" for none", l.get_ref()))).ok()
+    };
+
     let mut routes: Vec<Route> = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let key = format!("routes[{i}]");
@@ -692,6 +719,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         connections_per_core: *raw.limits.connections_per_core.get_ref() as usize,
         expire_nodest_conn: raw.connections.expire_nodest_conn,
         admin_socket: raw.admin.socket.clone().into(),
+        metrics_listen,
         timeouts,
         arp,
         interfaces,

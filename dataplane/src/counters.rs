@@ -175,6 +175,9 @@ pub struct CoreCounters {
     pub icmp_forwarded: Counter,
     /// Gratuitous ARPs sent for our addresses.
     pub garp_sent: Counter,
+    /// Poll loop iterations that found packets, and that found none.
+    pub polls_busy: Counter,
+    pub polls_idle: Counter,
     /// Configurations applied by reload, and reloads this core refused.
     pub reloads: Counter,
     pub reload_errors: Counter,

@@ -95,6 +95,11 @@ impl SharedNeighbors {
         new
     }
 
+    /// How many addresses currently have a MAC (expired or not).
+    pub fn resolved(&self) -> usize {
+        self.slots.iter().filter(|s| s.mac.load(Relaxed) & VALID != 0).count()
+    }
+
     /// The addresses this table resolves, with their ports.
     pub fn wanted(&self) -> &[(Ipv4Addr, u16)] {
         &self.addrs

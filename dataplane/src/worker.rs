@@ -137,11 +137,13 @@ impl Worker {
             }
 
             if got == 0 {
+                counters.polls_idle.inc();
                 idle_polls = idle_polls.saturating_add(1);
                 if idle_polls >= self.settings.idle_polls && !self.settings.idle_sleep.is_zero() {
                     std::thread::sleep(self.settings.idle_sleep);
                 }
             } else {
+                counters.polls_busy.inc();
                 idle_polls = 0;
             }
         }

@@ -134,6 +134,10 @@ fn reload(path: &Path, running: &Config, published: &Published, interfaces: &[In
     Ok(new)
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std::error::Error>> {
     // Signals first, so a Ctrl-C during start-up still stops us cleanly.
     let stop = Arc::new(AtomicBool::new(false));
@@ -199,6 +203,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     let info = Arc::new(Mutex::new(ControlInfo { timeouts: (cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp), last_reload: None }));
     let admin = AdminServer::bind(&cfg.admin_socket)
         .map_err(|e| format!("admin socket {}: {e}", cfg.admin_socket.display()))?;
+    let reload_stats = Arc::new(Mutex::new(control::metrics::ReloadStats { ok: 0, failed: 0, last_ok: unix_now() }));
     let admin_thread = {
         let (views, info, stop) = (Arc::clone(&views), Arc::clone(&info), Arc::clone(&stop));
         std::thread::Builder::new().name("rvsd-admin".into()).spawn(move || admin.serve(views, info, stop))?
@@ -233,6 +238,25 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
             views: Some(Arc::clone(&views)),
         });
     }
+    let metrics_thread = match cfg.metrics_listen {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr).map_err(|e| format!("metrics.listen {addr}: {e}"))?;
+            let sources = Arc::new(control::metrics::Sources {
+                views: Arc::clone(&views),
+                cores: lcores.iter().map(|l| l.0).zip(counters.iter().cloned()).collect(),
+                ports: Arc::clone(&ports),
+                port_names: cfg.interfaces.iter().map(|i| i.name.clone()).collect(),
+                pool: Arc::clone(&pool),
+                pool_size: cfg.mbufs,
+                published: Arc::clone(&published),
+                reloads: Arc::clone(&reload_stats),
+            });
+            let stop = Arc::clone(&stop);
+            info!("metrics on http://{addr}/metrics");
+            Some(std::thread::Builder::new().name("rvsd-metrics".into()).spawn(move || control::metrics::serve(listener, sources, stop))?)
+        }
+        None => None,
+    };
     let mut launched = 0;
     let mut launch_error = None;
     for (worker, lcore) in workers.into_iter().zip(&lcores) {
@@ -282,12 +306,16 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
                     i.timeouts = (new.timeouts.tcp, new.timeouts.tcp_fin, new.timeouts.udp);
                     i.last_reload = Some(format!("reload {reloads} at {}: ok", control::log::timestamp()));
                     running = new;
+                    let mut r = reload_stats.lock().unwrap_or_else(|e| e.into_inner());
+                    r.ok += 1;
+                    r.last_ok = unix_now();
                 }
                 Err(e) => {
                     for line in e.lines() {
                         error!("reload failed: {line}");
                     }
                     error!("reload failed: the running configuration is unchanged");
+                    reload_stats.lock().unwrap_or_else(|e| e.into_inner()).failed += 1;
                     info.lock().unwrap_or_else(|e| e.into_inner()).last_reload =
                         Some(format!("reload at {} failed, running configuration unchanged: {}", control::log::timestamp(), e.replace('\n', "; ")));
                 }
@@ -301,6 +329,9 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     info!("stopping: waiting for workers");
     eal.wait_all();
     let _ = admin_thread.join();
+    if let Some(t) = metrics_thread {
+        let _ = t.join();
+    }
     log_stats(&counters, &lcore_ids, &ports, cfg);
     // Order matters: ports (which reference the pool) before the pool,
     // both before the EAL.

@@ -97,6 +97,7 @@ fn every_kind_of_semantic_error_is_caught() {
         ("vip = \"198.18.0.100\"", "vip = \"198.18.0.2\"", "is an interface address"),
         ("port = 80\nscheduler", "port = 0\nscheduler", "services[0].port: 0 is not a port"),
         ("address = \"198.18.0.2/24\"", "address = \"198.18.0.2/24\"\nmtu = 100", "interfaces[0].mtu: 100 is outside 576..9216"),
+        ("[workers]", "[metrics]\nlisten = \"localhost\"\n[workers]", "metrics.listen: \"localhost\" is not ADDRESS:PORT"),
         ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"bridge\"", "not one of dr, nat, fullnat, tun"),
         ("port = 80\n  weight = 2", "port = 8080\n  weight = 2", "only NAT and FullNAT can map ports"),
         ("scheduler = \"wrr\"", "scheduler = \"wrr\"\nforwarding = \"fullnat\"", "FullNAT needs at least one local address"),

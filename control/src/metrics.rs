@@ -1,0 +1,255 @@
+//! The Prometheus endpoint: `GET /metrics` in the text exposition format
+//! (version 0.0.4), from the workers' per-core counters and views, summed at
+//! scrape time: the data plane does no extra work for it.
+//!
+//! The text is written directly (the families are few and fixed); the
+//! tests check it with an independent parser. Each scrape is served on its
+//! own short-lived thread (at most 16 at once), with a read timeout, so a
+//! slow or broken client delays nobody else.
+
+use crate::admin::{merge, Listing};
+use dataplane::counters::{CoreCounters, DropReason};
+use dataplane::dpdk::{Mempool, Port};
+use dataplane::published::Published;
+use dataplane::view::Views;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The longest request head accepted.
+const MAX_REQUEST: usize = 8192;
+/// Scrapes served at once; more wait in the listen backlog.
+const MAX_CLIENTS: usize = 16;
+
+/// Reload outcomes, kept by the control thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReloadStats {
+    pub ok: u64,
+    pub failed: u64,
+    /// Unix time of the last successful reload (or of the start).
+    pub last_ok: f64,
+}
+
+/// Everything a scrape reads.
+pub struct Sources {
+    pub views: Arc<Views>,
+    /// (lcore id, its counters)
+    pub cores: Vec<(u32, Arc<CoreCounters>)>,
+    pub ports: Arc<Vec<Port>>,
+    pub port_names: Vec<String>,
+    pub pool: Arc<Mempool>,
+    pub pool_size: u32,
+    pub published: Arc<Published>,
+    pub reloads: Arc<Mutex<ReloadStats>>,
+}
+
+/// Writes families and samples, escaping label values.
+struct Text(String);
+
+impl Text {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let _ = write!(self.0, "{k}=\"{v}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// The exposition text of one scrape.
+pub fn render(s: &Sources) -> String {
+    let listing: Listing = merge(&s.views.all());
+    let mut t = Text(String::new());
+
+    type Field = fn(&crate::admin::Real) -> u64;
+    let per_real: [(&str, &str, &str, Field); 4] = [
+        ("rvs_real_server_connections_total", "counter", "Connections scheduled to the real server.", |r| r.conns),
+        ("rvs_real_server_active_connections", "gauge", "Established connections to the real server.", |r| r.active),
+        ("rvs_real_server_inactive_connections", "gauge", "Other connections (opening, closing) to the real server.", |r| r.inactive),
+        ("rvs_real_server_weight", "gauge", "The real server's weight (0 = quiescent).", |r| u64::from(r.weight)),
+    ];
+    for (name, kind, help, f) in per_real {
+        t.family(name, kind, help);
+        for svc in &listing.services {
+            let service = format!("{}/{}:{}", svc.proto.to_lowercase(), svc.vip, svc.port);
+            for r in &svc.reals {
+                let real = format!("{}:{}", r.addr, r.port);
+                t.sample(name, &[("service", &service), ("real", &real)], f(r) as f64);
+            }
+        }
+    }
+    for (name, help, unit) in [
+        ("rvs_real_server_packets_total", "Packets to (in) and from (out) the real server through the load balancer.", "packets"),
+        ("rvs_real_server_bytes_total", "Bytes to (in) and from (out) the real server through the load balancer.", "bytes"),
+    ] {
+        t.family(name, "counter", help);
+        for svc in &listing.services {
+            let service = format!("{}/{}:{}", svc.proto.to_lowercase(), svc.vip, svc.port);
+            for r in &svc.reals {
+                let real = format!("{}:{}", r.addr, r.port);
+                let (i, o) = if unit == "packets" { (r.pkts_in, r.pkts_out) } else { (r.bytes_in, r.bytes_out) };
+                t.sample(name, &[("service", &service), ("real", &real), ("direction", "in")], i as f64);
+                t.sample(name, &[("service", &service), ("real", &real), ("direction", "out")], o as f64);
+            }
+        }
+    }
+
+    type CoreField = fn(&CoreCounters) -> u64;
+    let per_core: [(&str, &str, &str, CoreField); 6] = [
+        ("rvs_core_rx_packets_total", "counter", "Packets received from the ports by the worker core.", |c| c.rx_packets.get()),
+        ("rvs_core_tx_packets_total", "counter", "Packets handed to the ports by the worker core.", |c| c.tx_packets.get()),
+        ("rvs_core_connections", "gauge", "Connections in the core's table.", |c| c.conns_active.get()),
+        ("rvs_core_connections_created_total", "counter", "Connections the core created.", |c| c.conns_created.get()),
+        ("rvs_core_toa_inserted_total", "counter", "FullNAT TOA options inserted.", |c| c.toa_inserted.get()),
+        ("rvs_core_icmp_forwarded_total", "counter", "ICMP errors about connections translated and forwarded.", |c| c.icmp_forwarded.get()),
+    ];
+    for (name, kind, help, f) in per_core {
+        t.family(name, kind, help);
+        for (lcore, c) in &s.cores {
+            t.sample(name, &[("core", &lcore.to_string())], f(c) as f64);
+        }
+    }
+    t.family("rvs_core_redirected_packets_total", "counter", "Packets handed to (out) or received from (in) the core owning their connection.");
+    for (lcore, c) in &s.cores {
+        let core = lcore.to_string();
+        t.sample("rvs_core_redirected_packets_total", &[("core", &core), ("direction", "out")], c.redirected.get() as f64);
+        t.sample("rvs_core_redirected_packets_total", &[("core", &core), ("direction", "in")], c.redirected_in.get() as f64);
+    }
+    t.family("rvs_core_polls_total", "counter", "Poll loop iterations that found packets (busy) or none (idle).");
+    for (lcore, c) in &s.cores {
+        let core = lcore.to_string();
+        t.sample("rvs_core_polls_total", &[("core", &core), ("state", "busy")], c.polls_busy.get() as f64);
+        t.sample("rvs_core_polls_total", &[("core", &core), ("state", "idle")], c.polls_idle.get() as f64);
+    }
+    t.family("rvs_core_drops_total", "counter", "Frames dropped by the worker core, by reason.");
+    for (lcore, c) in &s.cores {
+        let core = lcore.to_string();
+        for r in DropReason::ALL {
+            t.sample("rvs_core_drops_total", &[("core", &core), ("reason", r.name())], c.drops(r) as f64);
+        }
+    }
+    t.family("rvs_connection_table_capacity", "gauge", "Connections the tables of all cores can hold.");
+    t.sample("rvs_connection_table_capacity", &[], listing.capacity as f64);
+    t.family("rvs_neighbors_resolved", "gauge", "Next hops (real servers, gateways) with a known MAC address.");
+    t.sample("rvs_neighbors_resolved", &[], s.published.get().1.resolved() as f64);
+
+    let r = *s.reloads.lock().unwrap_or_else(|e| e.into_inner());
+    t.family("rvs_config_reloads_total", "counter", "Configuration reloads, by outcome.");
+    t.sample("rvs_config_reloads_total", &[("result", "ok")], r.ok as f64);
+    t.sample("rvs_config_reloads_total", &[("result", "error")], r.failed as f64);
+    t.family("rvs_config_last_reload_success_timestamp_seconds", "gauge", "When the running configuration was loaded (Unix time).");
+    t.sample("rvs_config_last_reload_success_timestamp_seconds", &[], r.last_ok);
+
+    let stats: Vec<_> = s.ports.iter().map(Port::stats).collect();
+    for (name, help, pick) in [
+        ("rvs_port_packets_total", "Packets received (in) and sent (out) by the port, from its driver.", 0),
+        ("rvs_port_bytes_total", "Bytes received (in) and sent (out) by the port, from its driver.", 1),
+        ("rvs_port_errors_total", "Receive (in) and transmit (out) errors of the port, from its driver.", 2),
+    ] {
+        t.family(name, "counter", help);
+        for (st, pname) in stats.iter().zip(&s.port_names) {
+            let (i, o) = match pick {
+                0 => (st.ipackets, st.opackets),
+                1 => (st.ibytes, st.obytes),
+                _ => (st.ierrors, st.oerrors),
+            };
+            t.sample(name, &[("port", pname), ("direction", "in")], i as f64);
+            t.sample(name, &[("port", pname), ("direction", "out")], o as f64);
+        }
+    }
+    t.family("rvs_port_missed_total", "counter", "Packets the port dropped because its receive queue was full.");
+    for (st, pname) in stats.iter().zip(&s.port_names) {
+        t.sample("rvs_port_missed_total", &[("port", pname)], (st.imissed + st.rx_nombuf) as f64);
+    }
+    t.family("rvs_mempool_mbufs_in_use", "gauge", "Packet buffers taken from the pool.");
+    t.sample("rvs_mempool_mbufs_in_use", &[], f64::from(s.pool.in_use()));
+    t.family("rvs_mempool_mbufs", "gauge", "Packet buffers in the pool.");
+    t.sample("rvs_mempool_mbufs", &[], f64::from(s.pool_size));
+    t.0
+}
+
+/// Serves `/metrics` until `stop`.
+pub fn serve(listener: TcpListener, sources: Arc<Sources>, stop: Arc<AtomicBool>) {
+    let _ = listener.set_nonblocking(true);
+    let busy = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Relaxed) {
+        // At the limit, stop accepting for a moment: further clients wait
+        // in the kernel's listen backlog instead of being turned away.
+        if busy.load(Ordering::Acquire) >= MAX_CLIENTS {
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                busy.fetch_add(1, Ordering::AcqRel);
+                let (sources, slot) = (Arc::clone(&sources), Arc::clone(&busy));
+                let spawned = std::thread::Builder::new().name("rvsd-scrape".into()).spawn(move || {
+                    handle(stream, &sources);
+                    slot.fetch_sub(1, Ordering::AcqRel);
+                });
+                if spawned.is_err() {
+                    // The closure is gone with the error: give its slot back.
+                    busy.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+fn respond(mut stream: &TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    let kind = if status.starts_with("200") { "text/plain; version=0.0.4; charset=utf-8" } else { "text/plain; charset=utf-8" };
+    // One write: a response in fragments would reach the client in pieces.
+    let response = format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    stream.write_all(response.as_bytes())
+}
+
+/// One scrape: a bounded, time-limited request head, one answer.
+fn handle(stream: TcpStream, sources: &Sources) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    let complete = loop {
+        match (&stream).read(&mut buf) {
+            Ok(0) | Err(_) => break false,
+            Ok(n) => {
+                head.extend_from_slice(&buf[..n]);
+                if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+                    break true;
+                }
+                if head.len() > MAX_REQUEST {
+                    let _ = respond(&stream, "431 Request Header Fields Too Large", "request too large\n");
+                    return;
+                }
+            }
+        }
+    };
+    let text = String::from_utf8_lossy(&head);
+    let mut first = text.lines().next().unwrap_or("").split_whitespace();
+    let (method, path, version) = (first.next(), first.next(), first.next());
+    let result = match (complete, method, path, version) {
+        (true, Some("GET"), Some("/metrics"), Some(v)) if v.starts_with("HTTP/1.") => respond(&stream, "200 OK", &render(sources)),
+        (true, Some("GET"), Some(_), Some(v)) if v.starts_with("HTTP/1.") => respond(&stream, "404 Not Found", "only /metrics is here\n"),
+        (true, Some(m), Some(_), Some(v)) if v.starts_with("HTTP/1.") && m != "GET" => respond(&stream, "405 Method Not Allowed", "GET only\n"),
+        _ => respond(&stream, "400 Bad Request", "malformed request\n"),
+    };
+    let _ = result;
+}

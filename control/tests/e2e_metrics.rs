@@ -1,0 +1,96 @@
+//! End to end, metrics: scraped during real traffic, the counters match
+//! what the test sent, exactly; the text parses with an independent parser
+//! (prometheus_client); bad requests get 4xx; many concurrent scrapes do
+//! not disturb forwarding. Needs root.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+
+/// Scrapes /metrics inside the LB namespace; returns the samples as parsed
+/// by prometheus_client ("name{labels}" -> value).
+fn scrape(lab: &Lab) -> HashMap<String, f64> {
+    let text = run(lab.exec("lb").args(["curl", "-sf", "http://127.0.0.1:9100/metrics"])).stdout;
+    let mut check = Command::new("python3")
+        .arg(repo().join("scripts/check_metrics.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(out.status.success(), "the exposition does not parse:\n{}", String::from_utf8_lossy(&text));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The sum of samples of `name` whose labels contain every `want`.
+fn sum(m: &HashMap<String, f64>, name: &str, want: &[&str]) -> f64 {
+    m.iter().filter(|(k, _)| k.starts_with(&format!("{name}{{")) && want.iter().all(|w| k.contains(w))).map(|(_, v)| v).sum()
+}
+
+/// Sends `raw` to the endpoint and returns the status line.
+fn raw_request(lab: &Lab, raw: &str) -> String {
+    let py = format!(
+        "import socket;s=socket.create_connection(('127.0.0.1',9100));s.sendall({raw:?}.encode());print(s.recv(100).decode().splitlines()[0])"
+    );
+    String::from_utf8_lossy(&run(lab.exec("lb").args(["python3", "-c", &py])).stdout).trim().to_string()
+}
+
+#[test]
+fn metrics_match_the_traffic_and_the_endpoint_is_robust() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_kind("rvse2emet", "nat");
+    lab.start_real_servers_on(8080);
+    let cfg = lab.config_file("nat.toml");
+    lab.start_rvsd(&cfg);
+
+    // Exactly 50 UDP requests, each answered once: 50 in, 50 out.
+    let answers = lab.client("udp", 50);
+    assert_eq!(tally_from(&answers, lab.client_addr).values().sum::<usize>(), 50);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let m = scrape(&lab);
+    let udp = "service=udp/198.18.1.100:53";
+    assert_eq!(sum(&m, "rvs_real_server_packets_total", &[udp, "direction=in"]), 50.0);
+    assert_eq!(sum(&m, "rvs_real_server_packets_total", &[udp, "direction=out"]), 50.0);
+    assert_eq!(sum(&m, "rvs_real_server_connections_total", &[udp]), 50.0);
+    assert!(sum(&m, "rvs_real_server_bytes_total", &[udp, "direction=in"]) >= 50.0 * 14.0);
+    assert_eq!(sum(&m, "rvs_real_server_weight", &[udp, "real=198.18.0.11:53"]), 1.0);
+    assert!(sum(&m, "rvs_core_rx_packets_total", &[]) >= 100.0);
+    assert!(sum(&m, "rvs_port_packets_total", &["port=clients", "direction=in"]) >= 50.0);
+    assert_eq!(sum(&m, "rvs_core_drops_total", &["reason=malformed_frame"]), 0.0);
+    assert_eq!(sum(&m, "rvs_config_reloads_total", &["result=ok"]), 0.0);
+    assert!(sum(&m, "rvs_neighbors_resolved", &[]) >= 2.0);
+    assert!(sum(&m, "rvs_mempool_mbufs", &[]) > 0.0);
+    assert!(m.keys().any(|k| k.starts_with("rvs_core_polls_total{")));
+
+    // Bad requests: 4xx, and the endpoint keeps serving.
+    assert!(raw_request(&lab, "garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
+    assert!(raw_request(&lab, "GET /other HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    assert!(raw_request(&lab, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n", "a".repeat(20000));
+    assert!(raw_request(&lab, &huge).starts_with("HTTP/1.1 431"));
+
+    // 40 concurrent scrapes while requests flow: all served, no request fails.
+    let ns = lab.ns_name("lb");
+    let scrapes = std::thread::spawn(move || {
+        let script = "for i in $(seq 40); do curl -sf -o /dev/null http://127.0.0.1:9100/metrics & done; ok=0; for j in $(jobs -p); do wait $j && ok=$((ok+1)); done; echo $ok";
+        let out = Command::new("ip").args(["netns", "exec", &ns, "bash", "-c", script]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    });
+    let requests = lab.client("http", 100);
+    assert_eq!(scrapes.join().unwrap(), "40", "every scrape answered");
+    assert_eq!(tally_from(&requests, lab.client_addr).values().sum::<usize>(), 100);
+    std::thread::sleep(std::time::Duration::from_millis(300)); // views refresh every 100 ms
+    let m = scrape(&lab);
+    assert_eq!(sum(&m, "rvs_real_server_connections_total", &["service=tcp/198.18.1.100:80"]), 101.0, "100 + the start-up probe");
+    lab.stop_rvsd();
+}
