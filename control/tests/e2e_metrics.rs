@@ -71,6 +71,18 @@ fn metrics_match_the_traffic_and_the_endpoint_is_robust() {
     assert!(sum(&m, "rvs_neighbors_resolved", &[]) >= 2.0);
     assert!(sum(&m, "rvs_mempool_mbufs", &[]) > 0.0);
     assert!(m.keys().any(|k| k.starts_with("rvs_core_polls_total{")));
+    // Every metric the shipped Grafana dashboard queries exists.
+    let dashboard = std::fs::read_to_string(repo().join("configs/grafana-rvs.json")).unwrap();
+    let mut names: Vec<&str> = dashboard.match_indices("rvs_").map(|(i, _)| {
+        let rest = &dashboard[i..];
+        &rest[..rest.find(|c: char| !(c.is_ascii_lowercase() || c == '_')).unwrap_or(rest.len())]
+    }).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 10, "{names:?}");
+    for n in names {
+        assert!(m.keys().any(|k| k.starts_with(&format!("{n}{{"))), "the dashboard uses {n}, which is not exported");
+    }
 
     // Bad requests: 4xx, and the endpoint keeps serving.
     assert!(raw_request(&lab, "garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
