@@ -94,7 +94,8 @@ fn metrics_match_the_traffic_and_the_endpoint_is_robust() {
     // 40 concurrent scrapes while requests flow: all served, no request fails.
     let ns = lab.ns_name("lb");
     let scrapes = std::thread::spawn(move || {
-        let script = "for i in $(seq 40); do curl -sf -o /dev/null http://127.0.0.1:9100/metrics & done; ok=0; for j in $(jobs -p); do wait $j && ok=$((ok+1)); done; echo $ok";
+        // Each PID is kept at spawn (`jobs -p` would miss finished ones).
+        let script = "pids=; for i in $(seq 40); do curl -sf -o /dev/null http://127.0.0.1:9100/metrics & pids=\"$pids $!\"; done; ok=0; for j in $pids; do wait $j && ok=$((ok+1)); done; echo $ok";
         let out = Command::new("ip").args(["netns", "exec", &ns, "bash", "-c", script]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     });
