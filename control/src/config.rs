@@ -39,6 +39,8 @@ struct FileConfig {
     #[serde(default)]
     routes: Vec<RouteSection>,
     #[serde(default)]
+    neighbors: Vec<NeighborSection>,
+    #[serde(default)]
     services: Vec<ServiceSection>,
 }
 
@@ -151,6 +153,13 @@ struct InterfaceSection {
     address: Spanned<String>,
     #[serde(default = "defaults::mtu")]
     mtu: Spanned<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NeighborSection {
+    address: Spanned<String>,
+    mac: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,6 +283,8 @@ pub struct Config {
     pub arp: ArpTimers,
     pub interfaces: Vec<InterfaceConfig>,
     pub routes: Vec<Route>,
+    /// Static ARP entries: (address, MAC), never expiring.
+    pub neighbors: Vec<(Ipv4Addr, proto::MacAddr)>,
     pub services: Vec<Service>,
 }
 
@@ -363,6 +374,23 @@ fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let addr: Ipv4Addr = a.parse().map_err(|_| format!("{a:?} is not an IPv4 address"))?;
     let prefix: u8 = p.parse().ok().filter(|p| (1..=32).contains(p)).ok_or_else(|| format!("prefix {p:?} is not 1..32"))?;
     Ok((addr, prefix))
+}
+
+fn parse_mac(s: &str) -> Result<proto::MacAddr, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = || format!("{s:?} is not a MAC address (e.g. \"02:00:00:00:00:11\")");
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut m = [0u8; 6];
+    for (b, p) in m.iter_mut().zip(parts) {
+        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    let mac = proto::MacAddr(m);
+    if mac.is_multicast() || mac == proto::MacAddr::ZERO {
+        return Err(format!("{s} is not a unicast MAC address"));
+    }
+    Ok(mac)
 }
 
 fn parse_ip(s: &str) -> Result<Ipv4Addr, String> {
@@ -581,6 +609,20 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             routes.push(Route { prefix, prefix_len, via });
         }
     }
+    let mut neighbors = Vec::new();
+    for (i, n) in raw.neighbors.iter().enumerate() {
+        let key = format!("neighbors[{i}]");
+        let addr = parse_ip(n.address.get_ref()).map_err(|m| c.err(&n.address, format!("{key}.address"), m)).ok();
+        let mac = parse_mac(n.mac.get_ref()).map_err(|m| c.err(&n.mac, format!("{key}.mac"), m)).ok();
+        if let Some(a) = addr {
+            if !interfaces.is_empty() && !interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, a)) {
+                c.err(&n.address, format!("{key}.address"), format!("{a} is on no interface's subnet"));
+            }
+        }
+        if let (Some(a), Some(m)) = (addr, mac) {
+            neighbors.push((a, m));
+        }
+    }
     let reachable = |a: Ipv4Addr| {
         interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, a)) || routes.iter().any(|r| same_subnet(r.prefix, r.prefix_len, a))
     };
@@ -724,6 +766,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         arp,
         interfaces,
         routes,
+        neighbors,
         services,
     }
 }

@@ -23,6 +23,8 @@ use std::sync::Arc;
 const SEC: u64 = 1_000_000_000;
 /// Set in a slot's `mac` word when it holds a MAC.
 const VALID: u64 = 1 << 63;
+/// `confirmed_at` of a static entry: always fresh (ages saturate at 0).
+const STATIC: u64 = u64::MAX;
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -80,6 +82,16 @@ impl SharedNeighbors {
             Some(s) => (unpack(s.mac.load(Relaxed)), s.confirmed_at.load(Relaxed)),
             None => (None, 0),
         }
+    }
+
+    /// Pins `ip` to `mac` for good (a static entry from the configuration):
+    /// never expires, never re-requested, not overwritten by ARP. Returns
+    /// false when `ip` is not an address this table resolves.
+    pub fn set_static(&self, ip: Ipv4Addr, mac: MacAddr) -> bool {
+        let Some(&i) = self.index.get(&ip) else { return false };
+        self.slots[i].confirmed_at.store(STATIC, Relaxed);
+        self.slots[i].mac.store(pack(mac), Relaxed);
+        true
     }
 
     /// A table for `wanted` that keeps what `old` learned about the
@@ -154,6 +166,9 @@ impl NeighborTable {
         }
         let Some(&i) = self.shared.index.get(&ip) else { return false };
         let slot = &self.shared.slots[i];
+        if slot.confirmed_at.load(Relaxed) == STATIC {
+            return false; // configured: ARP does not change it
+        }
         // Time first: a reader that sees the new MAC also sees a fresh time
         // or, at worst, an older one (and re-requests early).
         slot.confirmed_at.store(now, Relaxed);
@@ -277,6 +292,21 @@ mod tests {
         let other = MacAddr([2, 0, 0, 0, 0, 0x77]);
         std::thread::spawn(move || c.learn(RS, other, 3 * SEC)).join().unwrap();
         assert_eq!(a.lookup(RS, 3 * SEC), Some(other));
+    }
+
+    #[test]
+    fn static_entries_never_expire_nor_get_requested_nor_overwritten() {
+        let shared = Arc::new(SharedNeighbors::new([(RS, 0)]));
+        assert!(shared.set_static(RS, MAC));
+        assert!(!shared.set_static(Ipv4Addr::new(1, 2, 3, 4), MAC), "only wanted addresses");
+        let mut t = NeighborTable::new(Arc::clone(&shared), timers());
+        assert_eq!(t.lookup(RS, 1_000_000 * SEC), Some(MAC));
+        assert!(due(&mut t, 1_000_000 * SEC).is_empty());
+        assert!(!t.learn(RS, MacAddr([2, 0, 0, 0, 0, 0x66]), SEC));
+        assert_eq!(t.lookup(RS, SEC), Some(MAC));
+        // A reload keeps it static.
+        let again = SharedNeighbors::carry_over(&shared, [(RS, 0)]);
+        assert_eq!(NeighborTable::new(Arc::new(again), timers()).lookup(RS, u64::MAX / 2), Some(MAC));
     }
 
     #[test]

@@ -130,8 +130,20 @@ fn reload(path: &Path, running: &Config, published: &Published, interfaces: &[In
     });
     Pipeline::check(&snapshot).map_err(|e| e.to_string())?;
     let neighbors = Arc::new(Pipeline::neighbors_for_reload(&published.get().1, &snapshot));
+    apply_static_neighbors(&neighbors, &new.neighbors);
     published.publish(snapshot, neighbors);
     Ok(new)
+}
+
+/// Pins the configured static neighbors; says which are no next hop.
+fn apply_static_neighbors(table: &SharedNeighbors, entries: &[(std::net::Ipv4Addr, proto::MacAddr)]) {
+    for (ip, mac) in entries {
+        if table.set_static(*ip, *mac) {
+            info!("static neighbor {ip} at {mac}");
+        } else {
+            error!("static neighbor {ip} is the next hop of no real server: ignored");
+        }
+    }
 }
 
 fn unix_now() -> f64 {
@@ -196,6 +208,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     // One neighbor table for all workers: an ARP reply lands on one queue
     // only, but every worker forwards to that server.
     let neighbors = Arc::new(SharedNeighbors::new(Pipeline::wanted_neighbors(&snapshot)));
+    apply_static_neighbors(&neighbors, &cfg.neighbors);
     // Where SIGHUP publishes new configurations for the workers.
     let published = Arc::new(Published::new(Arc::clone(&snapshot), Arc::clone(&neighbors)));
     // What workers show operators, and the admin socket that serves it.

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Port throughput: RVS against dpdk-testpmd --forward-mode=io on the same
+devices, in the same run (issue 8, part 2).
+
+A generator (testpmd txonly, 64-byte UDP, many flows) feeds the device under
+test through a memif pair; the device forwards into net_null. The device is
+either testpmd io-forward (the ceiling) or rvsd in one forwarding mode (DR,
+NAT, FullNAT, TUN; a UDP service, two real servers with static neighbor
+entries, one busy-polling worker). Rounds interleave the ceiling and every
+mode, so all see the same machine noise; each run is sampled every second
+after a warm-up, and each mode's ratio is taken against the ceiling of the
+same round.
+
+usage: bench/throughput.py [ROUNDS] [SECONDS]     (as root; default 3 rounds, 10 s)
+"""
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+SECONDS = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+WARMUP = 3
+DUT_MAC = "02:00:00:00:00:02"
+RVSD = os.path.join(ROOT, "target/release/rvsd")
+
+
+def hugepages():
+    with open("/proc/sys/vm/nr_hugepages", "w") as f:
+        f.write("512")
+    os.makedirs("/dev/hugepages", exist_ok=True)
+    if subprocess.run(["mountpoint", "-q", "/dev/hugepages"]).returncode != 0:
+        subprocess.run(["mount", "-t", "hugetlbfs", "nodev", "/dev/hugepages"], check=True)
+
+
+def eal(prefix, lcores, socket, role, extra_vdev=True):
+    args = ["--lcores", lcores, "-m", "256", "--no-pci", "--no-telemetry", "--file-prefix", prefix,
+            f"--vdev=net_memif0,role={role},socket={socket}" + (f",mac={DUT_MAC}" if role == "server" else "")]
+    if extra_vdev:
+        args.append("--vdev=net_null0,no-rx=1")
+    return args
+
+
+def rvsd_config(mode, socket, work):
+    services = {
+        "dr": 'forwarding = "dr"',
+        "nat": 'forwarding = "nat"',
+        "fullnat": 'forwarding = "fullnat"\nlocal_addresses = ["10.0.0.3"]',
+        "tun": 'forwarding = "tun"',
+    }[mode]
+    eal_args = ", ".join(f'"{a}"' for a in eal(f"rvs-dut-{os.getpid()}", "0@0,1@1", socket, "server"))
+    text = f"""
+[dpdk]
+eal_args = [{eal_args}]
+mbufs = 16383
+
+[workers]
+count = 1
+idle_sleep_us = 0
+
+[metrics]
+listen = ""
+
+[admin]
+socket = "{work}/rvsd.sock"
+
+[[interfaces]]
+name = "clients"
+device = "net_memif0"
+address = "198.18.0.2/24"
+
+[[interfaces]]
+name = "servers"
+device = "net_null0"
+address = "10.0.0.2/24"
+
+[[neighbors]]
+address = "10.0.0.11"
+mac = "02:00:00:00:00:11"
+
+[[neighbors]]
+address = "10.0.0.12"
+mac = "02:00:00:00:00:12"
+
+[[services]]
+protocol = "udp"
+vip = "198.18.0.100"
+port = 9
+scheduler = "rr"
+{services}
+
+  [[services.reals]]
+  address = "10.0.0.11"
+
+  [[services.reals]]
+  address = "10.0.0.12"
+"""
+    path = os.path.join(work, f"{mode}.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def generator(socket):
+    return subprocess.Popen(
+        ["dpdk-testpmd"] + eal(f"rvs-gen-{os.getpid()}", "0@1,1@0", socket, "client", extra_vdev=False)
+        + ["--", "--forward-mode=txonly", "--txonly-multi-flow", f"--eth-peer=0,{DUT_MAC}",
+           "--tx-ip=198.18.0.1,198.18.0.100", "--total-num-mbufs=16384", "--stats-period", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(p):
+    p.terminate()
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def run_ceiling(work):
+    """testpmd io-forward memif -> null: per-second Tx-pps of port 1."""
+    socket = os.path.join(work, "ceil.sock")
+    log = open(os.path.join(work, "ceil.log"), "w+")
+    dut = subprocess.Popen(["dpdk-testpmd"] + eal(f"rvs-ceil-{os.getpid()}", "0@0,1@1", socket, "server")
+                           + ["--", "--forward-mode=io", "--total-num-mbufs=16384", "--stats-period", "1"],
+                           stdout=log, stderr=subprocess.STDOUT)
+    time.sleep(3)
+    gen = generator(socket)
+    time.sleep(WARMUP + SECONDS)
+    stop(gen)
+    stop(dut)
+    log.seek(0)
+    text = log.read()
+    samples = [int(x) for x in re.findall(r"NIC statistics for port 1.*?Tx-pps:\s+(\d+)", text, re.S)]
+    return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS]
+
+
+def run_rvsd(mode, work):
+    """rvsd in `mode`: per-second forwarded packets from its counters."""
+    socket = os.path.join(work, f"{mode}.sock")
+    cfg = rvsd_config(mode, socket, work)
+    log = open(os.path.join(work, f"{mode}.log"), "w+")
+    dut = subprocess.Popen([RVSD, "--config", cfg, "--stats-interval", "1"], stdout=subprocess.DEVNULL, stderr=log)
+    for _ in range(100):
+        time.sleep(0.1)
+        log.seek(0)
+        if "running:" in log.read():
+            break
+    else:
+        stop(dut)
+        log.seek(0)
+        sys.exit(f"rvsd ({mode}) did not start:\n{log.read()}")
+    gen = generator(socket)
+    time.sleep(WARMUP + SECONDS + 1)
+    stop(gen)
+    stop(dut)
+    log.seek(0)
+    text = log.read()
+    counts = [int(x) for x in re.findall(r"stats lcore=\d+ .*?forwarded=(\d+)", text)]
+    rates = [b - a for a, b in zip(counts, counts[1:])]
+    lines = [l for l in text.splitlines() if "stats lcore=" in l]
+    drops = re.findall(r"drop_\w+=\d+", lines[-1]) if lines else []
+    busy = [r for r in rates if r > 0]
+    return busy[WARMUP:WARMUP + SECONDS], drops
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("run as root (hugepages, DPDK)")
+    hugepages()
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "control", "--bin", "rvsd"], cwd=ROOT, check=True)
+    modes = ["dr", "nat", "fullnat", "tun"]
+    results = {m: [] for m in ["ceiling"] + modes}
+    ratios = {m: [] for m in modes}
+    with tempfile.TemporaryDirectory(prefix="rvs-tput-") as work:
+        for r in range(ROUNDS):
+            ceil = run_ceiling(work)
+            c = statistics.median(ceil) if ceil else 0
+            results["ceiling"].append(c)
+            print(f"round {r + 1}: ceiling {c / 1e6:.2f} Mpps", flush=True)
+            for m in modes:
+                got, drops = run_rvsd(m, work)
+                v = statistics.median(got) if got else 0
+                results[m].append(v)
+                ratios[m].append(v / c if c else 0)
+                print(f"round {r + 1}: {m:8s} {v / 1e6:.2f} Mpps ({v / c:.2f} of ceiling){'  ' + ' '.join(drops) if drops else ''}", flush=True)
+    print()
+    print("| forwarding | Mpps (median of rounds) | ratio to testpmd io (median of per-round ratios) | per round |")
+    print("|---|---|---|---|")
+    c = statistics.median(results["ceiling"])
+    print(f"| testpmd io (ceiling) | {c / 1e6:.2f} | 1.00 | {' '.join(f'{x / 1e6:.2f}' for x in results['ceiling'])} |")
+    for m in modes:
+        print(f"| RVS {m} | {statistics.median(results[m]) / 1e6:.2f} | {statistics.median(ratios[m]):.2f} | "
+              f"{' '.join(f'{x:.2f}' for x in ratios[m])} |")
+
+
+main()
