@@ -46,20 +46,31 @@ down() {
     done
 }
 
-up_nat() {
-    down
+switch() { # the switch namespace: a plain L2 bridge
     ip netns add "$P-sw"
     ip -n "$P-sw" link add br0 type bridge
     ip -n "$P-sw" link set br0 up
     ip netns exec "$P-sw" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    # A plain L2 switch: with br_netfilter loaded (Docker hosts), bridged
+    # frames would go through iptables, which drops malformed IPv4 and holds
+    # fragments for reassembly before they ever reach the load balancer.
     for t in arptables iptables ip6tables; do
         ip netns exec "$P-sw" sysctl -qw "net.bridge.bridge-nf-call-$t=0" 2>/dev/null || true
     done
-    for h in cl lb rs1 rs2; do
+}
+
+hosts() { # host namespaces, IPv6 off, loopback up
+    for h in "$@"; do
         ip netns add "$P-$h"
         ip netns exec "$P-$h" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
         ip -n "$P-$h" link set lo up
     done
+}
+
+up_nat() {
+    down
+    switch
+    hosts cl lb rs1 rs2
     # Client <-> LB eth0, a direct wire.
     ip link add eth0 netns "$P-cl" type veth peer name eth0 netns "$P-lb"
     # LB eth1 and the servers on the server-side switch.
@@ -84,18 +95,8 @@ up_nat() {
 
 up_routed() {
     down
-    ip netns add "$P-sw"
-    ip -n "$P-sw" link add br0 type bridge
-    ip -n "$P-sw" link set br0 up
-    ip netns exec "$P-sw" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-    for t in arptables iptables ip6tables; do
-        ip netns exec "$P-sw" sysctl -qw "net.bridge.bridge-nf-call-$t=0" 2>/dev/null || true
-    done
-    for h in cl lb gw rs1 rs2; do
-        ip netns add "$P-$h"
-        ip netns exec "$P-$h" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-        ip -n "$P-$h" link set lo up
-    done
+    switch
+    hosts cl lb gw rs1 rs2
     ip link add eth0 netns "$P-cl" type veth peer name eth0 netns "$P-lb"
     ip link add eth1 netns "$P-lb" type veth peer name eth0 netns "$P-gw"
     ip link add eth1 netns "$P-gw" type veth peer name gw netns "$P-sw"
@@ -125,22 +126,11 @@ up() {
     [ "$KIND" = nat ] && { up_nat; return; }
     [ "$KIND" = routed ] && { up_routed; return; }
     down
-    ip netns add "$P-sw"
-    ip -n "$P-sw" link add br0 type bridge
-    ip -n "$P-sw" link set br0 up
-    ip netns exec "$P-sw" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-    # A plain L2 switch: with br_netfilter loaded (Docker hosts), bridged
-    # frames would go through iptables, which drops malformed IPv4 and holds
-    # fragments for reassembly before they ever reach the load balancer.
-    for t in arptables iptables ip6tables; do
-        ip netns exec "$P-sw" sysctl -qw "net.bridge.bridge-nf-call-$t=0" 2>/dev/null || true
-    done
+    switch
+    hosts cl lb rs1 rs2
     for h in cl lb rs1 rs2; do
-        ip netns add "$P-$h"
-        ip netns exec "$P-$h" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
         ip link add eth0 netns "$P-$h" type veth peer name "$h" netns "$P-sw"
         ip -n "$P-sw" link set "$h" master br0 up
-        ip -n "$P-$h" link set lo up
         ip -n "$P-$h" link set eth0 up
         offloads_off "$P-$h" eth0
         offloads_off "$P-sw" "$h"

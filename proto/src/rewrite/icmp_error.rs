@@ -67,26 +67,35 @@ pub fn translate_icmp_v4(
         let c = checksum::checksum(&quoted[..flow.ip_len]);
         quoted[10..12].copy_from_slice(&c.to_be_bytes());
         // Embedded L4: ports, and its checksum if it was quoted.
-        let l4 = &mut quoted[flow.ip_len..];
-        l4[0..2].copy_from_slice(&isrc.1.to_be_bytes());
-        l4[2..4].copy_from_slice(&idst.1.to_be_bytes());
-        let check_at = if flow.protocol == protocol::UDP { 6 } else { 16 };
-        if l4.len() >= check_at + 2 {
-            let old = u16::from_be_bytes([l4[check_at], l4[check_at + 1]]);
-            if !(flow.protocol == protocol::UDP && old == 0) {
-                let mut c = update32(old, u32::from(old_src), u32::from(isrc.0));
-                c = update32(c, u32::from(old_dst), u32::from(idst.0));
-                c = update16(c, flow.src_port, isrc.1);
-                c = update16(c, flow.dst_port, idst.1);
-                if flow.protocol == protocol::UDP && c == 0 {
-                    c = 0xffff;
-                }
-                l4[check_at..check_at + 2].copy_from_slice(&c.to_be_bytes());
-            }
-        }
+        let addrs = |c: u16| update32(update32(c, u32::from(old_src), u32::from(isrc.0)), u32::from(old_dst), u32::from(idst.0));
+        fix_quoted_l4(&mut quoted[flow.ip_len..], flow.protocol, [(flow.src_port, isrc.1), (flow.dst_port, idst.1)], addrs, true);
     }
     IcmpPacket::new_checked(msg)?.fill_checksum(0);
     Ok(())
+}
+
+/// Rewrites the ports (old -> new, source then destination) of a quoted L4
+/// header and, when the quote reaches it, its checksum incrementally:
+/// `addrs` applies the address changes of the pseudo-header. With
+/// `udp_zero_is_none`, a UDP checksum of 0 (IPv4: none) stays 0 and a
+/// computed 0 is written as 0xffff.
+fn fix_quoted_l4(l4: &mut [u8], proto: u8, ports: [(u16, u16); 2], addrs: impl Fn(u16) -> u16, udp_zero_is_none: bool) {
+    l4[0..2].copy_from_slice(&ports[0].1.to_be_bytes());
+    l4[2..4].copy_from_slice(&ports[1].1.to_be_bytes());
+    let udp = proto == protocol::UDP;
+    let at = if udp { 6 } else { 16 };
+    if l4.len() < at + 2 {
+        return;
+    }
+    let old = u16::from_be_bytes([l4[at], l4[at + 1]]);
+    if udp && udp_zero_is_none && old == 0 {
+        return;
+    }
+    let mut c = update16(update16(addrs(old), ports[0].0, ports[0].1), ports[1].0, ports[1].1);
+    if udp && udp_zero_is_none && c == 0 {
+        c = 0xffff;
+    }
+    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
 }
 
 fn v6(e: Endpoint) -> Result<(Ipv6Addr, u16)> {
@@ -135,18 +144,9 @@ pub fn translate_icmp_v6(
         let quoted = &mut msg[crate::icmp::HEADER_LEN..];
         quoted[8..24].copy_from_slice(&isrc.0.octets());
         quoted[24..40].copy_from_slice(&idst.0.octets());
-        let l4 = &mut quoted[flow.ip_len..];
-        l4[0..2].copy_from_slice(&isrc.1.to_be_bytes());
-        l4[2..4].copy_from_slice(&idst.1.to_be_bytes());
-        let check_at = if flow.protocol == protocol::UDP { 6 } else { 16 };
-        if l4.len() >= check_at + 2 {
-            let old = u16::from_be_bytes([l4[check_at], l4[check_at + 1]]);
-            let mut c = update128(old, old_src, isrc.0);
-            c = update128(c, old_dst, idst.0);
-            c = update16(c, flow.src_port, isrc.1);
-            c = update16(c, flow.dst_port, idst.1);
-            l4[check_at..check_at + 2].copy_from_slice(&c.to_be_bytes());
-        }
+        // IPv6 UDP checksums are mandatory: no zero rule.
+        let addrs = |c: u16| update128(update128(c, old_src, isrc.0), old_dst, idst.0);
+        fix_quoted_l4(&mut quoted[flow.ip_len..], flow.protocol, [(flow.src_port, isrc.1), (flow.dst_port, idst.1)], addrs, false);
     }
     let pseudo = checksum::pseudo_header_v6(outer_src.octets(), outer_dst.octets(), ICMPV6, len as u32);
     IcmpPacket::new_checked(msg)?.fill_checksum(pseudo);
