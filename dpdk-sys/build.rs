@@ -5,18 +5,14 @@
 use std::env;
 use std::path::PathBuf;
 
-const APT_HINT: &str =
-    "apt-get install -y libdpdk-dev dpdk-dev pkg-config clang libclang-dev";
+const APT_HINT: &str = "apt-get install -y libdpdk-dev dpdk-dev pkg-config clang libclang-dev";
 
 fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=shim.c");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
-    let dpdk = match pkg_config::Config::new()
-        .atleast_version("22.11")
-        .probe("libdpdk")
-    {
+    let dpdk = match pkg_config::Config::new().atleast_version("22.11").probe("libdpdk") {
         Ok(lib) => lib,
         Err(e) => {
             eprintln!("\nerror: DPDK 22.11 (pkg-config package libdpdk) was not found.");
@@ -72,9 +68,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .expect("write bindings.rs to OUT_DIR");
+    bindings.write_to_file(out.join("bindings.rs")).expect("write bindings.rs to OUT_DIR");
 
     let mut cc = cc::Build::new();
     cc.file(&wrappers_c)

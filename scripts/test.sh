@@ -22,6 +22,13 @@ else
     echo "== clippy is not installed with this toolchain: lints not run"
 fi
 
+if cargo fmt --version >/dev/null 2>&1; then
+    echo "== formatting (rustfmt.toml)"
+    cargo fmt --check
+else
+    echo "== rustfmt is not installed with this toolchain: formatting not checked"
+fi
+
 echo "== configs/ pass --check-config"
 cargo build --quiet -p control --bin rvsd
 for c in configs/*.toml; do

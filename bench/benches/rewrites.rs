@@ -69,9 +69,7 @@ fn benches(c: &mut Criterion) {
     etherparse::PacketBuilder::ipv4([10, 1, 0, 11], [10, 1, 0, 2], 64).icmpv4(t).write(&mut err, &quoted[..28]).unwrap();
     let mut p = err.clone();
     g.bench_function("icmp_error_translate", |b| {
-        b.iter(|| {
-            icmp_error::translate_icmp_v4(black_box(&mut p), Ipv4Addr::new(198, 18, 0, 100), Ipv4Addr::new(198, 51, 100, 7), client, vip).unwrap()
-        })
+        b.iter(|| icmp_error::translate_icmp_v4(black_box(&mut p), Ipv4Addr::new(198, 18, 0, 100), Ipv4Addr::new(198, 51, 100, 7), client, vip).unwrap())
     });
     g.finish();
 }

@@ -3,6 +3,7 @@
 //! (mode 0600). The answer is built from the workers' views (merged over
 //! cores) and what the control thread knows (timeouts, the last reload).
 
+use dataplane::neighbor::NeighborState;
 use dataplane::view::{CoreView, Views};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -68,9 +69,7 @@ pub struct Service {
 
 impl Service {
     pub fn totals(&self) -> (u64, u64, u64, u64, u64) {
-        self.reals.iter().fold((0, 0, 0, 0, 0), |t, r| {
-            (t.0 + r.conns, t.1 + r.pkts_in, t.2 + r.pkts_out, t.3 + r.bytes_in, t.4 + r.bytes_out)
-        })
+        self.reals.iter().fold((0, 0, 0, 0, 0), |t, r| (t.0 + r.conns, t.1 + r.pkts_in, t.2 + r.pkts_out, t.3 + r.bytes_in, t.4 + r.bytes_out))
     }
 }
 
@@ -82,6 +81,34 @@ pub struct Listing {
     /// Seconds: tcp, tcp_fin, udp (ipvsadm --timeout).
     pub timeouts: (u64, u64, u64),
     pub last_reload: Option<String>,
+    /// The neighbor (ARP) entries of the next hops (`rvsadm --neighbors`).
+    #[serde(default)]
+    pub neighbors: Vec<Neighbor>,
+}
+
+/// One next hop the data plane resolves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Neighbor {
+    pub addr: String,
+    /// The data-plane port it is reached through.
+    pub port: u16,
+    pub mac: Option<String>,
+    /// static, reachable, expired or incomplete.
+    pub state: String,
+    /// Seconds since ARP last confirmed it (learned entries only).
+    pub age: Option<u64>,
+}
+
+impl Neighbor {
+    pub fn new(ip: std::net::Ipv4Addr, port: u16, mac: Option<proto::MacAddr>, state: NeighborState) -> Neighbor {
+        let (state, age) = match state {
+            NeighborState::Static => ("static", None),
+            NeighborState::Reachable { age_s } => ("reachable", Some(age_s)),
+            NeighborState::Expired { age_s } => ("expired", Some(age_s)),
+            NeighborState::Incomplete => ("incomplete", None),
+        };
+        Neighbor { addr: ip.to_string(), port, mac: mac.map(|m| m.to_string()), state: state.into(), age }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -208,8 +235,9 @@ impl AdminServer {
     }
 
     /// Serves until `stop`. Once a second it samples the views: rates are
-    /// those of the last completed one-second window.
-    pub fn serve(self, views: Arc<Views>, info: Arc<Mutex<ControlInfo>>, stop: Arc<AtomicBool>) {
+    /// those of the last completed one-second window. `neighbors` reads the
+    /// current neighbor table when a client asks.
+    pub fn serve(self, views: Arc<Views>, info: Arc<Mutex<ControlInfo>>, neighbors: impl Fn() -> Vec<Neighbor>, stop: Arc<AtomicBool>) {
         let mut sample = (Instant::now(), merge(&views.all()));
         let mut window = Listing::default();
         while !stop.load(Ordering::Relaxed) {
@@ -226,6 +254,7 @@ impl AdminServer {
                     let i = info.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     listing.timeouts = i.timeouts;
                     listing.last_reload = i.last_reload;
+                    listing.neighbors = neighbors();
                     handle(stream, listing);
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -269,7 +298,6 @@ fn handle(stream: UnixStream, listing: Listing) {
     out.push('\n');
     let _ = (&stream).write_all(out.as_bytes());
 }
-
 
 /// rvsadm's side: sends `cmd`, returns the answer or a message for humans.
 pub fn ask(path: &Path, cmd: &str) -> Result<Listing, String> {

@@ -7,8 +7,8 @@
 use core::fmt;
 use core::net::Ipv4Addr;
 use dataplane::config::{same_subnet, ArpTimers, ForwardingMode, L4Proto, RealServer, Route, Service, Timeouts};
-use sched::{PersistenceConfig, SchedulerSpec};
 use dataplane::worker::WorkerSettings;
+use sched::{PersistenceConfig, SchedulerSpec};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -72,12 +72,7 @@ struct WorkersSection {
 
 impl Default for WorkersSection {
     fn default() -> Self {
-        WorkersSection {
-            count: None,
-            burst: defaults::burst(),
-            idle_sleep_us: defaults::idle_sleep_us(),
-            idle_polls: defaults::idle_polls(),
-        }
+        WorkersSection { count: None, burst: defaults::burst(), idle_sleep_us: defaults::idle_sleep_us(), idle_polls: defaults::idle_polls() }
     }
 }
 
@@ -362,9 +357,7 @@ impl Checker<'_> {
 fn key_on_line(text: &str, line: usize, column: usize) -> String {
     let Some(l) = text.lines().nth(line.wrapping_sub(1)) else { return String::new() };
     match l.split_once('=') {
-        Some((k, _)) if k.chars().count() < column && !l.trim_start().starts_with('[') => {
-            k.trim().trim_matches('"').to_string()
-        }
+        Some((k, _)) if k.chars().count() < column && !l.trim_start().starts_with('[') => k.trim().trim_matches('"').to_string(),
         _ => String::new(),
     }
 }
@@ -402,13 +395,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => parse(&file, &text),
-        Err(e) => Err(ConfigErrors(vec![ConfigError {
-            file,
-            line: 0,
-            column: 0,
-            key: String::new(),
-            message: format!("cannot read: {e}"),
-        }])),
+        Err(e) => Err(ConfigErrors(vec![ConfigError { file, line: 0, column: 0, key: String::new(), message: format!("cannot read: {e}") }])),
     }
 }
 
@@ -592,7 +579,10 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
     let metrics_listen = if l.get_ref().is_empty() {
         None
     } else {
-        l.get_ref().parse::<std::net::SocketAddr>().map_err(|_| c.err(l, "metrics.listen", format!("{:?} is not ADDRESS:PORT (e.g. \"127.0.0.1:9100\"), or \"\" for none", l.get_ref()))).ok()
+        l.get_ref()
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| c.err(l, "metrics.listen", format!("{:?} is not ADDRESS:PORT (e.g. \"127.0.0.1:9100\"), or \"\" for none", l.get_ref())))
+            .ok()
     };
 
     let mut routes: Vec<Route> = Vec::new();
@@ -623,9 +613,8 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             neighbors.push((a, m));
         }
     }
-    let reachable = |a: Ipv4Addr| {
-        interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, a)) || routes.iter().any(|r| same_subnet(r.prefix, r.prefix_len, a))
-    };
+    let reachable =
+        |a: Ipv4Addr| interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, a)) || routes.iter().any(|r| same_subnet(r.prefix, r.prefix_len, a));
 
     let mut services: Vec<Service> = Vec::new();
     let mut service_keys = std::collections::HashSet::new();
@@ -729,8 +718,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             }
             _ => {}
         }
-        let (Some(proto), Some(vip), Some(scheduler), Some(mode), Some(persistence)) = (proto, vip, scheduler, mode, persistence)
-        else {
+        let (Some(proto), Some(vip), Some(scheduler), Some(mode), Some(persistence)) = (proto, vip, scheduler, mode, persistence) else {
             continue;
         };
         if let Some(m) = &s.mh_table_size {

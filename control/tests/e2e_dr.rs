@@ -57,15 +57,7 @@ fn dr_udp_rr_and_garbage_frames_are_counted_drops() {
     let out = run(lab.exec("cl").args(["ip", "neigh", "show", VIP]));
     let neigh = String::from_utf8_lossy(&out.stdout).to_string();
     let mac = neigh.split_whitespace().skip_while(|w| *w != "lladdr").nth(1).expect("VIP resolved").to_string();
-    let garbage = run(lab.exec("cl").args([
-        "python3",
-        script("garbage.py").to_str().unwrap(),
-        "eth0",
-        &mac,
-        lab.client_addr,
-        lab.vip,
-        "1100",
-    ]));
+    let garbage = run(lab.exec("cl").args(["python3", script("garbage.py").to_str().unwrap(), "eth0", &mac, lab.client_addr, lab.vip, "1100"]));
     assert!(String::from_utf8_lossy(&garbage.stdout).contains("sent 1100"));
     std::thread::sleep(Duration::from_millis(500));
 

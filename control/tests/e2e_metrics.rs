@@ -13,12 +13,7 @@ use std::process::{Command, Stdio};
 /// by prometheus_client ("name{labels}" -> value).
 fn scrape(lab: &Lab) -> HashMap<String, f64> {
     let text = run(lab.exec("lb").args(["curl", "-sf", "http://127.0.0.1:9100/metrics"])).stdout;
-    let mut check = Command::new("python3")
-        .arg(repo().join("scripts/check_metrics.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut check = Command::new("python3").arg(repo().join("scripts/check_metrics.py")).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     use std::io::Write;
     check.stdin.take().unwrap().write_all(&text).unwrap();
     let out = check.wait_with_output().unwrap();
@@ -39,9 +34,7 @@ fn sum(m: &HashMap<String, f64>, name: &str, want: &[&str]) -> f64 {
 
 /// Sends `raw` to the endpoint and returns the status line.
 fn raw_request(lab: &Lab, raw: &str) -> String {
-    let py = format!(
-        "import socket;s=socket.create_connection(('127.0.0.1',9100));s.sendall({raw:?}.encode());print(s.recv(100).decode().splitlines()[0])"
-    );
+    let py = format!("import socket;s=socket.create_connection(('127.0.0.1',9100));s.sendall({raw:?}.encode());print(s.recv(100).decode().splitlines()[0])");
     String::from_utf8_lossy(&run(lab.exec("lb").args(["python3", "-c", &py])).stdout).trim().to_string()
 }
 
@@ -73,10 +66,13 @@ fn metrics_match_the_traffic_and_the_endpoint_is_robust() {
     assert!(m.keys().any(|k| k.starts_with("rvs_core_polls_total{")));
     // Every metric the shipped Grafana dashboard queries exists.
     let dashboard = std::fs::read_to_string(repo().join("configs/grafana-rvs.json")).unwrap();
-    let mut names: Vec<&str> = dashboard.match_indices("rvs_").map(|(i, _)| {
-        let rest = &dashboard[i..];
-        &rest[..rest.find(|c: char| !(c.is_ascii_lowercase() || c == '_')).unwrap_or(rest.len())]
-    }).collect();
+    let mut names: Vec<&str> = dashboard
+        .match_indices("rvs_")
+        .map(|(i, _)| {
+            let rest = &dashboard[i..];
+            &rest[..rest.find(|c: char| !(c.is_ascii_lowercase() || c == '_')).unwrap_or(rest.len())]
+        })
+        .collect();
     names.sort_unstable();
     names.dedup();
     assert!(names.len() >= 10, "{names:?}");

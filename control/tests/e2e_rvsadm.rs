@@ -61,6 +61,16 @@ fn rvsadm_shows_the_real_state() {
     assert_eq!(row.split_whitespace().nth(2), Some("41"), "{stats}");
     let (_, rate, _) = rvsadm(&lab, &["-Ln", "--rate"]);
     assert!(rate.contains("CPS") && rate.lines().any(|l| l.starts_with("TCP")), "{rate}");
+    // --neighbors: both servers resolved by ARP, at their real MACs.
+    let (code, neigh, _) = rvsadm(&lab, &["--neighbors"]);
+    assert_eq!(code, 0);
+    for (rs, ip) in [("rs1", "198.18.0.11"), ("rs2", "198.18.0.12")] {
+        let mac = run(lab.exec(rs).args(["cat", "/sys/class/net/eth0/address"]));
+        let mac = String::from_utf8_lossy(&mac.stdout).trim().to_string();
+        let row = neigh.lines().find(|l| l.starts_with(ip)).unwrap_or_else(|| panic!("{ip} missing: {neigh}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!((cols[2], cols[3]), (mac.as_str(), "reachable"), "{neigh}");
+    }
     let (_, t, _) = rvsadm(&lab, &["--timeout"]);
     assert_eq!(t.trim(), "Timeout (tcp tcpfin udp): 900 120 300");
 

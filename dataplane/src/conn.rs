@@ -114,7 +114,11 @@ impl Conn {
 pub enum Lookup {
     /// Live: the connection after this packet, the packet's direction, and
     /// whether the connection was active before.
-    Hit { conn: Conn, dir: Dir, was_active: bool },
+    Hit {
+        conn: Conn,
+        dir: Dir,
+        was_active: bool,
+    },
     /// Found but expired: removed now (release its counts).
     Expired(Conn),
     Miss,
@@ -604,4 +608,3 @@ mod tests {
         }
     }
 }
-

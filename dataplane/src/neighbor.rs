@@ -118,6 +118,39 @@ impl SharedNeighbors {
     }
 }
 
+/// What an operator is shown of one address (`rvsadm --neighbors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeighborState {
+    /// Configured in `[[neighbors]]`.
+    Static,
+    /// Learned `age_s` seconds ago, still in use.
+    Reachable { age_s: u64 },
+    /// Learned, but older than `expire`: not used until ARP answers again.
+    Expired { age_s: u64 },
+    /// Never answered.
+    Incomplete,
+}
+
+impl SharedNeighbors {
+    /// Every wanted address: (address, port, MAC if any, state) at `now`.
+    pub fn describe(&self, now: u64, timers: ArpTimers) -> Vec<(Ipv4Addr, u16, Option<MacAddr>, NeighborState)> {
+        (0..self.addrs.len())
+            .map(|i| {
+                let (ip, port) = self.addrs[i];
+                let (mac, confirmed) = self.get(i);
+                let age_s = now.saturating_sub(confirmed) / SEC;
+                let state = match mac {
+                    None => NeighborState::Incomplete,
+                    Some(_) if confirmed == STATIC => NeighborState::Static,
+                    Some(_) if age_s < timers.expire => NeighborState::Reachable { age_s },
+                    Some(_) => NeighborState::Expired { age_s },
+                };
+                (ip, port, mac, state)
+            })
+            .collect()
+    }
+}
+
 /// One worker's view: the shared facts plus its own request timers.
 #[derive(Debug)]
 pub struct NeighborTable {
@@ -292,6 +325,23 @@ mod tests {
         let other = MacAddr([2, 0, 0, 0, 0, 0x77]);
         std::thread::spawn(move || c.learn(RS, other, 3 * SEC)).join().unwrap();
         assert_eq!(a.lookup(RS, 3 * SEC), Some(other));
+    }
+
+    #[test]
+    fn describe_tells_static_reachable_expired_and_incomplete_apart() {
+        let other = Ipv4Addr::new(198, 18, 0, 12);
+        let third = Ipv4Addr::new(198, 18, 0, 13);
+        let shared = Arc::new(SharedNeighbors::new([(RS, 0), (other, 1), (third, 0)]));
+        let mut t = NeighborTable::new(Arc::clone(&shared), timers());
+        assert!(t.learn(RS, MAC, 5 * SEC));
+        assert!(shared.set_static(other, MAC));
+        let d = shared.describe(20 * SEC, timers());
+        assert_eq!(d[0], (RS, 0, Some(MAC), NeighborState::Reachable { age_s: 15 }));
+        assert_eq!(d[1], (other, 1, Some(MAC), NeighborState::Static));
+        assert_eq!(d[2], (third, 0, None, NeighborState::Incomplete));
+        let later = shared.describe(200 * SEC, timers());
+        assert_eq!(later[0].3, NeighborState::Expired { age_s: 195 });
+        assert_eq!(later[1].3, NeighborState::Static, "static entries never age");
     }
 
     #[test]

@@ -4,15 +4,15 @@
 use crate::config::{ForwardingMode, L4Proto, Service, Snapshot};
 use crate::conn::{Binding, Conn, ConnTable, Dir, FlowKey, Lookup};
 use crate::counters::{CoreCounters, DropReason};
+use crate::local_ports::LocalPorts;
 use crate::neighbor::{NeighborTable, SharedNeighbors};
 use core::net::Ipv4Addr;
 use hashbrown::HashMap;
 use proto::arp::{self, ArpPacket};
 use proto::ethernet::{self, ethertype, EthernetFrame};
-use proto::rewrite::{icmp_error, nat, toa, tunnel, Endpoint};
-use crate::local_ports::LocalPorts;
 use proto::ipv4::{protocol, Ipv4Packet};
 use proto::l4::{TcpSegment, UdpDatagram};
+use proto::rewrite::{icmp_error, nat, toa, tunnel, Endpoint};
 use proto::MacAddr;
 use sched::{DestConfig, Flow, Pool};
 use std::sync::Arc;
@@ -166,11 +166,7 @@ impl Pipeline {
     }
 
     /// A pipeline sharing `neighbors` with the other workers.
-    pub fn with_neighbors(
-        snapshot: Arc<Snapshot>,
-        counters: Arc<CoreCounters>,
-        neighbors: Arc<SharedNeighbors>,
-    ) -> Result<Self, SnapshotError> {
+    pub fn with_neighbors(snapshot: Arc<Snapshot>, counters: Arc<CoreCounters>, neighbors: Arc<SharedNeighbors>) -> Result<Self, SnapshotError> {
         validate(&snapshot)?;
         let services = snapshot.services.iter().map(|s| build_service(s, snapshot.worker_cores, 0)).collect::<Result<Vec<_>, _>>()?;
         let max_port = snapshot.interfaces.iter().map(|i| usize::from(i.port)).max().unwrap_or(0);
@@ -212,11 +208,8 @@ impl Pipeline {
             }
             // Retired FullNAT services still get their replies.
             self.local_addrs.extend(s.local_addrs.iter().copied());
-            s.neighbor_slots = s
-                .reals
-                .iter()
-                .map(|r| self.snapshot.next_hop(*r).and_then(|(hop, _)| self.neighbors.slot_of(hop)).map_or(u32::MAX, |x| x as u32))
-                .collect();
+            s.neighbor_slots =
+                s.reals.iter().map(|r| self.snapshot.next_hop(*r).and_then(|(hop, _)| self.neighbors.slot_of(hop)).map_or(u32::MAX, |x| x as u32)).collect();
         }
         self.steering = self.cores > 1 && self.services.iter().any(|s| matches!(s.mode, ForwardingMode::Nat | ForwardingMode::FullNat));
     }
@@ -308,12 +301,7 @@ impl Pipeline {
 
     /// Writes the ARP requests that are due into buffers from `alloc`
     /// (which returns `None` when out of buffers) and hands each to `send`.
-    pub fn arp_requests<B: AsMut<[u8]>>(
-        &mut self,
-        now: u64,
-        mut alloc: impl FnMut() -> Option<B>,
-        mut send: impl FnMut(u16, B, usize),
-    ) {
+    pub fn arp_requests<B: AsMut<[u8]>>(&mut self, now: u64, mut alloc: impl FnMut() -> Option<B>, mut send: impl FnMut(u16, B, usize)) {
         let ifaces = &self.snapshot.interfaces;
         let counters = &self.counters;
         if std::mem::take(&mut self.announce) && self.core == 0 {
@@ -599,9 +587,7 @@ impl Pipeline {
         let rport = s.real_ports[i];
         let out = match (s.mode, local) {
             (ForwardingMode::Nat, _) => Some(FlowKey { proto: key.proto, src: real, dst: key.src, sport: rport, dport: key.sport }),
-            (ForwardingMode::FullNat, Some((laddr, lport))) => {
-                Some(FlowKey { proto: key.proto, src: real, dst: laddr, sport: rport, dport: lport })
-            }
+            (ForwardingMode::FullNat, Some((laddr, lport))) => Some(FlowKey { proto: key.proto, src: real, dst: laddr, sport: rport, dport: lport }),
             _ => None,
         };
         let to = Binding { service: svc, dest: i as u32, real, peer_mac: src_mac, peer_port: port, local };
@@ -868,16 +854,10 @@ fn validate(snapshot: &Snapshot) -> Result<(), SnapshotError> {
             // DR reaches a real server only on a connected subnet.
             let on_link = snapshot.interfaces.iter().any(|i| i.on_link(r.addr));
             if !on_link && s.mode == ForwardingMode::DirectRoute {
-                return Err(SnapshotError(format!(
-                    "real server {} of {}:{} is on no interface's subnet (DR needs the same L2)",
-                    r.addr, s.vip, s.port
-                )));
+                return Err(SnapshotError(format!("real server {} of {}:{} is on no interface's subnet (DR needs the same L2)", r.addr, s.vip, s.port)));
             }
             if snapshot.next_hop(r.addr).is_none() {
-                return Err(SnapshotError(format!(
-                    "real server {} of {}:{} is on no interface's subnet and no route reaches it",
-                    r.addr, s.vip, s.port
-                )));
+                return Err(SnapshotError(format!("real server {} of {}:{} is on no interface's subnet and no route reaches it", r.addr, s.vip, s.port)));
             }
             if r.port.is_some_and(|p| p != s.port) && s.mode == ForwardingMode::DirectRoute {
                 return Err(SnapshotError(format!("real server {} of {}:{}: DR cannot map ports", r.addr, s.vip, s.port)));
@@ -899,8 +879,7 @@ fn dest_config(s: &Service, r: &crate::config::RealServer, cores: u32) -> DestCo
 
 fn build_service(s: &Service, cores: u32, core: u32) -> Result<ServiceState, SnapshotError> {
     let dests: Vec<DestConfig> = s.reals.iter().map(|r| dest_config(s, r, cores)).collect();
-    let pool = Pool::new(s.scheduler, &dests, s.persistence)
-        .map_err(|e| SnapshotError(format!("service {} {}:{}: {e}", s.proto.name(), s.vip, s.port)))?;
+    let pool = Pool::new(s.scheduler, &dests, s.persistence).map_err(|e| SnapshotError(format!("service {} {}:{}: {e}", s.proto.name(), s.vip, s.port)))?;
     Ok(ServiceState {
         key: service_key(s.proto.number(), s.vip, s.port),
         vip: s.vip,

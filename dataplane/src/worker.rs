@@ -76,10 +76,7 @@ impl Worker {
         let mut rx = Burst::new();
         // Output batches, allocated once, before the loop.
         let ncores = rings.as_ref().map_or(0, |r| r.len());
-        let mut out = Outputs {
-            tx: (0..ports.len()).map(|_| Burst::new()).collect(),
-            redirect: (0..ncores).map(|_| Burst::new()).collect(),
-        };
+        let mut out = Outputs { tx: (0..ports.len()).map(|_| Burst::new()).collect(), redirect: (0..ncores).map(|_| Burst::new()).collect() };
         let mut idle_polls = 0u32;
         let mut generation = self.config.as_ref().map_or(0, |c| c.generation());
         let mut next_view = 0u64;

@@ -14,23 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn eal() -> Eal {
-    let args: Vec<String> = [
-        "-l",
-        "0",
-        "--no-huge",
-        "-m",
-        "256",
-        "--no-pci",
-        "--no-shconf",
-        "--no-telemetry",
-        "--log-level",
-        "error",
-        "--vdev=net_ring0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain(["--file-prefix".to_string(), format!("rvs-test-{}", std::process::id())])
-    .collect();
+    let args: Vec<String> = ["-l", "0", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry", "--log-level", "error", "--vdev=net_ring0"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--file-prefix".to_string(), format!("rvs-test-{}", std::process::id())])
+        .collect();
     Eal::init(&args).expect("EAL init (is DPDK installed? run as root)")
 }
 
@@ -163,7 +151,8 @@ fn dpdk_ownership_and_worker_on_net_ring() {
             port: 80,
             scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Rr),
             persistence: None,
-            mode: ForwardingMode::DirectRoute, local_addrs: vec![],
+            mode: ForwardingMode::DirectRoute,
+            local_addrs: vec![],
             reals: vec![RealServer::new(Ipv4Addr::new(198, 18, 0, 11), 1)],
         }],
         timeouts: Timeouts::default(),
@@ -178,13 +167,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     let mut m = Mbuf::alloc(&pool).unwrap();
     assert!(m.set_len(60));
     m.data_mut().fill(0);
-    proto::arp::write_request(
-        m.data_mut(),
-        MacAddr([2, 0, 0, 0, 0, 10]),
-        Ipv4Addr::new(198, 18, 0, 10),
-        Ipv4Addr::new(198, 18, 0, 100),
-    )
-    .unwrap();
+    proto::arp::write_request(m.data_mut(), MacAddr([2, 0, 0, 0, 0, 10]), Ipv4Addr::new(198, 18, 0, 10), Ipv4Addr::new(198, 18, 0, 100)).unwrap();
     let mut b = Burst::new();
     b.push(m).unwrap();
     assert_eq!(port.tx(0, &mut b), (1, 0));
@@ -212,10 +195,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     // The reply and the request loop back and are seen (and dropped) too.
     assert!(counters.rx_packets.get() >= 3, "{}", counters.summary());
     assert_eq!(counters.garp_sent.get(), 1, "the VIP announced at start");
-    assert_eq!(
-        counters.tx_packets.get(),
-        counters.arp_replies_sent.get() + counters.arp_requests_sent.get() + counters.garp_sent.get()
-    );
+    assert_eq!(counters.tx_packets.get(), counters.arp_replies_sent.get() + counters.arp_requests_sent.get() + counters.garp_sent.get());
     let mut leftover = 0;
     while ports[0].rx(0, &mut rx, 32) > 0 {
         while rx.pop().is_some() {

@@ -19,7 +19,8 @@ fn pipeline() -> Pipeline {
         port,
         scheduler: sched::SchedulerSpec::new(kind),
         persistence: None,
-        mode: ForwardingMode::DirectRoute, local_addrs: vec![],
+        mode: ForwardingMode::DirectRoute,
+        local_addrs: vec![],
         reals: reals.clone(),
     };
     let snapshot = Snapshot {

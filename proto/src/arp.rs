@@ -155,7 +155,10 @@ mod tests {
         let eth = EthernetFrame::new_checked(&f[..]).unwrap();
         let a = ArpPacket::new_checked(eth.payload()).unwrap();
         assert!(eth.dst().is_broadcast());
-        assert_eq!((a.operation(), a.sender_ip(), a.target_ip(), a.sender_mac()), (OP_REQUEST, Ipv4Addr::new(198, 18, 0, 100), Ipv4Addr::new(198, 18, 0, 100), LB));
+        assert_eq!(
+            (a.operation(), a.sender_ip(), a.target_ip(), a.sender_mac()),
+            (OP_REQUEST, Ipv4Addr::new(198, 18, 0, 100), Ipv4Addr::new(198, 18, 0, 100), LB)
+        );
     }
 
     #[test]

@@ -125,7 +125,13 @@ mod pseudo_tests {
     #[test]
     fn udp_checksum_matches_etherparse_v4_and_v6() {
         let payload = b"hello, world";
-        let udp = etherparse::UdpHeader::with_ipv4_checksum(5000, 53, &etherparse::Ipv4Header::new(20, 64, etherparse::IpNumber::UDP, [198, 18, 0, 10], [198, 18, 0, 100]).unwrap(), payload).unwrap();
+        let udp = etherparse::UdpHeader::with_ipv4_checksum(
+            5000,
+            53,
+            &etherparse::Ipv4Header::new(20, 64, etherparse::IpNumber::UDP, [198, 18, 0, 10], [198, 18, 0, 100]).unwrap(),
+            payload,
+        )
+        .unwrap();
         let mut seg = udp.to_bytes().to_vec();
         seg.extend_from_slice(payload);
         let want = u16::from_be_bytes([seg[6], seg[7]]);
@@ -136,7 +142,14 @@ mod pseudo_tests {
 
         let src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
         let dst = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
-        let ip6 = etherparse::Ipv6Header { payload_length: 8 + payload.len() as u16, next_header: etherparse::IpNumber::UDP, hop_limit: 64, source: src, destination: dst, ..Default::default() };
+        let ip6 = etherparse::Ipv6Header {
+            payload_length: 8 + payload.len() as u16,
+            next_header: etherparse::IpNumber::UDP,
+            hop_limit: 64,
+            source: src,
+            destination: dst,
+            ..Default::default()
+        };
         let udp = etherparse::UdpHeader::with_ipv6_checksum(5000, 53, &ip6, payload).unwrap();
         let mut seg = udp.to_bytes().to_vec();
         seg.extend_from_slice(payload);

@@ -91,8 +91,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// untagged or too short for the tag.
     pub fn vlan(&self) -> Option<(u16, u16)> {
         let b = self.buffer.as_ref();
-        (self.ethertype() == ethertype::VLAN && b.len() >= HEADER_LEN + VLAN_TAG_LEN)
-            .then(|| (crate::bytes::be16(b, 14), crate::bytes::be16(b, 16)))
+        (self.ethertype() == ethertype::VLAN && b.len() >= HEADER_LEN + VLAN_TAG_LEN).then(|| (crate::bytes::be16(b, 14), crate::bytes::be16(b, 16)))
     }
 
     /// Where the L3 header starts and its EtherType, looking past one

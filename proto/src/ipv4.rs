@@ -180,9 +180,7 @@ mod tests {
     /// A 20-byte header: 198.18.0.10 -> 198.18.0.100, TCP, total length 40.
     fn header() -> [u8; 40] {
         let mut p = [0u8; 40];
-        p[..20].copy_from_slice(&[
-            0x45, 0, 0, 40, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 10, 198, 18, 0, 100,
-        ]);
+        p[..20].copy_from_slice(&[0x45, 0, 0, 40, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 10, 198, 18, 0, 100]);
         let mut v = Ipv4Packet::new_checked(&mut p[..]).unwrap();
         v.fill_checksum();
         p

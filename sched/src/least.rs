@@ -38,9 +38,7 @@ impl Order {
     /// index wins, as IPVS's list scan does).
     #[inline]
     pub(crate) fn better(self, a: &DestState, b: &DestState) -> bool {
-        let sed = |a: &DestState, b: &DestState| {
-            ratio_less(u64::from(a.active) + 1, a.weight(), u64::from(b.active) + 1, b.weight())
-        };
+        let sed = |a: &DestState, b: &DestState| ratio_less(u64::from(a.active) + 1, a.weight(), u64::from(b.active) + 1, b.weight());
         match self {
             Order::Lc => a.overhead() < b.overhead(),
             Order::Wlc => ratio_less(a.overhead(), a.weight(), b.overhead(), b.weight()),

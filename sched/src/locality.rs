@@ -145,10 +145,7 @@ impl Locality {
 
 /// `ip_vs_dest_set_min`: lowest overhead/weight among usable members.
 fn least_loaded(dests: &[DestState], set: &[u32]) -> Option<usize> {
-    set.iter()
-        .map(|&i| i as usize)
-        .filter(|&i| dests[i].eligible())
-        .reduce(|a, b| if Order::Wlc.better(&dests[b], &dests[a]) { b } else { a })
+    set.iter().map(|&i| i as usize).filter(|&i| dests[i].eligible()).reduce(|a, b| if Order::Wlc.better(&dests[b], &dests[a]) { b } else { a })
 }
 
 /// `ip_vs_dest_set_max`: highest overhead/weight; position in the set.

@@ -16,12 +16,7 @@ fn cfgs(weights: &[u32]) -> Vec<DestConfig> {
 /// A client's flow. The destination varies with the client too, as for a
 /// cache cluster, so dh and lblc (which hash the destination) spread.
 fn flow(client: u32, port: u16) -> Flow {
-    Flow {
-        src: IpAddr::V4(Ipv4Addr::from(0xc633_6400 + client)),
-        src_port: port,
-        dst: IpAddr::V4(Ipv4Addr::from(0xcb00_7100 + client % 97)),
-        dst_port: 80,
-    }
+    Flow { src: IpAddr::V4(Ipv4Addr::from(0xc633_6400 + client)), src_port: port, dst: IpAddr::V4(Ipv4Addr::from(0xcb00_7100 + client % 97)), dst_port: 80 }
 }
 
 fn pool(name: &str, weights: &[u32]) -> Pool {
@@ -38,10 +33,7 @@ fn names_flags_and_their_errors() {
     let s = SchedulerSpec::parse("sh", &["sh-port", "sh-fallback"], None).unwrap();
     assert!(s.flags.port && s.flags.fallback);
     assert!(SchedulerSpec::parse("mh", &["mh-port"], Some(65521)).unwrap().flags.port);
-    assert_eq!(
-        SchedulerSpec::parse("rr", &["sh-port"], None).unwrap_err().to_string(),
-        "flag \"sh-port\" does not apply to scheduler rr"
-    );
+    assert_eq!(SchedulerSpec::parse("rr", &["sh-port"], None).unwrap_err().to_string(), "flag \"sh-port\" does not apply to scheduler rr");
     assert!(SchedulerSpec::parse("sh", &["mh-fallback"], None).is_err());
     assert!(SchedulerSpec::parse("sh", &["flag-9"], None).unwrap_err().to_string().contains("unknown scheduler flag"));
     assert!(SchedulerSpec::parse("mh", &[], Some(1000)).unwrap_err().to_string().contains("prime"));

@@ -26,23 +26,28 @@ fn pipeline(max_conns: usize) -> Pipeline {
     let snapshot = Snapshot {
         interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500 }],
         routes: vec![],
-        services: vec![Service {
-            proto: L4Proto::Udp,
-            vip: VIP,
-            port: 53,
-            scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wrr),
-            persistence: None,
-            mode: ForwardingMode::DirectRoute, local_addrs: vec![],
-            reals: reals.clone(),
-        }, Service {
-            proto: L4Proto::Tcp,
-            vip: VIP,
-            port: 80,
-            scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wlc),
-            persistence: None,
-            mode: ForwardingMode::DirectRoute, local_addrs: vec![],
-            reals: reals.clone(),
-        }],
+        services: vec![
+            Service {
+                proto: L4Proto::Udp,
+                vip: VIP,
+                port: 53,
+                scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wrr),
+                persistence: None,
+                mode: ForwardingMode::DirectRoute,
+                local_addrs: vec![],
+                reals: reals.clone(),
+            },
+            Service {
+                proto: L4Proto::Tcp,
+                vip: VIP,
+                port: 80,
+                scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wlc),
+                persistence: None,
+                mode: ForwardingMode::DirectRoute,
+                local_addrs: vec![],
+                reals: reals.clone(),
+            },
+        ],
         timeouts: Timeouts::default(),
         arp: ArpTimers::default(),
         max_connections_per_core: max_conns,
@@ -157,13 +162,7 @@ fn lookup() {
     for n in [1_000usize, 1_000_000, 10_000_000] {
         let mut t = ConnTable::new(n, Timeouts::default());
         let rss0 = rss_bytes();
-        let key = |i: u64| FlowKey {
-            proto: 17,
-            src: Ipv4Addr::from(0x6400_0000 + (i >> 16) as u32),
-            dst: VIP,
-            sport: i as u16,
-            dport: 53,
-        };
+        let key = |i: u64| FlowKey { proto: 17, src: Ipv4Addr::from(0x6400_0000 + (i >> 16) as u32), dst: VIP, sport: i as u16, dport: 53 };
         for i in 0..n as u64 {
             let to = Binding { service: 0, dest: 0, real: VIP, peer_mac: LB_MAC, peer_port: 0, local: None };
             t.insert(key(i), None, L4Proto::Udp, 0, to, 0).expect("capacity");

@@ -17,9 +17,7 @@ const SERVICES: u32 = 10_000;
 /// A config file with `SERVICES` TCP services (distinct VIPs), two real
 /// servers each; `weight` for the second server.
 fn config_text(weight: u32) -> String {
-    let mut t = String::from(
-        "[dpdk]\neal_args = []\n\n[[interfaces]]\nname = \"lan\"\ndevice = \"net_null0\"\naddress = \"10.0.0.2/16\"\n",
-    );
+    let mut t = String::from("[dpdk]\neal_args = []\n\n[[interfaces]]\nname = \"lan\"\ndevice = \"net_null0\"\naddress = \"10.0.0.2/16\"\n");
     for s in 0..SERVICES {
         let vip = Ipv4Addr::from(0xc612_0000 + s);
         let _ = write!(

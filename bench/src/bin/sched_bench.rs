@@ -18,9 +18,7 @@ const ITERS: u64 = 200_000;
 const RUNS: usize = 7;
 
 fn servers(n: usize, rng: &mut Rng) -> Vec<DestConfig> {
-    (0..n)
-        .map(|k| DestConfig::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + k as u32)), 80, 200 * (1 + (rng.next_u64() % 4) as u32)))
-        .collect()
+    (0..n).map(|k| DestConfig::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + k as u32)), 80, 200 * (1 + (rng.next_u64() % 4) as u32))).collect()
 }
 
 fn flows(rng: &mut Rng) -> Vec<Flow> {

@@ -24,6 +24,9 @@ struct Args {
     /// The TCP, TCP FIN and UDP timeouts.
     #[arg(long)]
     timeout: bool,
+    /// The neighbor (ARP) table of the next hops, like `ip neigh`.
+    #[arg(long)]
+    neighbors: bool,
     /// Machine-readable output (everything rvsd reported).
     #[arg(long)]
     json: bool,
@@ -70,15 +73,7 @@ fn stats(l: &Listing) -> String {
         let (c, pi, po, bi, bo) = s.totals();
         o.push_str(&format!("{:<4} {:<28} {:>8} {:>8} {:>8} {:>8} {:>8}\n", s.proto, addr(&s.vip, s.port), c, pi, po, bi, bo));
         for r in &s.reals {
-            o.push_str(&format!(
-                "  -> {:<28} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-                addr(&r.addr, r.port),
-                r.conns,
-                r.pkts_in,
-                r.pkts_out,
-                r.bytes_in,
-                r.bytes_out
-            ));
+            o.push_str(&format!("  -> {:<28} {:>8} {:>8} {:>8} {:>8} {:>8}\n", addr(&r.addr, r.port), r.conns, r.pkts_in, r.pkts_out, r.bytes_in, r.bytes_out));
         }
     }
     o
@@ -94,6 +89,17 @@ fn rate(l: &Listing) -> String {
         for r in &s.reals {
             o.push_str(&format!("  -> {:<28} {}\n", addr(&r.addr, r.port), row(&r.rates)));
         }
+    }
+    o
+}
+
+/// `rvsadm --neighbors`.
+fn neighbors(l: &Listing) -> String {
+    let mut o = String::from("Address          Port MAC               State      Age(s)\n");
+    for n in &l.neighbors {
+        let age = n.age.map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+        let mac = n.mac.as_deref().unwrap_or("-");
+        o.push_str(&format!("{:<16} {:<4} {:<17} {:<10} {}\n", n.addr, n.port, mac, n.state, age));
     }
     o
 }
@@ -125,12 +131,14 @@ fn main() -> ExitCode {
         stats(&l)
     } else if args.rate {
         rate(&l)
+    } else if args.neighbors {
+        neighbors(&l)
     } else {
         list(&l)
     };
     print!("{out}");
     if let Some(r) = &l.last_reload {
-        if !args.timeout && !args.stats && !args.rate {
+        if !args.timeout && !args.stats && !args.rate && !args.neighbors {
             println!("last reload: {r}");
         }
     }

@@ -2,6 +2,7 @@
 //! one worker per EAL worker lcore, and runs until SIGINT/SIGTERM.
 
 use clap::Parser;
+use control::admin::{AdminServer, ControlInfo, Neighbor};
 use control::config::{self, Config};
 use control::{error, info};
 use dataplane::config::{Interface, Snapshot};
@@ -9,15 +10,14 @@ use dataplane::counters::CoreCounters;
 use dataplane::dpdk::{Eal, Mempool, Port, Ring};
 use dataplane::neighbor::SharedNeighbors;
 use dataplane::pipeline::Pipeline;
-use dataplane::worker::Worker;
-use std::path::{Path, PathBuf};
 use dataplane::published::Published;
 use dataplane::view::Views;
-use control::admin::{AdminServer, ControlInfo};
-use std::sync::Mutex;
+use dataplane::worker::Worker;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -41,13 +41,7 @@ fn main() -> ExitCode {
         return match config::load(&path) {
             Ok(c) => {
                 let reals: usize = c.services.iter().map(|s| s.reals.len()).sum();
-                println!(
-                    "{}: OK ({} interfaces, {} services, {} real servers)",
-                    path.display(),
-                    c.interfaces.len(),
-                    c.services.len(),
-                    reals
-                );
+                println!("{}: OK ({} interfaces, {} services, {} real servers)", path.display(), c.interfaces.len(), c.services.len(), reals);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -214,12 +208,17 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     // What workers show operators, and the admin socket that serves it.
     let views = Arc::new(Views::new(lcores.len()));
     let info = Arc::new(Mutex::new(ControlInfo { timeouts: (cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp), last_reload: None }));
-    let admin = AdminServer::bind(&cfg.admin_socket)
-        .map_err(|e| format!("admin socket {}: {e}", cfg.admin_socket.display()))?;
+    let admin = AdminServer::bind(&cfg.admin_socket).map_err(|e| format!("admin socket {}: {e}", cfg.admin_socket.display()))?;
     let reload_stats = Arc::new(Mutex::new(control::metrics::ReloadStats { ok: 0, failed: 0, last_ok: unix_now() }));
     let admin_thread = {
         let (views, info, stop) = (Arc::clone(&views), Arc::clone(&info), Arc::clone(&stop));
-        std::thread::Builder::new().name("rvsd-admin".into()).spawn(move || admin.serve(views, info, stop))?
+        let published = Arc::clone(&published);
+        let neighbors = move || {
+            let (snapshot, table) = published.get();
+            let now = dataplane::clock::now_ns();
+            table.describe(now, snapshot.arp).into_iter().map(|(ip, port, mac, state)| Neighbor::new(ip, port, mac, state)).collect()
+        };
+        std::thread::Builder::new().name("rvsd-admin".into()).spawn(move || admin.serve(views, info, neighbors, stop))?
     };
     // With several workers, a packet that reached a core other than the one
     // owning its connection travels there through that core's ring.
@@ -236,8 +235,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     let mut workers = Vec::new();
     for (q, _) in lcores.iter().enumerate() {
         let c = Arc::new(CoreCounters::default());
-        let pipeline =
-            Pipeline::with_neighbors(Arc::clone(&snapshot), Arc::clone(&c), Arc::clone(&neighbors))?.for_core(q as u32);
+        let pipeline = Pipeline::with_neighbors(Arc::clone(&snapshot), Arc::clone(&c), Arc::clone(&neighbors))?.for_core(q as u32);
         counters.push(c);
         workers.push(Worker {
             pipeline,
@@ -285,19 +283,9 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
         eal.wait_all();
         return Err(format!("{e} (after {launched} workers started)").into());
     }
-    info!(
-        "running: {} worker(s) on lcores {:?}, {} service(s); pid {}",
-        launched,
-        lcore_ids,
-        snapshot.services.len(),
-        std::process::id()
-    );
+    info!("running: {} worker(s) on lcores {:?}, {} service(s); pid {}", launched, lcore_ids, snapshot.services.len(), std::process::id());
     for s in &snapshot.services {
-        let reals: Vec<String> = s
-            .reals
-            .iter()
-            .map(|r| format!("{}:{}(w{})", r.addr, r.port.unwrap_or(s.port), r.weight))
-            .collect();
+        let reals: Vec<String> = s.reals.iter().map(|r| format!("{}:{}(w{})", r.addr, r.port.unwrap_or(s.port), r.weight)).collect();
         let persist = s.persistence.map(|p| format!(" persistent {}s", p.timeout)).unwrap_or_default();
         info!("service {} {}:{} {}{persist} {} -> {}", s.proto.name(), s.vip, s.port, s.scheduler.kind, s.mode.name(), reals.join(" "));
     }

@@ -83,13 +83,7 @@ impl Lab {
     /// The userspace IPIP endpoint on both real servers (TUN mode).
     pub(crate) fn start_decapsulators(&mut self) {
         for rs in ["rs1", "rs2"] {
-            let child = self
-                .exec(rs)
-                .args(["python3", script("ipip_decap.py").to_str().unwrap()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let child = self.exec(rs).args(["python3", script("ipip_decap.py").to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
             self.children.push(child);
         }
     }
@@ -164,15 +158,7 @@ impl Lab {
     /// Starts rvsd and waits until it runs, sending no traffic.
     pub(crate) fn start_rvsd_quiet(&mut self, config: &Path) {
         let log = std::fs::File::create(self.dir.join("rvsd.log")).unwrap();
-        let child = self
-            .exec("lb")
-            .arg(env!("CARGO_BIN_EXE_rvsd"))
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = self.exec("lb").arg(env!("CARGO_BIN_EXE_rvsd")).arg("--config").arg(config).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.rvsd = Some(child);
         let t = Instant::now();
         while !self.log().contains("running:") {
@@ -213,10 +199,7 @@ impl Lab {
     }
 
     pub(crate) fn client_args(&self, kind: &str, n: usize, extra: &[&str]) -> Vec<String> {
-        let out = run(self
-            .exec("cl")
-            .args(["python3", script("client.py").to_str().unwrap(), kind, self.vip, &n.to_string()])
-            .args(extra));
+        let out = run(self.exec("cl").args(["python3", script("client.py").to_str().unwrap(), kind, self.vip, &n.to_string()]).args(extra));
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
     }
 
@@ -237,9 +220,8 @@ impl Lab {
     /// af_packet queue pairs on every port.
     pub(crate) fn config_file_workers(&self, name: &str, workers: u32) -> PathBuf {
         let lcores = (1..=workers).map(|l| format!("{l}@1")).collect::<Vec<_>>().join(",");
-        let mut text = std::fs::read_to_string(repo().join("configs").join(name))
-            .unwrap()
-            .replace("@FILE_PREFIX@", &format!("{}-{}", self.prefix, std::process::id()));
+        let mut text =
+            std::fs::read_to_string(repo().join("configs").join(name)).unwrap().replace("@FILE_PREFIX@", &format!("{}-{}", self.prefix, std::process::id()));
         if workers > 1 {
             text = text
                 .replace("\"-l\", \"0-1\"", &format!("\"--lcores\", \"0@0,{lcores}\""))
@@ -298,13 +280,10 @@ pub(crate) fn stat_all(log: &str, key: &str) -> u64 {
 /// The value of `key=` in the final `stats lcore=` line of the log.
 pub(crate) fn stat(log: &str, key: &str) -> u64 {
     let line = log.lines().rfind(|l| l.contains("stats lcore=")).expect("stats line");
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .map_or(0, |v| v.parse().unwrap())
+    line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{key}="))).map_or(0, |v| v.parse().unwrap())
 }
 
 pub(crate) fn namespaces_with(prefix: &str) -> usize {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with(&format!("{prefix}-"))).count()
 }
-

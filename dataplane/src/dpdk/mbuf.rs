@@ -72,9 +72,7 @@ impl Mbuf {
         let m = self.m();
         // SAFETY: buf_addr + data_off .. + data_len lies inside the buffer
         // DPDK gave us; we own it, so no one writes it meanwhile.
-        unsafe {
-            std::slice::from_raw_parts((m.buf_addr as *const u8).add(usize::from(m.data_off)), usize::from(m.data_len))
-        }
+        unsafe { std::slice::from_raw_parts((m.buf_addr as *const u8).add(usize::from(m.data_off)), usize::from(m.data_len)) }
     }
 
     /// The first segment's data, writable.

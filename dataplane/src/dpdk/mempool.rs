@@ -24,18 +24,9 @@ impl Mempool {
         let cname = CString::new(name).map_err(|_| DpdkError::new("mempool name contains NUL", 22))?;
         // SAFETY: valid C string; the EAL is initialised (we hold &Eal).
         let raw = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(
-                cname.as_ptr(),
-                count,
-                cache,
-                0,
-                dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
-                dpdk_sys::rte_socket_id() as i32,
-            )
+            dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), count, cache, 0, dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16, dpdk_sys::rte_socket_id() as i32)
         };
-        NonNull::new(raw)
-            .map(|ptr| Mempool { ptr })
-            .ok_or_else(|| DpdkError::from_errno(format!("rte_pktmbuf_pool_create({name}, {count} mbufs)")))
+        NonNull::new(raw).map(|ptr| Mempool { ptr }).ok_or_else(|| DpdkError::from_errno(format!("rte_pktmbuf_pool_create({name}, {count} mbufs)")))
     }
 
     pub(crate) fn as_ptr(&self) -> *mut dpdk_sys::rte_mempool {

@@ -64,10 +64,7 @@ impl Port {
         }
         if queues > info.max_rx_queues || queues > info.max_tx_queues {
             return Err(DpdkError::new(
-                format!(
-                    "port {} supports {} rx / {} tx queues, {} workers need {queues}",
-                    self.name, info.max_rx_queues, info.max_tx_queues, queues
-                ),
+                format!("port {} supports {} rx / {} tx queues, {} workers need {queues}", self.name, info.max_rx_queues, info.max_tx_queues, queues),
                 22,
             ));
         }

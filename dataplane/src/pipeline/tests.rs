@@ -22,7 +22,16 @@ fn snapshot(scheduler: SchedulerKind, w1: u32, w2: u32, max_conns: usize) -> Arc
         interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24, mtu: 1500 }],
         routes: vec![],
         services: vec![
-            Service { proto: L4Proto::Tcp, vip: VIP, port: 80, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, local_addrs: vec![], reals: reals.clone() },
+            Service {
+                proto: L4Proto::Tcp,
+                vip: VIP,
+                port: 80,
+                scheduler,
+                persistence: None,
+                mode: ForwardingMode::DirectRoute,
+                local_addrs: vec![],
+                reals: reals.clone(),
+            },
             Service { proto: L4Proto::Udp, vip: VIP, port: 53, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, local_addrs: vec![], reals },
         ],
         timeouts: Timeouts::default(),
@@ -416,7 +425,8 @@ mod nat_mode {
             port,
             scheduler: SchedulerSpec::new(SchedulerKind::Rr),
             persistence: None,
-            mode: ForwardingMode::Nat, local_addrs: vec![],
+            mode: ForwardingMode::Nat,
+            local_addrs: vec![],
             reals,
         };
         let snapshot = Snapshot {
@@ -782,13 +792,17 @@ mod routes {
             let mut p = routed(mode);
             // The gateway is what gets resolved, not the server behind it.
             let mut asked = Vec::new();
-            p.arp_requests(0, || Some(vec![0u8; 64]), |_, buf, len| {
-                let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
-                let a = ArpPacket::new_checked(eth.payload()).unwrap();
-                if a.sender_ip() != a.target_ip() {
-                    asked.push(a.target_ip()); // not the VIP's announcement
-                }
-            });
+            p.arp_requests(
+                0,
+                || Some(vec![0u8; 64]),
+                |_, buf, len| {
+                    let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
+                    let a = ArpPacket::new_checked(eth.payload()).unwrap();
+                    if a.sender_ip() != a.target_ip() {
+                        asked.push(a.target_ip()); // not the VIP's announcement
+                    }
+                },
+            );
             assert_eq!(asked, [GW], "{mode:?}");
             p.process(0, &mut arp_frame(arp::OP_REPLY, GW_MAC, GW, LB_IP), 0);
             let f = tcp(40000, 80, SYN);
@@ -853,11 +867,7 @@ mod tun_mode {
     fn too_big_with_df_gets_fragmentation_needed_back() {
         let mut p = tun_pipeline();
         let mut f = Vec::new();
-        etherparse::PacketBuilder::ethernet2(CLIENT_MAC.0, LB_MAC.0)
-            .ipv4(CLIENT.octets(), VIP.octets(), 64)
-            .udp(5000, 53)
-            .write(&mut f, &[7u8; 1472])
-            .unwrap(); // IP length 1500, DF set
+        etherparse::PacketBuilder::ethernet2(CLIENT_MAC.0, LB_MAC.0).ipv4(CLIENT.octets(), VIP.octets(), 64).udp(5000, 53).write(&mut f, &[7u8; 1472]).unwrap(); // IP length 1500, DF set
         let mut buf = with_headroom(&f, 64);
         let (mut head, mut len) = (64, f.len());
         assert_eq!(p.process_room(0, &mut buf, &mut head, &mut len, 0), Action::Transmit { port: 0 });
@@ -970,11 +980,15 @@ mod reload {
         let mut lb = Lb::new(with_reals(&[(RS1, 1)], SchedulerKind::Rr, false));
         let garps = |p: &mut Pipeline| {
             let mut n = 0;
-            p.arp_requests(0, || Some(vec![0u8; 64]), |_, buf, len| {
-                let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
-                let a = ArpPacket::new_checked(eth.payload()).unwrap();
-                n += usize::from(a.sender_ip() == a.target_ip());
-            });
+            p.arp_requests(
+                0,
+                || Some(vec![0u8; 64]),
+                |_, buf, len| {
+                    let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
+                    let a = ArpPacket::new_checked(eth.payload()).unwrap();
+                    n += usize::from(a.sender_ip() == a.target_ip());
+                },
+            );
             n
         };
         assert_eq!(garps(&mut lb.p), 1, "at start");

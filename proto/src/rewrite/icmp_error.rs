@@ -30,13 +30,7 @@ fn v4(e: Endpoint) -> Result<(Ipv4Addr, u16)> {
 /// to `outer_src -> outer_dst`; embedded packet to `inner_src -> inner_dst`.
 /// Fixes the outer and embedded IP checksums, the embedded UDP (or TCP,
 /// when quoted) checksum and the ICMP checksum.
-pub fn translate_icmp_v4(
-    packet: &mut [u8],
-    outer_src: Ipv4Addr,
-    outer_dst: Ipv4Addr,
-    inner_src: Endpoint,
-    inner_dst: Endpoint,
-) -> Result<()> {
+pub fn translate_icmp_v4(packet: &mut [u8], outer_src: Ipv4Addr, outer_dst: Ipv4Addr, inner_src: Endpoint, inner_dst: Endpoint) -> Result<()> {
     let (isrc, idst) = (v4(inner_src)?, v4(inner_dst)?);
     let mut ip = Ipv4Packet::new_checked(&mut *packet)?;
     if ip.protocol() != protocol::ICMP || ip.is_fragment() {
@@ -116,13 +110,7 @@ fn update128(mut c: u16, old: Ipv6Addr, new: Ipv6Addr) -> u16 {
 /// As [`translate_icmp_v4`] for an ICMPv6 error in the IPv6 packet
 /// `packet` (no extension headers). The ICMPv6 checksum covers the
 /// pseudo-header, so it is recomputed after the outer addresses change.
-pub fn translate_icmp_v6(
-    packet: &mut [u8],
-    outer_src: Ipv6Addr,
-    outer_dst: Ipv6Addr,
-    inner_src: Endpoint,
-    inner_dst: Endpoint,
-) -> Result<()> {
+pub fn translate_icmp_v6(packet: &mut [u8], outer_src: Ipv6Addr, outer_dst: Ipv6Addr, inner_src: Endpoint, inner_dst: Endpoint) -> Result<()> {
     let (isrc, idst) = (v6(inner_src)?, v6(inner_dst)?);
     let mut ip = Ipv6Packet::new_checked(&mut *packet)?;
     if ip.next_header() != ICMPV6 {
@@ -254,7 +242,9 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_an_icmp_error() {
-        let e = |p: &mut Vec<u8>| translate_icmp_v4(p, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, Endpoint::v4(Ipv4Addr::LOCALHOST, 1), Endpoint::v4(Ipv4Addr::LOCALHOST, 2));
+        let e = |p: &mut Vec<u8>| {
+            translate_icmp_v4(p, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, Endpoint::v4(Ipv4Addr::LOCALHOST, 1), Endpoint::v4(Ipv4Addr::LOCALHOST, 2))
+        };
         assert!(e(&mut udp(CLIENT, 1, VIP, 2)).is_err());
         let mut echo = Vec::new();
         PacketBuilder::ipv4(CLIENT, VIP, 64).icmpv4_echo_request(1, 1).write(&mut echo, &[0; 28]).unwrap();

@@ -264,12 +264,7 @@ mod tests {
 
     fn case() -> impl Strategy<Value = (bool, bool, [Endpoint; 4], Vec<u8>)> {
         (any::<bool>(), any::<bool>()).prop_flat_map(|(v6, tcp)| {
-            (
-                Just(v6),
-                Just(tcp),
-                [endpoint(v6), endpoint(v6), endpoint(v6), endpoint(v6)],
-                proptest::collection::vec(any::<u8>(), 0..300),
-            )
+            (Just(v6), Just(tcp), [endpoint(v6), endpoint(v6), endpoint(v6), endpoint(v6)], proptest::collection::vec(any::<u8>(), 0..300))
         })
     }
 

@@ -185,9 +185,7 @@ pub fn clamp_mss(packet: &mut [u8], by: u16) -> Result<bool> {
             return Ok(false);
         }
         let found = tcp.option_iter().find_map(|o| match o {
-            Ok(o) if o.kind == tcp_option::MSS && o.data.len() == 2 => {
-                Some((o.offset, u16::from_be_bytes([o.data[0], o.data[1]])))
-            }
+            Ok(o) if o.kind == tcp_option::MSS && o.data.len() == 2 => Some((o.offset, u16::from_be_bytes([o.data[0], o.data[1]]))),
             _ => None,
         });
         match found {
@@ -344,7 +342,11 @@ mod tests {
             Just(vec![3u8, 3, 7]),
             Just(vec![4u8, 2]),
             Just(vec![8u8, 10, 1, 2, 3, 4, 5, 6, 7, 8]),
-            (1usize..4).prop_map(|n| { let mut v = vec![5u8, (2 + 8 * n) as u8]; v.extend(std::iter::repeat_n(9u8, 8 * n)); v }),
+            (1usize..4).prop_map(|n| {
+                let mut v = vec![5u8, (2 + 8 * n) as u8];
+                v.extend(std::iter::repeat_n(9u8, 8 * n));
+                v
+            }),
         ];
         proptest::collection::vec(one, 0..6).prop_map(|parts| {
             let mut v: Vec<u8> = parts.concat();
@@ -353,13 +355,23 @@ mod tests {
             let mut ok = 0;
             let mut i = 0;
             while i < v.len() {
-                let l = if v[i] == 1 { 1 } else if i + 1 < v.len() { v[i + 1] as usize } else { 99 };
-                if i + l > v.len() { break; }
+                let l = if v[i] == 1 {
+                    1
+                } else if i + 1 < v.len() {
+                    v[i + 1] as usize
+                } else {
+                    99
+                };
+                if i + l > v.len() {
+                    break;
+                }
                 i += l;
                 ok = i;
             }
             v.truncate(ok);
-            while !v.len().is_multiple_of(4) { v.push(1); }
+            while !v.len().is_multiple_of(4) {
+                v.push(1);
+            }
             v
         })
     }

@@ -24,7 +24,9 @@ pub enum EncapError {
     /// Less than [`OVERHEAD`] bytes before the frame.
     NoHeadroom,
     /// Too big for the MTU with DF set: tell the client to use `mtu`.
-    NeedsFragmentation { mtu: u16 },
+    NeedsFragmentation {
+        mtu: u16,
+    },
     /// Too big for the MTU without DF: RVS does not fragment; drop it.
     TooBig,
     Invalid(Error),
@@ -57,11 +59,7 @@ pub fn ipip_encapsulate(
     let inner = Ipv4Packet::new_checked(eth.payload())?;
     let outer_len = inner.total_len() + OVERHEAD;
     if outer_len > usize::from(mtu) {
-        return Err(if inner.dont_fragment() {
-            EncapError::NeedsFragmentation { mtu: mtu.saturating_sub(OVERHEAD as u16) }
-        } else {
-            EncapError::TooBig
-        });
+        return Err(if inner.dont_fragment() { EncapError::NeedsFragmentation { mtu: mtu.saturating_sub(OVERHEAD as u16) } } else { EncapError::TooBig });
     }
     if outer_len > usize::from(u16::MAX) {
         return Err(Error::Malformed("too long to encapsulate").into());
@@ -171,7 +169,10 @@ mod tests {
         assert_eq!((ip.source(), ip.destination()), ([198, 18, 0, 100], [198, 51, 100, 7]));
         assert_eq!(ip.to_header().calc_header_checksum(), ip.header_checksum());
         let icmp = etherparse::Icmpv4Slice::from_slice(&out[20..n]).unwrap();
-        assert_eq!(icmp.icmp_type(), etherparse::Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1480 }));
+        assert_eq!(
+            icmp.icmp_type(),
+            etherparse::Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1480 })
+        );
         assert_eq!(etherparse::Icmpv4Header::with_checksum(icmp.icmp_type(), icmp.payload()).checksum, icmp.checksum());
         assert_eq!(&out[28..n], &f[14..42], "original header and 8 bytes quoted");
     }
