@@ -4,7 +4,7 @@
 //! cores) and what the control thread knows (timeouts, the last reload).
 
 use dataplane::neighbor::NeighborState;
-use dataplane::view::{CoreView, Views};
+use dataplane::view::{ConnView, CoreView, Views};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,12 +17,15 @@ use std::time::{Duration, Instant};
 
 /// Default path of the admin socket.
 pub const DEFAULT_SOCKET: &str = "/run/rvsd.sock";
+/// What rvsadm may ask.
+const COMMANDS: [&str; 3] = ["list", "timeout", "connections"];
 /// Longest request accepted.
 const MAX_REQUEST: u64 = 4096;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Request {
-    /// "list" (services, servers, counts, rates) or "timeout".
+    /// "list" (services, servers, counts, rates), "timeout", or
+    /// "connections" (the list plus every connection, `rvsadm -c`).
     pub cmd: String,
 }
 
@@ -84,6 +87,41 @@ pub struct Listing {
     /// The neighbor (ARP) entries of the next hops (`rvsadm --neighbors`).
     #[serde(default)]
     pub neighbors: Vec<Neighbor>,
+    /// The connections, when asked for (`rvsadm -c`).
+    #[serde(default)]
+    pub entries: Vec<Connection>,
+    /// Some worker had more than it lists (`MAX_LISTED_PER_CORE`).
+    #[serde(default)]
+    pub entries_truncated: bool,
+}
+
+/// One connection (`rvsadm -c`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Connection {
+    pub proto: String,
+    pub client: String,
+    pub virt: String,
+    pub real: String,
+    /// FullNAT: the local address:port it uses.
+    pub local: Option<String>,
+    pub state: String,
+    /// Seconds until it expires unless more packets come.
+    pub expires: u64,
+}
+
+impl From<&ConnView> for Connection {
+    fn from(c: &ConnView) -> Connection {
+        let ep = |(a, p): (std::net::Ipv4Addr, u16)| format!("{a}:{p}");
+        Connection {
+            proto: c.proto.name().to_uppercase(),
+            client: ep(c.client),
+            virt: ep(c.virt),
+            real: ep(c.real),
+            local: c.local.map(ep),
+            state: c.state.into(),
+            expires: c.expires_in_s,
+        }
+    }
 }
 
 /// One next hop the data plane resolves.
@@ -248,15 +286,20 @@ impl AdminServer {
                 sample = now;
             }
             match self.listener.accept() {
-                Ok((stream, _)) => {
+                Ok((stream, _)) => handle(stream, |cmd| {
                     let mut listing = merge(&views.all());
                     copy_rates(&window, &mut listing);
                     let i = info.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     listing.timeouts = i.timeouts;
                     listing.last_reload = i.last_reload;
                     listing.neighbors = neighbors();
-                    handle(stream, listing);
-                }
+                    if cmd == "connections" {
+                        let (entries, truncated) = collect_connections(&views).ok_or("the workers did not answer within a second")?;
+                        listing.entries = entries;
+                        listing.entries_truncated = truncated;
+                    }
+                    Ok(listing)
+                }),
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
         }
@@ -279,19 +322,40 @@ fn copy_rates(from: &Listing, to: &mut Listing) {
     }
 }
 
+/// Asks every worker for its connections and waits (at most a second)
+/// for all to answer: they do between bursts, every 100 ms.
+fn collect_connections(views: &Views) -> Option<(Vec<Connection>, bool)> {
+    let generation = views.request_connections();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        if let Some((conns, truncated)) = views.connections(generation) {
+            return Some((conns.iter().map(Connection::from).collect(), truncated));
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// One client: a bounded, time-limited request line, one answer.
-fn handle(stream: UnixStream, listing: Listing) {
+/// `answer` builds the listing for a known command.
+fn handle(stream: UnixStream, answer: impl FnOnce(&str) -> Result<Listing, &'static str>) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let mut line = String::new();
     let read = BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line);
+    let failed = |e: String| Response { ok: false, error: Some(e), listing: None };
     let response = match read {
-        Err(e) => Response { ok: false, error: Some(format!("could not read the request: {e}")), listing: None },
+        Err(e) => failed(format!("could not read the request: {e}")),
         Ok(_) => match serde_json::from_str::<Request>(line.trim()) {
-            Ok(r) if r.cmd == "list" || r.cmd == "timeout" => Response { ok: true, error: None, listing: Some(listing) },
-            Ok(r) => Response { ok: false, error: Some(format!("unknown command {:?} (known: list, timeout)", r.cmd)), listing: None },
-            Err(e) => Response { ok: false, error: Some(format!("malformed request: {e}")), listing: None },
+            Ok(r) if COMMANDS.contains(&r.cmd.as_str()) => match answer(&r.cmd) {
+                Ok(listing) => Response { ok: true, error: None, listing: Some(listing) },
+                Err(e) => failed(e.to_string()),
+            },
+            Ok(r) => failed(format!("unknown command {:?} (known: {})", r.cmd, COMMANDS.join(", "))),
+            Err(e) => failed(format!("malformed request: {e}")),
         },
     };
     let mut out = serde_json::to_string(&response).unwrap_or_else(|_| "{\"ok\":false}".into());

@@ -106,6 +106,29 @@ fn fullnat_with_two_workers() {
     let up = lab.client_args("upload", 8, &["1048576", "4"]);
     assert_eq!(tally_from(&up, LIP).values().sum::<usize>(), 8, "{up:?}");
     assert_eq!(tally_from(&lab.client("udp", 40), LIP).values().sum::<usize>(), 40);
+
+    // rvsadm -c gathers both workers' connections: as many as the tables
+    // hold, each scheduled one listed once, with its local address.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = run(Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(["-Lnc", "--json", "--socket"]).arg(lab.admin_socket()));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len() as u64, v["connections"].as_u64().unwrap(), "{v}");
+    for proto in ["TCP", "UDP"] {
+        let svc = v["services"].as_array().unwrap().iter().find(|s| s["proto"] == proto).unwrap();
+        let scheduled: u64 = svc["reals"].as_array().unwrap().iter().map(|r| r["conns"].as_u64().unwrap()).sum();
+        let listed = entries.iter().filter(|e| e["proto"] == proto).count() as u64;
+        assert_eq!(listed, scheduled, "{proto}: {v}");
+    }
+    assert!(entries.len() >= 32 + 40, "{v}");
+    for e in entries {
+        assert!(e["client"].as_str().unwrap().starts_with("198.18.1.10:"), "{e}");
+        assert!(e["local"].as_str().unwrap().starts_with(&format!("{LIP}:")), "{e}");
+    }
+    let text = run(Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(["-Lnc", "--socket"]).arg(lab.admin_socket()));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.lines().filter(|l| l.contains(LIP)).count(), entries.len(), "{text}");
+
     let log = lab.stop_rvsd();
     let (out, inn) = (stat_all(&log, "redirected"), stat_all(&log, "redirected_in"));
     assert!(out > 0 && out == inn, "redirected {out}, received {inn}: {log}");

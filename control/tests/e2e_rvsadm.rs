@@ -71,6 +71,16 @@ fn rvsadm_shows_the_real_state() {
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!((cols[2], cols[3]), (mac.as_str(), "reachable"), "{neigh}");
     }
+    // -c: each of the 41 connections, from the client to a server.
+    let (code, conns, _) = rvsadm(&lab, &["-Lnc"]);
+    assert_eq!(code, 0);
+    let rows: Vec<&str> = conns.lines().filter(|l| l.starts_with("TCP")).collect();
+    assert_eq!(rows.len(), 41, "{conns}");
+    for r in rows {
+        let cols: Vec<&str> = r.split_whitespace().collect();
+        assert!(cols[3].starts_with("198.18.1.10:") && cols[4] == "198.18.1.100:80", "{r}");
+        assert!(cols[5].starts_with("198.18.0.1") && cols[5].ends_with(":8080"), "{r}");
+    }
     let (_, t, _) = rvsadm(&lab, &["--timeout"]);
     assert_eq!(t.trim(), "Timeout (tcp tcpfin udp): 900 120 300");
 

@@ -212,6 +212,12 @@ impl ConnTable {
         self.len
     }
 
+    /// The connections in the table, in slot order (for listing them to an
+    /// operator; expired ones the wheel has not reached yet included).
+    pub fn live(&self) -> impl Iterator<Item = &Conn> + '_ {
+        self.slots.iter().filter(|s| s.live).map(|s| &s.conn)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -812,6 +812,36 @@ impl Pipeline {
         crate::view::CoreView { at: now, services, connections: self.conns.len(), capacity: self.snapshot.max_connections_per_core }
     }
 
+    /// Up to `max` of this core's connections for `rvsadm -c`, and whether
+    /// there were more. Expired ones the wheel has not reached are left out.
+    pub fn list_connections(&self, now: u64, max: usize) -> (Vec<crate::view::ConnView>, bool) {
+        use crate::conn::TcpState;
+        let mut rows = Vec::new();
+        for c in self.conns.live().filter(|c| c.expires > now) {
+            if rows.len() == max {
+                return (rows, true);
+            }
+            let Some(s) = self.services.get(c.service as usize) else { continue };
+            let state = match c.tcp {
+                None => "UDP",
+                Some(TcpState::SynRecv) => "SYN_RECV",
+                Some(TcpState::Established) => "ESTABLISHED",
+                Some(TcpState::FinWait) => "FIN_WAIT",
+                Some(TcpState::Close) => "CLOSE",
+            };
+            rows.push(crate::view::ConnView {
+                proto: s.proto,
+                client: (c.client.src, c.client.sport),
+                virt: (c.client.dst, c.client.dport),
+                real: (c.real, s.real_ports.get(c.dest as usize).copied().unwrap_or(0)),
+                local: c.local,
+                state,
+                expires_in_s: (c.expires - now).div_ceil(1_000_000_000),
+            });
+        }
+        (rows, false)
+    }
+
     /// Free local ports left on this core for service `i` (FullNAT).
     pub fn local_ports_available(&self, i: usize) -> Option<usize> {
         self.services[i].local_ports.as_ref().map(LocalPorts::available)

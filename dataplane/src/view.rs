@@ -5,8 +5,13 @@
 
 use crate::config::{ForwardingMode, L4Proto};
 use core::net::Ipv4Addr;
+use core::sync::atomic::{AtomicU64, Ordering};
 use sched::SchedulerKind;
 use std::sync::{Mutex, MutexGuard};
+
+/// Most connections one core lists per request: copying is done on the
+/// worker, between bursts, so the listing is bounded to keep that pause short.
+pub const MAX_LISTED_PER_CORE: usize = 100_000;
 
 /// One real server of one service, as one core sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,15 +54,79 @@ pub struct CoreView {
     pub capacity: usize,
 }
 
-/// One view per worker core.
+/// One connection, as `rvsadm -c` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnView {
+    pub proto: L4Proto,
+    pub client: (Ipv4Addr, u16),
+    pub virt: (Ipv4Addr, u16),
+    pub real: (Ipv4Addr, u16),
+    /// FullNAT: the local address and port it uses.
+    pub local: Option<(Ipv4Addr, u16)>,
+    /// ESTABLISHED, SYN_RECV, FIN_WAIT, CLOSE, or UDP.
+    pub state: &'static str,
+    pub expires_in_s: u64,
+}
+
+/// One core's answer to a connection-listing request.
+#[derive(Debug, Clone, Default)]
+struct ConnList {
+    /// The request it answers.
+    generation: u64,
+    conns: Vec<ConnView>,
+    truncated: bool,
+}
+
+/// One view per worker core, and connection listings on request.
 #[derive(Debug)]
 pub struct Views {
     cores: Vec<Mutex<CoreView>>,
+    /// Bumped by each listing request; workers answer when they see it move.
+    wanted: AtomicU64,
+    lists: Vec<Mutex<ConnList>>,
 }
 
 impl Views {
     pub fn new(cores: usize) -> Self {
-        Views { cores: (0..cores).map(|_| Mutex::new(CoreView::default())).collect() }
+        Views {
+            cores: (0..cores).map(|_| Mutex::new(CoreView::default())).collect(),
+            wanted: AtomicU64::new(0),
+            lists: (0..cores).map(|_| Mutex::new(ConnList::default())).collect(),
+        }
+    }
+
+    /// Asks every worker for its connections; returns the request's number.
+    pub fn request_connections(&self) -> u64 {
+        self.wanted.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The latest request number (workers compare it with what they answered).
+    pub fn connections_wanted(&self) -> u64 {
+        self.wanted.load(Ordering::Relaxed)
+    }
+
+    /// A worker's answer to request `generation`.
+    pub fn set_connections(&self, core: usize, generation: u64, conns: Vec<ConnView>, truncated: bool) {
+        if let Some(m) = self.lists.get(core) {
+            *m.lock().unwrap_or_else(|e| e.into_inner()) = ConnList { generation, conns, truncated };
+        }
+    }
+
+    /// Every core's connections once all have answered request
+    /// `generation` or later, and whether some core listed only part of
+    /// its table. `None` while some core has not answered.
+    pub fn connections(&self, generation: u64) -> Option<(Vec<ConnView>, bool)> {
+        let mut all = Vec::new();
+        let mut truncated = false;
+        for m in &self.lists {
+            let l = m.lock().unwrap_or_else(|e| e.into_inner());
+            if l.generation < generation {
+                return None;
+            }
+            all.extend(l.conns.iter().cloned());
+            truncated |= l.truncated;
+        }
+        Some((all, truncated))
     }
 
     pub fn set(&self, core: usize, view: CoreView) {

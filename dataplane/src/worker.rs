@@ -80,6 +80,8 @@ impl Worker {
         let mut idle_polls = 0u32;
         let mut generation = self.config.as_ref().map_or(0, |c| c.generation());
         let mut next_view = 0u64;
+        // The last connection-listing request this worker answered.
+        let mut listed = 0u64;
 
         while !self.stop.load(Relaxed) {
             // A reload: apply it between bursts (one load per loop otherwise).
@@ -99,6 +101,12 @@ impl Worker {
             if now >= next_view {
                 if let Some(views) = &self.views {
                     views.set(usize::from(queue), self.pipeline.view(now));
+                    let wanted = views.connections_wanted();
+                    if wanted > listed {
+                        let (conns, truncated) = self.pipeline.list_connections(now, crate::view::MAX_LISTED_PER_CORE);
+                        views.set_connections(usize::from(queue), wanted, conns, truncated);
+                        listed = wanted;
+                    }
                 }
                 next_view = now + VIEW_INTERVAL;
             }

@@ -24,6 +24,9 @@ struct Args {
     /// The TCP, TCP FIN and UDP timeouts.
     #[arg(long)]
     timeout: bool,
+    /// The connection entries (ipvsadm -Lnc); FullNAT ones with their local address.
+    #[arg(short = 'c', long = "connection")]
+    connection: bool,
     /// The neighbor (ARP) table of the next hops, like `ip neigh`.
     #[arg(long)]
     neighbors: bool,
@@ -93,6 +96,27 @@ fn rate(l: &Listing) -> String {
     o
 }
 
+/// `ipvsadm -Lnc`.
+fn connections(l: &Listing) -> String {
+    let fullnat = l.entries.iter().any(|c| c.local.is_some());
+    let mut o = String::from("RVS connection entries\n");
+    o.push_str(&format!("pro expire state       {:<21} {:<21} ", "source", "virtual"));
+    o.push_str(&if fullnat { format!("{:<21} destination\n", "local") } else { "destination\n".into() });
+    for c in &l.entries {
+        let expire = format!("{:02}:{:02}", c.expires / 60, c.expires % 60);
+        o.push_str(&format!("{:<3} {:<6} {:<11} {:<21} {:<21} ", c.proto, expire, c.state, c.client, c.virt));
+        if fullnat {
+            o.push_str(&format!("{:<21} ", c.local.as_deref().unwrap_or("-")));
+        }
+        o.push_str(&c.real);
+        o.push('\n');
+    }
+    if l.entries_truncated {
+        o.push_str("(some workers have more connections than they list: see --json and the connection count in -Ln)\n");
+    }
+    o
+}
+
 /// `rvsadm --neighbors`.
 fn neighbors(l: &Listing) -> String {
     let mut o = String::from("Address          Port MAC               State      Age(s)\n");
@@ -107,7 +131,13 @@ fn neighbors(l: &Listing) -> String {
 fn main() -> ExitCode {
     let args = Args::parse();
     let _ = args.numeric;
-    let cmd = if args.timeout { "timeout" } else { "list" };
+    let cmd = if args.timeout {
+        "timeout"
+    } else if args.connection {
+        "connections"
+    } else {
+        "list"
+    };
     let l = match admin::ask(&args.socket, cmd) {
         Ok(l) => l,
         Err(e) => {
@@ -131,6 +161,8 @@ fn main() -> ExitCode {
         stats(&l)
     } else if args.rate {
         rate(&l)
+    } else if args.connection {
+        connections(&l)
     } else if args.neighbors {
         neighbors(&l)
     } else {
@@ -138,7 +170,7 @@ fn main() -> ExitCode {
     };
     print!("{out}");
     if let Some(r) = &l.last_reload {
-        if !args.timeout && !args.stats && !args.rate && !args.neighbors {
+        if !args.timeout && !args.stats && !args.rate && !args.neighbors && !args.connection {
             println!("last reload: {r}");
         }
     }

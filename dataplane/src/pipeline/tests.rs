@@ -1032,3 +1032,30 @@ mod reload {
         assert!(lb.reload(Arc::new(third)).unwrap_err().0.contains("restart"));
     }
 }
+
+#[test]
+fn lists_connections_with_state_expiry_and_a_cap() {
+    let mut p = resolved(SchedulerKind::Rr, 1, 1);
+    let mut f = tcp(40000, 80, SYN);
+    assert_eq!(p.process(0, &mut f, SEC), Action::Transmit { port: 0 });
+    let mut f = tcp(40000, 80, ACK);
+    assert_eq!(p.process(0, &mut f, SEC), Action::Transmit { port: 0 });
+    let mut f = udp(40001, 53);
+    assert_eq!(p.process(0, &mut f, SEC), Action::Transmit { port: 0 });
+
+    let (mut rows, truncated) = p.list_connections(2 * SEC, 10);
+    assert!(!truncated);
+    rows.sort_by_key(|r| r.client.1);
+    assert_eq!(rows.len(), 2);
+    let t = Timeouts::default();
+    assert_eq!((rows[0].proto, rows[0].client, rows[0].virt, rows[0].state), (L4Proto::Tcp, (CLIENT, 40000), (VIP, 80), "ESTABLISHED"));
+    assert_eq!(rows[0].expires_in_s, t.tcp - 1);
+    assert_eq!((rows[1].proto, rows[1].state, rows[1].expires_in_s), (L4Proto::Udp, "UDP", t.udp - 1));
+    assert!([RS1, RS2].contains(&rows[0].real.0) && rows[0].real.1 == 80);
+
+    let (rows, truncated) = p.list_connections(2 * SEC, 1);
+    assert_eq!((rows.len(), truncated), (1, true));
+    // Past the UDP timeout, the UDP entry is no longer listed even before the wheel removes it.
+    let (rows, _) = p.list_connections((t.udp + 2) * SEC, 10);
+    assert_eq!(rows.iter().map(|r| r.state).collect::<Vec<_>>(), ["ESTABLISHED"]);
+}
