@@ -177,6 +177,14 @@ pub fn render(s: &Sources) -> String {
     for (st, pname) in stats.iter().zip(&s.port_names) {
         t.sample("rvs_port_missed_total", &[("port", pname)], (st.imissed + st.rx_nombuf) as f64);
     }
+    // Whatever else the driver counts, under its own names (untyped: most
+    // are counters, but DPDK does not say which).
+    t.family("rvs_port_xstat", "untyped", "The port driver's extended statistics (rte_eth xstats), by DPDK's name.");
+    for (port, pname) in s.ports.iter().zip(&s.port_names) {
+        for (name, value) in port.xstats() {
+            t.sample("rvs_port_xstat", &[("port", pname), ("name", &name)], value as f64);
+        }
+    }
     t.family("rvs_mempool_mbufs_in_use", "gauge", "Packet buffers taken from the pool.");
     t.sample("rvs_mempool_mbufs_in_use", &[], f64::from(s.pool.in_use()));
     t.family("rvs_mempool_mbufs", "gauge", "Packet buffers in the pool.");

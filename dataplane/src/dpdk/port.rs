@@ -140,6 +140,33 @@ impl Port {
         }
     }
 
+    /// The driver's extended statistics (name, value), as many as it has.
+    /// For the control thread (metrics), never the packet path.
+    pub fn xstats(&self) -> Vec<(String, u64)> {
+        // SAFETY: a null array with size 0 asks only for the count.
+        let n = unsafe { dpdk_sys::rte_eth_xstats_get_names(self.id, core::ptr::null_mut(), 0) };
+        let Ok(n) = usize::try_from(n) else { return Vec::new() };
+        let mut names = vec![dpdk_sys::rte_eth_xstat_name::default(); n];
+        let mut values = vec![dpdk_sys::rte_eth_xstat::default(); n];
+        // SAFETY: both arrays hold `n` elements, the size passed.
+        let (got_names, got_values) = unsafe {
+            (dpdk_sys::rte_eth_xstats_get_names(self.id, names.as_mut_ptr(), n as u32), dpdk_sys::rte_eth_xstats_get(self.id, values.as_mut_ptr(), n as u32))
+        };
+        // A count that changed between the calls (or an error): no answer this time.
+        if got_names != n as i32 || got_values != n as i32 {
+            return Vec::new();
+        }
+        values
+            .iter()
+            .filter_map(|v| {
+                let name = names.get(usize::try_from(v.id).ok()?)?;
+                // SAFETY: DPDK writes NUL-terminated names into the 64-byte field.
+                let name = unsafe { core::ffi::CStr::from_ptr(name.name.as_ptr()) };
+                Some((name.to_string_lossy().into_owned(), v.value))
+            })
+            .collect()
+    }
+
     /// Receives up to `max` packets from `queue` into the (empty) `burst`.
     #[inline]
     pub fn rx(&self, queue: u16, burst: &mut Burst, max: usize) -> usize {
