@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Real TCP through namespaces (issue 8, part 3): wrk against a VIP served
+# by RVS (NAT, FullNAT), by the kernel's nftables DNAT with numgen, and by
+# haproxy in TCP mode, on the same topology (scripts/topology.sh nat), in
+# the same run, rounds interleaved so drift hits every contender alike.
+#
+#   bench/realtcp.sh [ROUNDS] [SECONDS]      (as root; default 3 rounds of 5 s)
+#   CONTENDERS="nft haproxy" bench/realtcp.sh   (a subset)
+#
+# Two measurements per contender and round:
+#   cps   new connections per second: wrk, 32 connections, "Connection:
+#         close" on a tiny response, so every request is a new TCP connection;
+#   gbps  throughput: wrk, 8 keep-alive connections fetching 1 MiB.
+# The real servers are nginx on 198.18.0.11/12 (ports 80 and 8080). RVS
+# runs on net_af_packet (what the e2e tests use), so its numbers include the
+# copies of the af_packet PMD; the kernel contenders forward inside the
+# kernel. Prints one line per run and the medians at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+ROUNDS=${1:-3}
+SECS=${2:-5}
+P=rvsbt
+VIP=198.18.1.100
+WORK=$(mktemp -d /tmp/rvs-realtcp.XXXXXX)
+chmod 755 "$WORK" # nginx workers (www-data) read the pages from it
+[ "$(id -u)" = 0 ] || { echo "realtcp: run as root (network namespaces)" >&2; exit 1; }
+
+need=()
+for t in wrk:wrk nginx:nginx-light haproxy:haproxy nft:nftables; do
+    command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+cargo build --release -q -p control --bin rvsd
+RVSD=$ROOT/target/release/rvsd
+
+cleanup() {
+    set +e
+    [ -n "${LB_PID:-}" ] && kill "$LB_PID" 2>/dev/null && wait "$LB_PID" 2>/dev/null
+    for rs in rs1 rs2; do
+        [ -f "$WORK/nginx-$rs.pid" ] && kill "$(cat "$WORK/nginx-$rs.pid")" 2>/dev/null
+    done
+    scripts/topology.sh down "$P" >/dev/null 2>&1
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+scripts/topology.sh up "$P" nat >/dev/null
+# Bigger backlogs: a CPS test fills the default ones.
+for h in cl rs1 rs2 lb; do
+    ip netns exec "$P-$h" sysctl -qw net.core.somaxconn=4096 net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
+done
+
+# nginx on both real servers: a 2-byte page and a 1 MiB file.
+head -c 1048576 /dev/zero >"$WORK/1m"
+printf 'ok' >"$WORK/index.html"
+for rs in rs1 rs2; do
+    cat >"$WORK/nginx-$rs.conf" <<EOF
+worker_processes 1;
+pid $WORK/nginx-$rs.pid;
+error_log $WORK/nginx-$rs.err;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server { listen 80 backlog=4096 reuseport; listen 8080 backlog=4096 reuseport; root $WORK; }
+}
+EOF
+    ip netns exec "$P-$rs" nginx -c "$WORK/nginx-$rs.conf"
+done
+
+# The kernel contenders need addresses on the LB; RVS needs none there.
+kernel_lb_up() {
+    ip -n "$P-lb" addr add "$VIP/24" dev eth0
+    ip -n "$P-lb" addr add 198.18.0.2/24 dev eth1
+    ip netns exec "$P-lb" sysctl -qw net.ipv4.ip_forward=1
+}
+kernel_lb_down() {
+    ip -n "$P-lb" addr flush dev eth0
+    ip -n "$P-lb" addr flush dev eth1
+    ip netns exec "$P-lb" nft flush ruleset
+    # Forget the LB's kernel MACs for the VIP and the gateway.
+    for h in cl rs1 rs2; do ip -n "$P-$h" neigh flush all; done
+}
+
+start_lb() { # contender
+    case $1 in
+    rvs-nat | rvs-fullnat)
+        local cfg=configs/nat.toml
+        [ "$1" = rvs-fullnat ] && cfg=configs/fullnat.toml
+        sed -e "s|@FILE_PREFIX@|$P-$$|" "$cfg" >"$WORK/rvs.toml"
+        printf '\n[admin]\nsocket = "%s/rvsd.sock"\n' "$WORK" >>"$WORK/rvs.toml"
+        ip netns exec "$P-lb" "$RVSD" --config "$WORK/rvs.toml" 2>"$WORK/rvsd.log" &
+        LB_PID=$!
+        for _ in $(seq 100); do grep -q "running:" "$WORK/rvsd.log" && break; sleep 0.1; done
+        ;;
+    nft)
+        kernel_lb_up
+        ip netns exec "$P-lb" nft -f - <<EOF
+table ip lb {
+    chain pre {
+        type nat hook prerouting priority dstnat;
+        ip daddr $VIP tcp dport 80 dnat to numgen inc mod 2 map { 0 : 198.18.0.11, 1 : 198.18.0.12 }
+    }
+}
+EOF
+        ;;
+    haproxy)
+        kernel_lb_up
+        cat >"$WORK/haproxy.cfg" <<EOF
+global
+    maxconn 4096
+    nbthread 1
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend vip
+    bind $VIP:80
+    default_backend reals
+backend reals
+    balance roundrobin
+    server rs1 198.18.0.11:8080
+    server rs2 198.18.0.12:8080
+EOF
+        ip netns exec "$P-lb" haproxy -f "$WORK/haproxy.cfg" 2>"$WORK/haproxy.log" &
+        LB_PID=$!
+        ;;
+    esac
+    # Ready when the VIP serves the page.
+    for _ in $(seq 100); do
+        ip netns exec "$P-cl" curl -sf -m 1 "http://$VIP/" >/dev/null && return 0
+        sleep 0.1
+    done
+    echo "realtcp: $1 never served the VIP" >&2
+    cat "$WORK/rvsd.log" "$WORK/haproxy.log" 2>/dev/null >&2
+    exit 1
+}
+
+stop_lb() { # contender
+    if [ -n "${LB_PID:-}" ]; then
+        kill "$LB_PID" 2>/dev/null || true
+        wait "$LB_PID" 2>/dev/null || true
+        LB_PID=
+    fi
+    case $1 in nft | haproxy) kernel_lb_down ;; *) ip netns exec "$P-cl" ip neigh flush all ;; esac
+    rm -f "$WORK/rvsd.log"
+}
+
+# wrk's "Requests/sec" and "Transfer/sec" from its summary.
+run_wrk() { # kind
+    if [ "$1" = cps ]; then
+        ip netns exec "$P-cl" wrk -t1 -c32 -d"${SECS}s" -H "Connection: close" "http://$VIP/" 2>&1
+    else
+        ip netns exec "$P-cl" wrk -t1 -c8 -d"${SECS}s" "http://$VIP/1m" 2>&1
+    fi
+}
+
+RESULTS=$WORK/results
+: >"$RESULTS"
+read -r -a CONTENDERS <<<"${CONTENDERS:-rvs-nat rvs-fullnat nft haproxy}"
+for round in $(seq "$ROUNDS"); do
+    for c in "${CONTENDERS[@]}"; do
+        start_lb "$c"
+        for kind in cps gbps; do
+            out=$(run_wrk "$kind")
+            errors=$(echo "$out" | sed -n 's/.*Socket errors: \(.*\)/\1/p')
+            non2xx=$(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: \([0-9]*\).*/\1/p')
+            if [ "$kind" = cps ]; then
+                v=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+            else # Transfer/sec in MB (wrk prints KB, MB or GB) -> Gbit/s
+                v=$(echo "$out" | awk '/Transfer\/sec/ {
+                    x = $2; u = substr(x, length(x) - 1); n = substr(x, 1, length(x) - 2) + 0
+                    if (u == "GB") n *= 1024; else if (u == "KB") n /= 1024
+                    printf "%.3f", n * 1048576 * 8 / 1e9 }')
+            fi
+            [ -n "$v" ] || { echo "realtcp: wrk gave no result for $c $kind:" >&2; echo "$out" >&2; exit 1; }
+            echo "round $round $c $kind $v${errors:+ (socket errors: $errors)}${non2xx:+ (non-2xx: $non2xx)}"
+            echo "$c $kind $v" >>"$RESULTS"
+        done
+        stop_lb "$c"
+    done
+done
+
+echo
+echo "medians over $ROUNDS rounds of ${SECS}s (cps: new connections/s; gbps: Gbit/s of 1 MiB responses):"
+for c in "${CONTENDERS[@]}"; do
+    line="  $c"
+    for kind in cps gbps; do
+        m=$(awk -v c="$c" -v k="$kind" '$1 == c && $2 == k {print $3}' "$RESULTS" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}')
+        line="$line $kind=$m"
+    done
+    echo "$line"
+done
