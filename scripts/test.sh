@@ -12,7 +12,7 @@ echo "== dependencies (apt, idempotent)"
 scripts/deps.sh
 
 echo "== shell and python syntax"
-for f in scripts/*.sh .ci/run; do bash -n "$f"; done
+for f in scripts/*.sh bench/*.sh .ci/run; do bash -n "$f"; done
 python3 -m py_compile scripts/*.py && rm -rf scripts/__pycache__
 
 if cargo clippy --version >/dev/null 2>&1; then
