@@ -147,6 +147,11 @@ stop_lb() { # contender
         wait "$LB_PID" 2>/dev/null || true
         LB_PID=
     fi
+    # RVS's drops and connection counts at exit, for explaining a slow round.
+    if [ -f "$WORK/rvsd.log" ]; then
+        grep -o 'conns_created=[0-9]*\|drop_[a-z_]*=[0-9]*' "$WORK/rvsd.log" | tr '\n' ' ' | sed 's/^/    rvsd: /'
+        echo
+    fi
     case $1 in nft | haproxy) kernel_lb_down ;; *) ip netns exec "$P-cl" ip neigh flush all ;; esac
     rm -f "$WORK/rvsd.log"
 }
@@ -164,6 +169,8 @@ RESULTS=$WORK/results
 : >"$RESULTS"
 read -r -a CONTENDERS <<<"${CONTENDERS:-rvs-nat rvs-fullnat nft haproxy}"
 for round in $(seq "$ROUNDS"); do
+    # PAUSE=SECONDS between rounds (e.g. to let the servers' TIME_WAITs expire).
+    [ "$round" -gt 1 ] && sleep "${PAUSE:-0}"
     for c in "${CONTENDERS[@]}"; do
         start_lb "$c"
         for kind in cps gbps; do
