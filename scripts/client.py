@@ -29,6 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 kind, vip, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
+def run_concurrently(one, concurrency):
+    """Runs one(i) for i < n on `concurrency` threads, prints each result line, exits."""
+    with ThreadPoolExecutor(concurrency) as pool:
+        for line in pool.map(one, range(n)):
+            print(line, flush=True)
+    sys.exit(0)
+
+
 if kind == "upload":
     size, concurrency = int(sys.argv[4]), int(sys.argv[5])
     blob = hashlib.shake_256(f"rvs-upload-{size}".encode()).digest(size)
@@ -49,10 +57,7 @@ if kind == "upload":
         except Exception as e:  # every failure is reported
             return f"fail {type(e).__name__} {e}"
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        for line in pool.map(post, range(n)):
-            print(line, flush=True)
-    sys.exit(0)
+    run_concurrently(post, concurrency)
 
 if kind == "download":
     size, concurrency = int(sys.argv[4]), int(sys.argv[5])
@@ -74,10 +79,7 @@ if kind == "download":
         except Exception as e:  # every failure is reported
             return f"fail {type(e).__name__} {e}"
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        for line in pool.map(fetch, range(n)):
-            print(line, flush=True)
-    sys.exit(0)
+    run_concurrently(fetch, concurrency)
 
 if kind == "udpclosed":
     for i in range(n):

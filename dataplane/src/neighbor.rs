@@ -244,7 +244,8 @@ impl NeighborTable {
         }
     }
 
-    /// (address, MAC if resolved and not expired) for display.
+    /// (address, MAC if resolved and not expired); operators see [`SharedNeighbors::describe`].
+    #[cfg(test)]
     pub fn entries(&self, now: u64) -> impl Iterator<Item = (Ipv4Addr, Option<MacAddr>)> + '_ {
         self.shared.addrs.iter().map(move |&(ip, _)| (ip, self.lookup(ip, now)))
     }

@@ -53,7 +53,7 @@ fn service_line(s: &admin::Service) -> String {
     format!("{:<4} {} {}{flags}", s.proto, addr(&s.vip, s.port), s.scheduler)
 }
 
-/// `ipvsadm -Ln`.
+/// `ipvsadm -Ln`, and how the last reload went.
 fn list(l: &Listing) -> String {
     let mut o = format!("RVS {} (connections={}/{})\n", env!("CARGO_PKG_VERSION"), l.connections, l.capacity);
     o.push_str("Prot LocalAddress:Port Scheduler Flags\n");
@@ -64,6 +64,9 @@ fn list(l: &Listing) -> String {
         for r in &s.reals {
             o.push_str(&format!("  -> {:<28} {:<7} {:<6} {:<10} {}\n", addr(&r.addr, r.port), s.forward, r.weight, r.active, r.inactive));
         }
+    }
+    if let Some(r) = &l.last_reload {
+        o.push_str(&format!("last reload: {r}\n"));
     }
     o
 }
@@ -169,10 +172,5 @@ fn main() -> ExitCode {
         list(&l)
     };
     print!("{out}");
-    if let Some(r) = &l.last_reload {
-        if !args.timeout && !args.stats && !args.rate && !args.neighbors && !args.connection {
-            println!("last reload: {r}");
-        }
-    }
     ExitCode::SUCCESS
 }
