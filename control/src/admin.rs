@@ -54,6 +54,12 @@ pub struct Real {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub rates: Rates,
+    /// Health check verdict ("up" or "down"); `None`: not checked.
+    #[serde(default)]
+    pub health: Option<String>,
+    /// Why the last health probe failed, if it did.
+    #[serde(default)]
+    pub health_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -273,9 +279,9 @@ impl AdminServer {
     }
 
     /// Serves until `stop`. Once a second it samples the views: rates are
-    /// those of the last completed one-second window. `neighbors` reads the
-    /// current neighbor table when a client asks.
-    pub fn serve(self, views: Arc<Views>, info: Arc<Mutex<ControlInfo>>, neighbors: impl Fn() -> Vec<Neighbor>, stop: Arc<AtomicBool>) {
+    /// those of the last completed one-second window. `decorate` adds what
+    /// the control side knows (neighbor table, health) to each answer.
+    pub fn serve(self, views: Arc<Views>, info: Arc<Mutex<ControlInfo>>, decorate: impl Fn(&mut Listing), stop: Arc<AtomicBool>) {
         let mut sample = (Instant::now(), merge(&views.all()));
         let mut window = Listing::default();
         while !stop.load(Ordering::Relaxed) {
@@ -292,7 +298,7 @@ impl AdminServer {
                     let i = info.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     listing.timeouts = i.timeouts;
                     listing.last_reload = i.last_reload;
-                    listing.neighbors = neighbors();
+                    decorate(&mut listing);
                     if cmd == "connections" {
                         let (entries, truncated) = collect_connections(&views).ok_or("the workers did not answer within a second")?;
                         listing.entries = entries;

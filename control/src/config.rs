@@ -4,6 +4,7 @@
 //! so each error names `file:line:column`, the key, and the problem. All
 //! errors are collected and reported together.
 
+use crate::health::{CheckKind, HealthCheck};
 use core::fmt;
 use core::net::Ipv4Addr;
 use dataplane::config::{same_subnet, ArpTimers, ForwardingMode, L4Proto, RealServer, Route, Service, Timeouts};
@@ -34,6 +35,8 @@ struct FileConfig {
     metrics: MetricsSection,
     #[serde(default)]
     arp: ArpSection,
+    #[serde(default)]
+    health: HealthSection,
     #[serde(default)]
     interfaces: Vec<InterfaceSection>,
     #[serde(default)]
@@ -142,12 +145,61 @@ struct ArpSection {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct HealthSection {
+    #[serde(default = "defaults::health_threads")]
+    threads: Spanned<u32>,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection { threads: defaults::health_threads() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct InterfaceSection {
     name: Spanned<String>,
     device: Spanned<String>,
     address: Spanned<String>,
     #[serde(default = "defaults::mtu")]
     mtu: Spanned<u32>,
+    #[serde(default = "defaults::yes")]
+    exception_path: bool,
+    kernel_name: Option<Spanned<String>>,
+}
+
+/// Seconds, whole or fractional (`2`, `0.5`).
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum Seconds {
+    Whole(i64),
+    Fraction(f64),
+}
+
+impl Seconds {
+    fn get(self) -> f64 {
+        match self {
+            Seconds::Whole(n) => n as f64,
+            Seconds::Fraction(f) => f,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthCheckSection {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    port: Option<Spanned<u32>>,
+    interval: Option<Spanned<Seconds>>,
+    timeout: Option<Spanned<Seconds>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
+    path: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    expect_status: Option<Vec<Spanned<u32>>>,
+    expect_body: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +237,7 @@ struct ServiceSection {
     persistence_prefix_v6: Option<Spanned<u8>>,
     #[serde(default)]
     expire_quiescent_template: bool,
+    health_check: Option<HealthCheckSection>,
     #[serde(default)]
     reals: Vec<RealSection>,
 }
@@ -242,6 +295,22 @@ mod defaults {
     pub(super) fn weight() -> Spanned<i64> {
         s(1)
     }
+    pub(super) fn yes() -> bool {
+        true
+    }
+    pub(super) fn health_threads() -> Spanned<u32> {
+        s(8)
+    }
+}
+
+/// Health check defaults (haproxy's: every 2 s, 2 up, 3 down).
+pub mod health_defaults {
+    pub const INTERVAL: f64 = 2.0;
+    pub const TIMEOUT: f64 = 2.0;
+    pub const RISE: u32 = 2;
+    pub const FALL: u32 = 3;
+    pub const PATH: &str = "/";
+    pub const STATUS: u16 = 200;
 }
 
 // ---------- the validated result ----------
@@ -254,6 +323,10 @@ pub struct InterfaceConfig {
     pub addr: Ipv4Addr,
     pub prefix_len: u8,
     pub mtu: u16,
+    /// A kernel TAP interface named `kernel_name` gets the traffic to
+    /// `addr` that is not load-balanced (and sends through this port).
+    pub exception_path: bool,
+    pub kernel_name: String,
 }
 
 /// A configuration that passed every check.
@@ -281,6 +354,10 @@ pub struct Config {
     /// Static ARP entries: (address, MAC), never expiring.
     pub neighbors: Vec<(Ipv4Addr, proto::MacAddr)>,
     pub services: Vec<Service>,
+    /// `checks[i]`: the health check of `services[i]`, if any.
+    pub checks: Vec<Option<HealthCheck>>,
+    /// Threads that run health probes.
+    pub health_threads: usize,
 }
 
 /// One problem in the file.
@@ -563,6 +640,20 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         if !(576..=9216).contains(&mtu) {
             c.err(&iface.mtu, format!("{key}.mtu"), format!("{mtu} is outside 576..9216"));
         }
+        let kernel_name = match &iface.kernel_name {
+            Some(k) => {
+                if let Err(m) = check_ifname(k.get_ref()) {
+                    c.err(k, format!("{key}.kernel_name"), m);
+                }
+                k.get_ref().clone()
+            }
+            // Linux interface names are at most 15 bytes.
+            None => format!("rvs-{}", iface.name.get_ref()).chars().take(15).collect(),
+        };
+        if iface.exception_path && interfaces.iter().any(|x| x.exception_path && x.kernel_name == kernel_name) {
+            let span = iface.kernel_name.as_ref().map_or(iface.name.span(), |k| k.span());
+            c.err_at(span, format!("{key}.kernel_name"), format!("kernel interface name {kernel_name:?} is used twice"));
+        }
         match parse_cidr(iface.address.get_ref()) {
             Ok((addr, prefix_len)) => interfaces.push(InterfaceConfig {
                 name: iface.name.get_ref().clone(),
@@ -570,6 +661,8 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
                 addr,
                 prefix_len,
                 mtu: mtu.clamp(576, 9216) as u16,
+                exception_path: iface.exception_path,
+                kernel_name,
             }),
             Err(m) => c.err(&iface.address, format!("{key}.address"), m),
         }
@@ -617,6 +710,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         |a: Ipv4Addr| interfaces.iter().any(|x| same_subnet(x.addr, x.prefix_len, a)) || routes.iter().any(|r| same_subnet(r.prefix, r.prefix_len, a));
 
     let mut services: Vec<Service> = Vec::new();
+    let mut checks: Vec<Option<HealthCheck>> = Vec::new();
     let mut service_keys = std::collections::HashSet::new();
     for (i, s) in raw.services.iter().enumerate() {
         let key = format!("services[{i}]");
@@ -718,7 +812,11 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             }
             _ => {}
         }
-        let (Some(proto), Some(vip), Some(scheduler), Some(mode), Some(persistence)) = (proto, vip, scheduler, mode, persistence) else {
+        let check = match &s.health_check {
+            Some(h) => health_check(c, h, &format!("{key}.health_check")).map(Some),
+            None => Some(None),
+        };
+        let (Some(proto), Some(vip), Some(scheduler), Some(mode), Some(persistence), Some(check)) = (proto, vip, scheduler, mode, persistence, check) else {
             continue;
         };
         if let Some(m) = &s.mh_table_size {
@@ -732,6 +830,11 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             continue;
         }
         services.push(Service { proto, vip, port, scheduler, persistence, mode, local_addrs, reals });
+        checks.push(check);
+    }
+    let health_threads = *raw.health.threads.get_ref();
+    if !(1..=256).contains(&health_threads) {
+        c.err(&raw.health.threads, "health.threads", "must be 1..256");
     }
 
     Config {
@@ -756,7 +859,110 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         routes,
         neighbors,
         services,
+        checks,
+        health_threads: health_threads.clamp(1, 256) as usize,
     }
+}
+
+/// A Linux interface name: 1..15 bytes, no '/', ':' or whitespace.
+fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err(format!("{name:?} is not 1..15 characters long (a Linux interface name)"));
+    }
+    if name == "." || name == ".." || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')) {
+        return Err(format!("{name:?} may only use letters, digits, '-', '_' and '.'"));
+    }
+    Ok(())
+}
+
+/// Seconds in (0, 3600] as a duration; `None` after reporting an error.
+fn seconds(c: &mut Checker<'_>, v: &Option<Spanned<Seconds>>, key: &str, default: f64) -> Option<Duration> {
+    let Some(v) = v else { return Some(Duration::from_secs_f64(default)) };
+    let x = v.get_ref().get();
+    if !(x > 0.0 && x <= 3600.0) {
+        c.err(v, key, format!("{x} is not a number of seconds in (0, 3600] (e.g. 2 or 0.5)"));
+        return None;
+    }
+    Some(Duration::from_secs_f64(x))
+}
+
+/// A service's `health_check` table; `None` after reporting errors.
+fn health_check(c: &mut Checker<'_>, h: &HealthCheckSection, key: &str) -> Option<HealthCheck> {
+    use health_defaults as d;
+    let before = c.errors.len();
+    let http_only = [
+        (h.path.as_ref().map(|x| x.span()), "path"),
+        (h.host.as_ref().map(|x| x.span()), "host"),
+        (h.expect_status.as_ref().and_then(|v| v.first()).map(|x| x.span()), "expect_status"),
+        (h.expect_body.as_ref().map(|x| x.span()), "expect_body"),
+    ];
+    let kind = match h.kind.get_ref().as_str() {
+        "tcp" => {
+            for (span, name) in http_only {
+                if let Some(span) = span {
+                    c.err_at(span, format!("{key}.{name}"), "only HTTP checks (type = \"http\") use it");
+                }
+            }
+            Some(CheckKind::Tcp)
+        }
+        "http" => {
+            let path = h.path.as_ref().map_or(d::PATH.to_string(), |p| p.get_ref().clone());
+            if let Some(p) = &h.path {
+                if !path.starts_with('/') || path.chars().any(|ch| ch.is_ascii_control() || ch == ' ') {
+                    c.err(p, format!("{key}.path"), format!("{path:?} is not an absolute path without spaces (e.g. \"/healthz\")"));
+                }
+            }
+            if let Some(host) = &h.host {
+                if host.get_ref().is_empty() || host.get_ref().chars().any(|ch| ch.is_ascii_control() || ch == ' ') {
+                    c.err(host, format!("{key}.host"), format!("{:?} is not a host name", host.get_ref()));
+                }
+            }
+            let mut expect_status = Vec::new();
+            for (j, st) in h.expect_status.iter().flatten().enumerate() {
+                match u16::try_from(*st.get_ref()) {
+                    Ok(code) if (100..=599).contains(&code) => expect_status.push(code),
+                    _ => c.err(st, format!("{key}.expect_status[{j}]"), format!("{} is not an HTTP status code (100..599)", st.get_ref())),
+                }
+            }
+            if h.expect_status.as_ref().is_some_and(Vec::is_empty) {
+                c.err(&h.kind, format!("{key}.expect_status"), "must list at least one status code");
+            }
+            if expect_status.is_empty() {
+                expect_status.push(d::STATUS);
+            }
+            Some(CheckKind::Http {
+                path,
+                host: h.host.as_ref().map(|x| x.get_ref().clone()),
+                expect_status,
+                expect_body: h.expect_body.as_ref().map(|x| x.get_ref().clone()),
+            })
+        }
+        other => {
+            c.err(&h.kind, format!("{key}.type"), format!("{other:?} is not \"tcp\" or \"http\""));
+            None
+        }
+    };
+    let port = match &h.port {
+        Some(p) if !(1..=65535).contains(p.get_ref()) => {
+            c.err(p, format!("{key}.port"), format!("{} is not a port (1..65535)", p.get_ref()));
+            None
+        }
+        p => p.as_ref().map(|p| *p.get_ref() as u16),
+    };
+    let interval = seconds(c, &h.interval, &format!("{key}.interval"), d::INTERVAL);
+    let timeout = seconds(c, &h.timeout, &format!("{key}.timeout"), d::TIMEOUT);
+    let mut count = |v: &Option<Spanned<u32>>, name: &str, default: u32| match v {
+        Some(n) if !(1..=100).contains(n.get_ref()) => {
+            c.err(n, format!("{key}.{name}"), "must be 1..100");
+            default
+        }
+        Some(n) => *n.get_ref(),
+        None => default,
+    };
+    let rise = count(&h.rise, "rise", d::RISE);
+    let fall = count(&h.fall, "fall", d::FALL);
+    let (Some(kind), Some(interval), Some(timeout)) = (kind, interval, timeout) else { return None };
+    (c.errors.len() == before).then_some(HealthCheck { kind, port, interval, timeout, rise, fall })
 }
 
 #[cfg(test)]

@@ -3,5 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod health;
+pub mod kernel;
 pub mod log;
 pub mod metrics;

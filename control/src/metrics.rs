@@ -44,6 +44,7 @@ pub struct Sources {
     pub pool_size: u32,
     pub published: Arc<Published>,
     pub reloads: Arc<Mutex<ReloadStats>>,
+    pub health: Arc<crate::health::HealthState>,
 }
 
 /// Writes families and samples, escaping label values.
@@ -110,6 +111,26 @@ pub fn render(s: &Sources) -> String {
         }
     }
 
+    let health = s.health.snapshot();
+    type HealthField = fn(&crate::health::Status) -> f64;
+    let per_check: [(&str, &str, &str, HealthField); 2] = [
+        ("rvs_real_server_up", "gauge", "Health check verdict: 1 = up, 0 = down (checked servers only).", |st| if st.up { 1.0 } else { 0.0 }),
+        ("rvs_real_server_health_transitions_total", "counter", "Up/down changes of the health check verdict.", |st| st.transitions as f64),
+    ];
+    for (name, kind, help, f) in per_check {
+        t.family(name, kind, help);
+        for (k, st) in &health {
+            let (service, real) = (format!("{}/{}:{}", k.proto.name(), k.vip, k.port), format!("{}:{}", k.real, k.real_port));
+            t.sample(name, &[("service", &service), ("real", &real)], f(st));
+        }
+    }
+    t.family("rvs_real_server_health_checks_total", "counter", "Health probes, by result.");
+    for (k, st) in &health {
+        let (service, real) = (format!("{}/{}:{}", k.proto.name(), k.vip, k.port), format!("{}:{}", k.real, k.real_port));
+        t.sample("rvs_real_server_health_checks_total", &[("service", &service), ("real", &real), ("result", "ok")], st.checks_ok as f64);
+        t.sample("rvs_real_server_health_checks_total", &[("service", &service), ("real", &real), ("result", "failed")], st.checks_failed as f64);
+    }
+
     type CoreField = fn(&CoreCounters) -> u64;
     let per_core: [(&str, &str, &str, CoreField); 6] = [
         ("rvs_core_rx_packets_total", "counter", "Packets received from the ports by the worker core.", |c| c.rx_packets.get()),
@@ -130,6 +151,12 @@ pub fn render(s: &Sources) -> String {
         let core = lcore.to_string();
         t.sample("rvs_core_redirected_packets_total", &[("core", &core), ("direction", "out")], c.redirected.get() as f64);
         t.sample("rvs_core_redirected_packets_total", &[("core", &core), ("direction", "in")], c.redirected_in.get() as f64);
+    }
+    t.family("rvs_core_exception_packets_total", "counter", "Frames handed to the kernel's TAP interfaces (to_kernel) and sent for it (from_kernel).");
+    for (lcore, c) in &s.cores {
+        let core = lcore.to_string();
+        t.sample("rvs_core_exception_packets_total", &[("core", &core), ("direction", "to_kernel")], c.to_kernel.get() as f64);
+        t.sample("rvs_core_exception_packets_total", &[("core", &core), ("direction", "from_kernel")], c.from_kernel.get() as f64);
     }
     t.family("rvs_core_polls_total", "counter", "Poll loop iterations that found packets (busy) or none (idle).");
     for (lcore, c) in &s.cores {

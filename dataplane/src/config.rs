@@ -6,7 +6,7 @@ use proto::MacAddr;
 use sched::{PersistenceConfig, SchedulerSpec};
 
 /// L4 protocol of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum L4Proto {
     Tcp,
     Udp,
@@ -63,6 +63,9 @@ pub struct Interface {
     pub prefix_len: u8,
     /// Largest IP packet the link carries (TUN checks encapsulated sizes).
     pub mtu: u16,
+    /// The exception path: traffic to `addr` that is not load-balanced
+    /// goes to a kernel TAP interface (else it is dropped and counted).
+    pub kernel: bool,
 }
 
 impl Interface {
@@ -183,6 +186,9 @@ pub struct Snapshot {
     /// IPVS's `expire_nodest_conn`: a connection whose real server was
     /// removed is dropped at its next packet (else it runs on).
     pub expire_nodest_conn: bool,
+    /// Health of every real server in `services` (slot order: see
+    /// [`crate::health`]), updated in place by the health checkers.
+    pub health: crate::health::Health,
 }
 
 #[cfg(test)]
@@ -191,7 +197,7 @@ mod tests {
 
     #[test]
     fn on_link_uses_the_prefix() {
-        let i = Interface { port: 0, mac: MacAddr::ZERO, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500 };
+        let i = Interface { port: 0, mac: MacAddr::ZERO, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: false };
         assert!(i.on_link(Ipv4Addr::new(198, 18, 0, 200)));
         assert!(!i.on_link(Ipv4Addr::new(198, 18, 1, 2)));
         let all = Interface { prefix_len: 0, ..i.clone() };

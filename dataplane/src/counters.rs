@@ -25,7 +25,7 @@ pub enum DropReason {
     Fragment,
     /// IPv4 to an address that is neither a VIP nor ours.
     NotForUs,
-    /// To the LB's own address: no exception path to the kernel yet.
+    /// To the LB's own address, and its interface has no exception path.
     LocalAddress,
     /// Not TCP or UDP.
     UnsupportedProtocol,
@@ -59,10 +59,12 @@ pub enum DropReason {
     /// The connection's real server was removed and `expire_nodest_conn`
     /// is on: the connection is dropped.
     DestRemoved,
+    /// The kernel's TAP did not take a frame for it (its queue was full).
+    KernelQueueFull,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::MalformedFrame,
         DropReason::NotOurMac,
@@ -89,6 +91,7 @@ impl DropReason {
         DropReason::NoHeadroom,
         DropReason::IcmpNoConnection,
         DropReason::DestRemoved,
+        DropReason::KernelQueueFull,
     ];
 
     /// The label used in logs and metrics.
@@ -119,6 +122,7 @@ impl DropReason {
             DropReason::NoHeadroom => "no_headroom",
             DropReason::IcmpNoConnection => "icmp_no_connection",
             DropReason::DestRemoved => "dest_removed",
+            DropReason::KernelQueueFull => "kernel_queue_full",
         }
     }
 }
@@ -175,6 +179,10 @@ pub struct CoreCounters {
     pub icmp_forwarded: Counter,
     /// Gratuitous ARPs sent for our addresses.
     pub garp_sent: Counter,
+    /// The exception path: frames handed to the kernel's TAP interfaces,
+    /// and frames the kernel sent out through the data ports.
+    pub to_kernel: Counter,
+    pub from_kernel: Counter,
     /// Poll loop iterations that found packets, and that found none.
     pub polls_busy: Counter,
     pub polls_idle: Counter,
@@ -206,7 +214,7 @@ impl CoreCounters {
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={} icmp_forwarded={} garp_sent={} reloads={} reload_errors={}",
+            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={} icmp_forwarded={} garp_sent={} to_kernel={} from_kernel={} reloads={} reload_errors={}",
             self.rx_packets.get(),
             self.tx_packets.get(),
             self.forwarded.get(),
@@ -223,6 +231,8 @@ impl CoreCounters {
             self.icmp_frag_needed.get(),
             self.icmp_forwarded.get(),
             self.garp_sent.get(),
+            self.to_kernel.get(),
+            self.from_kernel.get(),
             self.reloads.get(),
             self.reload_errors.get(),
         );

@@ -14,6 +14,7 @@ pub mod config;
 pub mod conn;
 pub mod counters;
 pub mod dpdk;
+pub mod health;
 pub mod local_ports;
 pub mod neighbor;
 pub mod pipeline;

@@ -28,6 +28,9 @@ pub enum Action {
     Consumed,
     /// The connection belongs to another worker core: hand the frame to it.
     Redirect { core: u32 },
+    /// For the load balancer's own kernel stack (the exception path): hand
+    /// it, unchanged, to the TAP interface of the port it arrived on.
+    ToKernel,
     /// Free it; the reason has been counted.
     Drop(DropReason),
 }
@@ -62,6 +65,9 @@ struct ServiceState {
     reals: Vec<Ipv4Addr>,
     /// Each real server's slot in the neighbor table.
     neighbor_slots: Vec<u32>,
+    /// Each real server's slot on the snapshot's health board (`u32::MAX`:
+    /// none, e.g. removed by a reload).
+    health_slots: Vec<u32>,
     /// FullNAT: the local addresses, and this core's ports on them.
     local_addrs: Vec<Ipv4Addr>,
     local_ports: Option<LocalPorts>,
@@ -118,6 +124,8 @@ pub struct Pipeline {
     /// Gratuitous ARP for the VIPs and local addresses is due (at start and
     /// after a reload); core 0 sends it.
     announce: bool,
+    /// The health board generation last applied to the pools.
+    health_seen: u64,
 }
 
 /// The core that owns a connection of the client `addr`:`port`. Both
@@ -154,7 +162,7 @@ impl Pipeline {
     pub fn check(snapshot: &Snapshot) -> Result<(), SnapshotError> {
         validate(snapshot)?;
         for s in &snapshot.services {
-            build_service(s, snapshot.worker_cores, 0)?;
+            build_service(s, snapshot.worker_cores, 0, u32::MAX)?;
         }
         Ok(())
     }
@@ -168,7 +176,8 @@ impl Pipeline {
     /// A pipeline sharing `neighbors` with the other workers.
     pub fn with_neighbors(snapshot: Arc<Snapshot>, counters: Arc<CoreCounters>, neighbors: Arc<SharedNeighbors>) -> Result<Self, SnapshotError> {
         validate(&snapshot)?;
-        let services = snapshot.services.iter().map(|s| build_service(s, snapshot.worker_cores, 0)).collect::<Result<Vec<_>, _>>()?;
+        let bases = crate::health::slot_bases(&snapshot.services);
+        let services = snapshot.services.iter().zip(bases).map(|(s, base)| build_service(s, snapshot.worker_cores, 0, base)).collect::<Result<Vec<_>, _>>()?;
         let max_port = snapshot.interfaces.iter().map(|i| usize::from(i.port)).max().unwrap_or(0);
         let mut iface_of_port = vec![u8::MAX; max_port + 1];
         for (k, i) in snapshot.interfaces.iter().enumerate() {
@@ -190,8 +199,10 @@ impl Pipeline {
             steering: false,
             ip_ident: 0,
             announce: true,
+            health_seen: 0,
         };
         p.reindex();
+        p.refresh_health();
         Ok(p)
     }
 
@@ -232,13 +243,13 @@ impl Pipeline {
         let cores = new.worker_cores;
         let known = self.services.len();
         let mut kept = vec![false; known];
-        for s in &new.services {
+        for (s, base) in new.services.iter().zip(crate::health::slot_bases(&new.services)) {
             let key = service_key(s.proto.number(), s.vip, s.port);
             // by_key holds exactly the live services.
             match self.by_key.get(&key).map(|&i| i as usize) {
                 Some(i) if self.services[i].mode == s.mode && self.services[i].local_addrs == s.local_addrs => {
                     kept[i] = true;
-                    update_service(&mut self.services[i], s, cores)?;
+                    update_service(&mut self.services[i], s, cores, base)?;
                 }
                 found => {
                     if let Some(i) = found {
@@ -246,7 +257,7 @@ impl Pipeline {
                         self.services[i].retired = true;
                         kept[i] = true;
                     }
-                    self.services.push(build_service(s, cores, self.core)?);
+                    self.services.push(build_service(s, cores, self.core, base)?);
                 }
             }
         }
@@ -254,13 +265,30 @@ impl Pipeline {
             if !k {
                 s.retired = true;
             }
+            if s.retired {
+                s.health_slots.fill(u32::MAX);
+            }
         }
         self.conns.set_timeouts(new.timeouts);
         self.neighbors = NeighborTable::new(neighbors, new.arp);
         self.snapshot = new;
         self.reindex();
+        self.refresh_health();
         self.announce = true;
         Ok(())
+    }
+
+    /// Marks each real server available or not as the health board says.
+    fn refresh_health(&mut self) {
+        let board = &self.snapshot.health;
+        self.health_seen = board.generation();
+        for s in &mut self.services {
+            for (d, &slot) in s.health_slots.iter().enumerate() {
+                if slot != u32::MAX {
+                    s.pool.set_available(d, board.is_up(slot as usize));
+                }
+            }
+        }
     }
 
     /// This pipeline serves worker core `core` (of the snapshot's
@@ -290,6 +318,9 @@ impl Pipeline {
 
     /// Housekeeping, called once per poll loop: expires connections.
     pub fn tick(&mut self, now: u64) {
+        if self.snapshot.health.generation() != self.health_seen {
+            self.refresh_health();
+        }
         if now >= self.next_sweep {
             let services = &mut self.services;
             let n = self.conns.sweep(now, |_, c| release(services, c, now));
@@ -414,6 +445,9 @@ impl Pipeline {
                     Err(_) => Action::Drop(DropReason::MalformedArp),
                 }
             }
+            // Replies to our address: the kernel may be waiting for one too
+            // (its own connections, e.g. health checks).
+            arp::OP_REPLY if target_ip == iface.addr && iface.kernel => Action::ToKernel,
             arp::OP_REPLY if learned => Action::Consumed,
             arp::OP_REQUEST | arp::OP_REPLY => Action::Drop(DropReason::ArpNotForUs),
             _ => Action::Drop(DropReason::MalformedArp),
@@ -435,7 +469,7 @@ impl Pipeline {
             }
             let dst = ip.dst();
             if ip.is_fragment() {
-                return Action::Drop(if self.vips.contains(&dst) { DropReason::Fragment } else { self.not_ours(dst) });
+                return if self.vips.contains(&dst) { Action::Drop(DropReason::Fragment) } else { self.not_ours(port, dst) };
             }
             let (proto, sport, dport, flags) = match ip.protocol() {
                 protocol::TCP => match TcpSegment::new_checked(ip.payload()) {
@@ -448,12 +482,16 @@ impl Pipeline {
                 },
                 protocol::ICMP => {
                     let Some(key) = Self::icmp_error_key(ip.payload()) else {
-                        return Action::Drop(DropReason::UnsupportedProtocol);
+                        return self.not_ours_or(port, dst, DropReason::UnsupportedProtocol);
                     };
                     let src = ip.src();
-                    return self.icmp_error(key, src, buf, head, len, now);
+                    return match self.icmp_error(key, src, buf, head, len, now) {
+                        // An error about one of the kernel's own connections.
+                        Action::Drop(DropReason::IcmpNoConnection) => self.not_ours_or(port, dst, DropReason::IcmpNoConnection),
+                        a => a,
+                    };
                 }
-                _ => return Action::Drop(DropReason::UnsupportedProtocol),
+                _ => return self.not_ours_or(port, dst, DropReason::UnsupportedProtocol),
             };
             (FlowKey { proto: proto.number(), src: ip.src(), dst, sport, dport }, proto, flags, eth.src())
         };
@@ -493,7 +531,8 @@ impl Pipeline {
             Some(h) => h,
             None => match self.new_connection(key, proto, flags, src_mac, port, now) {
                 Ok(conn) => (conn, Dir::In),
-                Err(reason) => return Action::Drop(reason),
+                Err(None) => return self.not_ours(port, key.dst),
+                Err(Some(reason)) => return Action::Drop(reason),
             },
         };
         match (self.services[conn.service as usize].mode, dir) {
@@ -553,23 +592,24 @@ impl Pipeline {
         }
     }
 
-    /// Schedules a new connection for `key` and records it.
-    fn new_connection(&mut self, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<Conn, DropReason> {
+    /// Schedules a new connection for `key` and records it. `Err(None)`:
+    /// not to a VIP at all (perhaps to us: see [`Self::not_ours`]).
+    fn new_connection(&mut self, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<Conn, Option<DropReason>> {
         let Some(&svc) = self.by_key.get(&service_key(key.proto, key.dst, key.dport)) else {
             // Established traffic never gets here: the VIP check is
             // only paid by packets that match no connection.
-            return Err(if self.vips.contains(&key.dst) { DropReason::NoService } else { self.not_ours(key.dst) });
+            return Err(self.vips.contains(&key.dst).then_some(DropReason::NoService));
         };
         // Only a SYN starts a TCP connection (as IPVS without sloppy_tcp).
         if proto == L4Proto::Tcp && flags & proto::l4::tcp_flags::SYN == 0 {
-            return Err(DropReason::TcpNoConnection);
+            return Err(Some(DropReason::TcpNoConnection));
         }
         let s = &mut self.services[svc as usize];
         debug_assert_eq!(s.proto, proto);
         let flow = Flow { src: key.src.into(), src_port: key.sport, dst: key.dst.into(), dst_port: key.dport };
         let active = ConnTable::starts_active(proto, flags);
         let Some(i) = s.pool.schedule(&flow, active, now) else {
-            return Err(DropReason::NoRealServer);
+            return Err(Some(DropReason::NoRealServer));
         };
         let real = s.reals[i];
         let local = match s.local_ports.as_mut() {
@@ -577,7 +617,7 @@ impl Pipeline {
                 Some(l) => Some(l),
                 None => {
                     s.pool.closed(i, active, flow.src, now);
-                    return Err(DropReason::NoLocalPort);
+                    return Err(Some(DropReason::NoLocalPort));
                 }
             },
             None => None,
@@ -596,7 +636,7 @@ impl Pipeline {
             if let (Some(lp), Some(l)) = (s.local_ports.as_mut(), local) {
                 lp.give_back(l);
             }
-            return Err(DropReason::ConnTableFull);
+            return Err(Some(DropReason::ConnTableFull));
         };
         self.counters.conns_created.inc();
         self.counters.conns_active.set(self.conns.len() as u64);
@@ -848,11 +888,21 @@ impl Pipeline {
     }
 
     /// Why an IPv4 packet to an address that is no VIP is dropped.
-    fn not_ours(&self, dst: Ipv4Addr) -> DropReason {
-        if self.snapshot.interfaces.iter().any(|i| i.addr == dst) {
-            DropReason::LocalAddress
-        } else {
-            DropReason::NotForUs
+    /// A packet to no VIP and no connection: for the kernel when it is to
+    /// one of our interface addresses and the interface it arrived on has
+    /// an exception path, else dropped.
+    fn not_ours(&self, port: u16, dst: Ipv4Addr) -> Action {
+        self.not_ours_or(port, dst, DropReason::NotForUs)
+    }
+
+    /// As [`Self::not_ours`], dropped for `otherwise` when not to us.
+    fn not_ours_or(&self, port: u16, dst: Ipv4Addr, otherwise: DropReason) -> Action {
+        if !self.snapshot.interfaces.iter().any(|i| i.addr == dst) {
+            return Action::Drop(otherwise);
+        }
+        match self.iface_of_port.get(usize::from(port)) {
+            Some(&k) if k != u8::MAX && self.snapshot.interfaces[usize::from(k)].kernel => Action::ToKernel,
+            _ => Action::Drop(DropReason::LocalAddress),
         }
     }
 
@@ -907,7 +957,9 @@ fn dest_config(s: &Service, r: &crate::config::RealServer, cores: u32) -> DestCo
     }
 }
 
-fn build_service(s: &Service, cores: u32, core: u32) -> Result<ServiceState, SnapshotError> {
+/// A service's state on one core; its real servers' health slots start at
+/// `health_base` (`u32::MAX`: no health board).
+fn build_service(s: &Service, cores: u32, core: u32, health_base: u32) -> Result<ServiceState, SnapshotError> {
     let dests: Vec<DestConfig> = s.reals.iter().map(|r| dest_config(s, r, cores)).collect();
     let pool = Pool::new(s.scheduler, &dests, s.persistence).map_err(|e| SnapshotError(format!("service {} {}:{}: {e}", s.proto.name(), s.vip, s.port)))?;
     Ok(ServiceState {
@@ -920,6 +972,7 @@ fn build_service(s: &Service, cores: u32, core: u32) -> Result<ServiceState, Sna
         pool,
         reals: s.reals.iter().map(|r| r.addr).collect(),
         neighbor_slots: Vec::new(),
+        health_slots: (0..s.reals.len() as u32).map(|j| health_base.saturating_add(j)).collect(),
         local_addrs: s.local_addrs.clone(),
         local_ports: (s.mode == ForwardingMode::FullNat).then(|| LocalPorts::new(&s.local_addrs, core, cores)),
         traffic: vec![Traffic::default(); s.reals.len()],
@@ -928,14 +981,18 @@ fn build_service(s: &Service, cores: u32, core: u32) -> Result<ServiceState, Sna
 
 /// A reload of a service that stays: scheduler and persistence changed in
 /// place, servers added, reweighted or removed (indices never reused).
-fn update_service(st: &mut ServiceState, s: &Service, cores: u32) -> Result<(), SnapshotError> {
+fn update_service(st: &mut ServiceState, s: &Service, cores: u32, health_base: u32) -> Result<(), SnapshotError> {
     let err = |e: sched::SchedError| SnapshotError(format!("service {} {}:{}: {e}", s.proto.name(), s.vip, s.port));
     st.pool.reconfigure(s.scheduler, s.persistence).map_err(err)?;
     let mut keep = vec![false; st.pool.len()];
-    for r in &s.reals {
+    // Removed servers have no slot on the new board.
+    st.health_slots.fill(u32::MAX);
+    for (j, r) in s.reals.iter().enumerate() {
         let cfg = dest_config(s, r, cores);
+        let slot = health_base.saturating_add(j as u32);
         match st.pool.find(cfg.addr, cfg.port) {
             Some(d) => {
+                st.health_slots[d] = slot;
                 keep[d] = true;
                 st.pool.set_weight(d, cfg.weight).map_err(err)?;
                 st.pool.set_thresholds(d, cfg.upper_threshold, cfg.lower_threshold).map_err(err)?;
@@ -945,6 +1002,7 @@ fn update_service(st: &mut ServiceState, s: &Service, cores: u32) -> Result<(), 
                 st.reals.push(r.addr);
                 st.real_ports.push(cfg.port);
                 st.traffic.push(Traffic::default());
+                st.health_slots.push(slot);
                 keep.push(true);
             }
         }

@@ -60,6 +60,7 @@ mod tests {
             max_connections_per_core: 1,
             worker_cores: 1,
             expire_nodest_conn: false,
+            health: Default::default(),
         });
         let n = Arc::new(SharedNeighbors::new([]));
         let p = Published::new(Arc::clone(&s), Arc::clone(&n));

@@ -35,6 +35,9 @@ impl Default for WorkerSettings {
 pub struct Worker {
     pub pipeline: Pipeline,
     pub ports: Arc<Vec<Port>>,
+    /// The exception path: the kernel TAP port of each of `ports` (same
+    /// index), if it has one. Same queue index as on `ports`.
+    pub taps: Arc<Vec<Option<Port>>>,
     /// The rx and tx queue index this worker uses on every port.
     pub queue: u16,
     pub pool: Arc<Mempool>,
@@ -52,10 +55,17 @@ pub struct Worker {
 /// How often a worker refreshes its view for operators.
 const VIEW_INTERVAL: u64 = 100_000_000;
 
-/// Output batches of one poll pass: per port, and per core to redirect to.
+/// How often a worker reads its TAP queues: a TAP receive is a system
+/// call even when empty, and the kernel's own traffic (health checks,
+/// ssh, routing) does not need microseconds.
+const KERNEL_POLL_INTERVAL: u64 = 50_000;
+
+/// Output batches of one poll pass: per port, per core to redirect to,
+/// and per port's TAP (the kernel).
 struct Outputs {
     tx: Vec<Burst>,
     redirect: Vec<Burst>,
+    kernel: Vec<Burst>,
 }
 
 fn flush(port: &Port, queue: u16, burst: &mut Burst, counters: &CoreCounters) {
@@ -63,6 +73,14 @@ fn flush(port: &Port, queue: u16, burst: &mut Burst, counters: &CoreCounters) {
     counters.tx_packets.add(sent as u64);
     if unsent > 0 {
         counters.drops_add(DropReason::TxQueueFull, unsent as u64);
+    }
+}
+
+fn flush_kernel(tap: &Port, queue: u16, burst: &mut Burst, counters: &CoreCounters) {
+    let (sent, unsent) = tap.tx(queue, burst);
+    counters.to_kernel.add(sent as u64);
+    if unsent > 0 {
+        counters.drops_add(DropReason::KernelQueueFull, unsent as u64);
     }
 }
 
@@ -76,7 +94,14 @@ impl Worker {
         let mut rx = Burst::new();
         // Output batches, allocated once, before the loop.
         let ncores = rings.as_ref().map_or(0, |r| r.len());
-        let mut out = Outputs { tx: (0..ports.len()).map(|_| Burst::new()).collect(), redirect: (0..ncores).map(|_| Burst::new()).collect() };
+        let taps = Arc::clone(&self.taps);
+        let has_taps = taps.iter().any(Option::is_some);
+        let mut out = Outputs {
+            tx: (0..ports.len()).map(|_| Burst::new()).collect(),
+            redirect: (0..ncores).map(|_| Burst::new()).collect(),
+            kernel: (0..ports.len()).map(|_| Burst::new()).collect(),
+        };
+        let mut next_kernel_poll = 0u64;
         let mut idle_polls = 0u32;
         let mut generation = self.config.as_ref().map_or(0, |c| c.generation());
         let mut next_view = 0u64;
@@ -131,8 +156,31 @@ impl Worker {
                     self.handle(port.id(), m, now, &mut out, &counters);
                 }
             }
+            // What the kernel sends leaves through its data port unchanged.
+            if has_taps && now >= next_kernel_poll {
+                next_kernel_poll = now + KERNEL_POLL_INTERVAL;
+                for (i, tap) in taps.iter().enumerate() {
+                    let Some(tap) = tap else { continue };
+                    let n = tap.rx(queue, &mut rx, self.settings.burst);
+                    got += n;
+                    counters.from_kernel.add(n as u64);
+                    while let Some(m) = rx.pop() {
+                        if let Err(m) = out.tx[i].push(m) {
+                            flush(&ports[i], queue, &mut out.tx[i], &counters);
+                            let _ = out.tx[i].push(m);
+                        }
+                    }
+                }
+            }
             for (port, burst) in ports.iter().zip(out.tx.iter_mut()) {
                 flush(port, queue, burst, &counters);
+            }
+            if has_taps {
+                for (tap, burst) in taps.iter().zip(out.kernel.iter_mut()) {
+                    if let Some(tap) = tap {
+                        flush_kernel(tap, queue, burst, &counters);
+                    }
+                }
             }
             if let Some(rings) = &rings {
                 for (ring, burst) in rings.iter().zip(out.redirect.iter_mut()) {
@@ -187,6 +235,17 @@ impl Worker {
                     let (_, unsent) = rings[core as usize].enqueue(burst);
                     counters.drops_add(DropReason::RedirectRingFull, unsent as u64);
                     let _ = burst.push(m);
+                }
+            }
+            Action::ToKernel => {
+                let Some(i) = self.ports.iter().position(|p| p.id() == port) else { return };
+                let Some(tap) = &self.taps.get(i).and_then(Option::as_ref) else {
+                    counters.count_drop(DropReason::LocalAddress);
+                    return;
+                };
+                if let Err(m) = out.kernel[i].push(m) {
+                    flush_kernel(tap, self.queue, &mut out.kernel[i], counters);
+                    let _ = out.kernel[i].push(m);
                 }
             }
             Action::Consumed | Action::Drop(_) => {}

@@ -143,7 +143,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     // 6. A worker answers ARP for its VIP and asks for its real servers.
     let mac = port.mac().unwrap();
     let snapshot = Arc::new(Snapshot {
-        interfaces: vec![Interface { port: port.id(), mac, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500 }],
+        interfaces: vec![Interface { port: port.id(), mac, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: false }],
         routes: vec![],
         services: vec![Service {
             proto: L4Proto::Tcp,
@@ -160,6 +160,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
         max_connections_per_core: 1024,
         worker_cores: 1,
         expire_nodest_conn: false,
+        health: Default::default(),
     });
     let counters = Arc::new(CoreCounters::default());
     let pipeline = Pipeline::new(snapshot, Arc::clone(&counters)).unwrap();
@@ -177,6 +178,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     let worker = Worker {
         pipeline,
         ports: Arc::clone(&ports),
+        taps: Arc::new(vec![None]),
         queue: 0,
         pool: Arc::clone(&pool),
         stop: Arc::clone(&stop),

@@ -24,7 +24,7 @@ const FLOWS: usize = 1024;
 fn pipeline(max_conns: usize) -> Pipeline {
     let reals: Vec<RealServer> = (11..=20).map(|k| RealServer::new(Ipv4Addr::new(198, 18, 0, k), 1 + u32::from(k % 3))).collect();
     let snapshot = Snapshot {
-        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500 }],
+        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: false }],
         routes: vec![],
         services: vec![
             Service {
@@ -53,6 +53,7 @@ fn pipeline(max_conns: usize) -> Pipeline {
         max_connections_per_core: max_conns,
         worker_cores: 1,
         expire_nodest_conn: false,
+        health: Default::default(),
     };
     let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).expect("valid snapshot");
     for r in &reals {

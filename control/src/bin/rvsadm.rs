@@ -56,13 +56,24 @@ fn service_line(s: &admin::Service) -> String {
 /// `ipvsadm -Ln`, and how the last reload went.
 fn list(l: &Listing) -> String {
     let mut o = format!("RVS {} (connections={}/{})\n", env!("CARGO_PKG_VERSION"), l.connections, l.capacity);
+    // A health column only when some server is checked: ipvsadm has none.
+    let checked = l.services.iter().flat_map(|s| &s.reals).any(|r| r.health.is_some());
     o.push_str("Prot LocalAddress:Port Scheduler Flags\n");
-    o.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
+    o.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn");
+    o.push_str(if checked { " Health\n" } else { "\n" });
     for s in &l.services {
         o.push_str(&service_line(s));
         o.push('\n');
         for r in &s.reals {
-            o.push_str(&format!("  -> {:<28} {:<7} {:<6} {:<10} {}\n", addr(&r.addr, r.port), s.forward, r.weight, r.active, r.inactive));
+            let mut row = format!("  -> {:<28} {:<7} {:<6} {:<10} {}", addr(&r.addr, r.port), s.forward, r.weight, r.active, r.inactive);
+            if let Some(h) = &r.health {
+                row = format!("{row:<69} {h}");
+                if let Some(e) = &r.health_error {
+                    row.push_str(&format!(" ({e})"));
+                }
+            }
+            o.push_str(row.trim_end());
+            o.push('\n');
         }
     }
     if let Some(r) = &l.last_reload {

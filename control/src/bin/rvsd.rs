@@ -4,6 +4,7 @@
 use clap::Parser;
 use control::admin::{AdminServer, ControlInfo, Neighbor};
 use control::config::{self, Config};
+use control::health::{self, HealthState, Monitor};
 use control::{error, info};
 use dataplane::config::{Interface, Snapshot};
 use dataplane::counters::CoreCounters;
@@ -104,29 +105,62 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     v
 }
 
-/// SIGHUP: parse and check the file, and publish it to the workers, or
-/// change nothing and say why.
-fn reload(path: &Path, running: &Config, published: &Published, interfaces: &[Interface], workers: u32) -> Result<Config, String> {
+/// The snapshot of `cfg` on the running `interfaces`, with a health board
+/// that starts from what the health checks know; and the checks to run.
+fn snapshot_of(cfg: &Config, interfaces: &[Interface], workers: u32, health: &HealthState) -> (Snapshot, Vec<health::Target>) {
+    let targets = health::targets(&cfg.services, &cfg.checks);
+    let board = health::board_for(&cfg.services, &targets, health);
+    let snapshot = Snapshot {
+        interfaces: interfaces.to_vec(),
+        routes: cfg.routes.clone(),
+        services: cfg.services.clone(),
+        timeouts: cfg.timeouts,
+        arp: cfg.arp,
+        max_connections_per_core: cfg.connections_per_core,
+        worker_cores: workers,
+        expire_nodest_conn: cfg.expire_nodest_conn,
+        health: board,
+    };
+    (snapshot, targets)
+}
+
+/// The control thread's handles a reload needs.
+struct Running<'a> {
+    published: &'a Published,
+    interfaces: &'a [Interface],
+    workers: u32,
+    health: &'a HealthState,
+    monitor: &'a Monitor,
+}
+
+/// SIGHUP: parse and check the file, and publish it to the workers (and
+/// its checks to the health monitor, its routes to the kernel), or change
+/// nothing and say why.
+fn reload(path: &Path, running: &Config, r: &Running<'_>) -> Result<Config, String> {
     let new = config::load(path).map_err(|e| e.to_string())?;
     let changed = restart_only_changes(running, &new);
     if !changed.is_empty() {
         return Err(format!("{} changed: that needs a restart of rvsd", changed.join(", ")));
     }
-    let snapshot = Arc::new(Snapshot {
-        interfaces: interfaces.to_vec(),
-        routes: new.routes.clone(),
-        services: new.services.clone(),
-        timeouts: new.timeouts,
-        arp: new.arp,
-        max_connections_per_core: new.connections_per_core,
-        worker_cores: workers,
-        expire_nodest_conn: new.expire_nodest_conn,
-    });
+    let (snapshot, targets) = snapshot_of(&new, r.interfaces, r.workers, r.health);
+    let snapshot = Arc::new(snapshot);
     Pipeline::check(&snapshot).map_err(|e| e.to_string())?;
-    let neighbors = Arc::new(Pipeline::neighbors_for_reload(&published.get().1, &snapshot));
+    let neighbors = Arc::new(Pipeline::neighbors_for_reload(&r.published.get().1, &snapshot));
     apply_static_neighbors(&neighbors, &new.neighbors);
-    published.publish(snapshot, neighbors);
+    let board = snapshot.health.clone();
+    r.published.publish(snapshot, neighbors);
+    r.monitor.plan(targets, board);
+    if new.routes != running.routes {
+        for e in control::kernel::sync_routes(&running.routes, &new.routes, |via| kernel_dev_for(&new, via)) {
+            error!("kernel route: {e}");
+        }
+    }
     Ok(new)
+}
+
+/// The TAP interface whose subnet holds `ip`, if that interface has one.
+fn kernel_dev_for(cfg: &Config, ip: std::net::Ipv4Addr) -> Option<String> {
+    cfg.interfaces.iter().find(|i| i.exception_path && dataplane::config::same_subnet(i.addr, i.prefix_len, ip)).map(|i| i.kernel_name.clone())
 }
 
 /// Pins the configured static neighbors; says which are no next hop.
@@ -136,6 +170,24 @@ fn apply_static_neighbors(table: &SharedNeighbors, entries: &[(std::net::Ipv4Add
             info!("static neighbor {ip} at {mac}");
         } else {
             error!("static neighbor {ip} is the next hop of no real server: ignored");
+        }
+    }
+}
+
+/// Marks each checked real server in `listing` up or down.
+fn add_health(listing: &mut control::admin::Listing, state: &HealthState) {
+    let statuses = state.snapshot();
+    for s in &mut listing.services {
+        let Ok(vip) = s.vip.parse() else { continue };
+        let proto = if s.proto == "TCP" { dataplane::config::L4Proto::Tcp } else { dataplane::config::L4Proto::Udp };
+        for r in &mut s.reals {
+            let Ok(real) = r.addr.parse() else { continue };
+            let key = health::TargetKey { proto, vip, port: s.port, real, real_port: r.port };
+            if let Ok(i) = statuses.binary_search_by_key(&key, |(k, _)| *k) {
+                let st = &statuses[i].1;
+                r.health = Some(if st.up { "up" } else { "down" }.into());
+                r.health_error = (!st.last_error.is_empty()).then(|| st.last_error.clone());
+            }
         }
     }
 }
@@ -168,11 +220,23 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     let pool = Arc::new(Mempool::new(&eal, "rvs_mbufs", cfg.mbufs, cfg.mbuf_cache)?);
 
     let mut ports = Vec::new();
+    let mut taps = Vec::new();
     let mut interfaces = Vec::new();
-    for ic in &cfg.interfaces {
+    for (k, ic) in cfg.interfaces.iter().enumerate() {
         let mut port = Port::by_name(&eal, &ic.device)?;
         port.start(nworkers, cfg.rx_descriptors, cfg.tx_descriptors, &pool)?;
         let mac = port.mac()?;
+        // The exception path: a kernel interface with the port's MAC and
+        // address, for the traffic to us that is not load-balanced.
+        let tap = if ic.exception_path {
+            let mut tap = Port::create_tap(&eal, k, &ic.kernel_name, mac)?;
+            tap.start(nworkers, cfg.rx_descriptors, cfg.tx_descriptors, &pool)?;
+            control::kernel::configure(&ic.kernel_name, ic.addr, ic.prefix_len, ic.mtu).map_err(|e| format!("interface {}: {e}", ic.name))?;
+            info!("interface {}: exception path to kernel interface {} ({}/{})", ic.name, ic.kernel_name, ic.addr, ic.prefix_len);
+            Some(tap)
+        } else {
+            None
+        };
         let link = port.link();
         info!(
             "interface {} on {} (port {}): {mac} {}/{} link {} {} Mb/s, {nworkers} queue(s)",
@@ -184,20 +248,34 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
             if link.up { "up" } else { "down" },
             link.speed_mbps
         );
-        interfaces.push(Interface { port: port.id(), mac, addr: ic.addr, prefix_len: ic.prefix_len, mtu: ic.mtu });
+        interfaces.push(Interface { port: port.id(), mac, addr: ic.addr, prefix_len: ic.prefix_len, mtu: ic.mtu, kernel: tap.is_some() });
         ports.push(port);
+        taps.push(tap);
     }
-    let snapshot = Arc::new(Snapshot {
-        interfaces,
-        routes: cfg.routes.clone(),
-        services: cfg.services.clone(),
-        timeouts: cfg.timeouts,
-        arp: cfg.arp,
-        max_connections_per_core: cfg.connections_per_core,
-        worker_cores: u32::from(nworkers),
-        expire_nodest_conn: cfg.expire_nodest_conn,
-    });
+    for e in control::kernel::sync_routes(&[], &cfg.routes, |via| kernel_dev_for(cfg, via)) {
+        error!("kernel route: {e}");
+    }
+    let health_state = Arc::new(HealthState::default());
+    let (snapshot, targets) = snapshot_of(cfg, &interfaces, u32::from(nworkers), &health_state);
+    let snapshot = Arc::new(snapshot);
     let ports = Arc::new(ports);
+    let taps = Arc::new(taps);
+    if !targets.is_empty() && !snapshot.interfaces.iter().any(|i| i.kernel) {
+        error!("health checks are configured but no interface has an exception path: probes use whatever route the kernel has");
+    }
+    let monitor = Monitor::start(
+        Arc::clone(&health_state),
+        cfg.health_threads,
+        Arc::clone(&stop),
+        Box::new(|key, up, why| {
+            if up {
+                info!("health: {key} is UP");
+            } else {
+                error!("health: {key} is DOWN ({why})");
+            }
+        }),
+    )?;
+    monitor.plan(targets, snapshot.health.clone());
 
     // One neighbor table for all workers: an ARP reply lands on one queue
     // only, but every worker forwards to that server.
@@ -213,12 +291,14 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     let admin_thread = {
         let (views, info, stop) = (Arc::clone(&views), Arc::clone(&info), Arc::clone(&stop));
         let published = Arc::clone(&published);
-        let neighbors = move || {
+        let health_state = Arc::clone(&health_state);
+        let decorate = move |listing: &mut control::admin::Listing| {
             let (snapshot, table) = published.get();
             let now = dataplane::clock::now_ns();
-            table.describe(now, snapshot.arp).into_iter().map(|(ip, port, mac, state)| Neighbor::new(ip, port, mac, state)).collect()
+            listing.neighbors = table.describe(now, snapshot.arp).into_iter().map(|(ip, port, mac, state)| Neighbor::new(ip, port, mac, state)).collect();
+            add_health(listing, &health_state);
         };
-        std::thread::Builder::new().name("rvsd-admin".into()).spawn(move || admin.serve(views, info, neighbors, stop))?
+        std::thread::Builder::new().name("rvsd-admin".into()).spawn(move || admin.serve(views, info, decorate, stop))?
     };
     // With several workers, a packet that reached a core other than the one
     // owning its connection travels there through that core's ring.
@@ -240,6 +320,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
         workers.push(Worker {
             pipeline,
             ports: Arc::clone(&ports),
+            taps: Arc::clone(&taps),
             queue: q as u16,
             pool: Arc::clone(&pool),
             stop: Arc::clone(&stop),
@@ -261,6 +342,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
                 pool_size: cfg.mbufs,
                 published: Arc::clone(&published),
                 reloads: Arc::clone(&reload_stats),
+                health: Arc::clone(&health_state),
             });
             let stop = Arc::clone(&stop);
             info!("metrics on http://{addr}/metrics");
@@ -298,7 +380,8 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if reload_flag.swap(false, Ordering::Relaxed) {
-            match reload(path, &running, &published, &snapshot.interfaces, u32::from(nworkers)) {
+            let r = Running { published: &published, interfaces: &snapshot.interfaces, workers: u32::from(nworkers), health: &health_state, monitor: &monitor };
+            match reload(path, &running, &r) {
                 Ok(new) => {
                     reloads += 1;
                     let reals: usize = new.services.iter().map(|s| s.reals.len()).sum();
@@ -329,6 +412,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     }
     info!("stopping: waiting for workers");
     eal.wait_all();
+    monitor.join();
     let _ = admin_thread.join();
     if let Some(t) = metrics_thread {
         let _ = t.join();
@@ -337,6 +421,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     // Order matters: ports (which reference the pool) before the pool,
     // both before the EAL.
     drop(ports);
+    drop(taps);
     drop(rings);
     drop(pool);
     drop(eal);

@@ -38,6 +38,9 @@ pub(crate) struct Lab {
     pub(crate) prefix: String,
     pub(crate) dir: PathBuf,
     children: Vec<Child>,
+    /// Real servers started one by one, by namespace ("rs1"), so a test
+    /// can kill one.
+    servers: Vec<(String, Child)>,
     rvsd: Option<Child>,
     /// The VIP clients use, and the client's own address.
     pub(crate) vip: &'static str,
@@ -61,7 +64,7 @@ impl Lab {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let (vip, client_addr) = if kind == "dr" { ("198.18.0.100", "198.18.0.10") } else { ("198.18.1.100", "198.18.1.10") };
-        let lab = Lab { prefix: prefix.to_string(), dir, children: Vec::new(), rvsd: None, vip, client_addr };
+        let lab = Lab { prefix: prefix.to_string(), dir, children: Vec::new(), servers: Vec::new(), rvsd: None, vip, client_addr };
         run(Command::new("bash").arg(script("topology.sh")).args(["up", prefix, kind]));
         lab
     }
@@ -98,6 +101,27 @@ impl Lab {
                 .spawn()
                 .unwrap();
             self.children.push(child);
+        }
+    }
+
+    /// Starts realserver.py on one real server (`"rs1"`), killable with
+    /// [`Self::kill_real_server`].
+    pub(crate) fn start_real_server(&mut self, rs: &str, http_port: u16) {
+        let child = self
+            .exec(rs)
+            .args(["python3", script("realserver.py").to_str().unwrap(), rs, &http_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.servers.push((rs.to_string(), child));
+    }
+
+    /// Kills the real server process(es) started on `rs`.
+    pub(crate) fn kill_real_server(&mut self, rs: &str) {
+        for (_, mut c) in self.servers.extract_if(.., |(name, _)| name == rs) {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 
@@ -241,7 +265,7 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for c in &mut self.children {
+        for c in self.children.iter_mut().chain(self.servers.iter_mut().map(|(_, c)| c)) {
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -44,6 +44,22 @@ impl Port {
         Ok(Port { id, name: name.to_string(), started: false })
     }
 
+    /// Creates a kernel TAP interface `kernel_name` with the MAC `mac`
+    /// (DPDK's `net_tap`, probed after EAL start so it can take the MAC of
+    /// the data port it serves) and returns its port, not yet started.
+    /// `index` makes the device name unique within rvsd.
+    pub fn create_tap(eal: &super::Eal, index: usize, kernel_name: &str, mac: MacAddr) -> Result<Port, DpdkError> {
+        let name = format!("net_tap_rvs{index}");
+        let devargs = format!("{name},iface={kernel_name},mac={mac}");
+        let c = CString::new(devargs.clone()).map_err(|_| DpdkError::new("TAP arguments contain NUL", 22))?;
+        // SAFETY: valid C string; EAL initialised; called from the main thread.
+        let rc = unsafe { dpdk_sys::rte_dev_probe(c.as_ptr()) };
+        if rc != 0 {
+            return Err(DpdkError::new(format!("creating the TAP device {devargs:?} (needs /dev/net/tun and CAP_NET_ADMIN)"), rc));
+        }
+        Self::by_name(eal, &name)
+    }
+
     pub fn id(&self) -> u16 {
         self.id
     }

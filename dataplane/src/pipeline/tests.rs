@@ -19,7 +19,7 @@ fn snapshot(scheduler: SchedulerKind, w1: u32, w2: u32, max_conns: usize) -> Arc
     let reals = vec![RealServer::new(RS1, w1), RealServer::new(RS2, w2)];
     let scheduler = SchedulerSpec::new(scheduler);
     Arc::new(Snapshot {
-        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24, mtu: 1500 }],
+        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24, mtu: 1500, kernel: false }],
         routes: vec![],
         services: vec![
             Service {
@@ -39,6 +39,7 @@ fn snapshot(scheduler: SchedulerKind, w1: u32, w2: u32, max_conns: usize) -> Arc
         max_connections_per_core: max_conns,
         worker_cores: 1,
         expire_nodest_conn: false,
+        health: Default::default(),
     })
 }
 
@@ -303,6 +304,124 @@ fn bad_and_foreign_input_is_counted_not_forwarded() {
     assert_eq!(p.counters().forwarded.get(), 0);
 }
 
+/// The DR snapshot with an exception path and a health board.
+fn kernel_snapshot() -> (Arc<Snapshot>, Arc<crate::health::HealthBoard>) {
+    let mut s = (*snapshot(SchedulerKind::Rr, 1, 1, 1024)).clone();
+    s.interfaces[0].kernel = true;
+    let board = Arc::new(crate::health::HealthBoard::all_up(&s.services));
+    s.health = crate::health::Health(Arc::clone(&board));
+    (Arc::new(s), board)
+}
+
+/// `f` sent to `dst` instead, checksum fixed.
+fn to_addr(mut f: Vec<u8>, dst: Ipv4Addr) -> Vec<u8> {
+    f[14 + 16..14 + 20].copy_from_slice(&dst.octets());
+    fix_ip_checksum(&mut f);
+    f
+}
+
+#[test]
+fn the_exception_path_gets_what_is_ours_and_not_balanced() {
+    let (s, _) = kernel_snapshot();
+    let mut p = Pipeline::new(s, Arc::default()).unwrap();
+    // TCP (any flags: the kernel's own connections), UDP, fragments, ICMP
+    // and other protocols to the interface address: all the kernel's.
+    for f in [tcp(22, 22, SYN), tcp(50000, 22, ACK), udp(5000, 161)] {
+        assert_eq!(p.process(0, &mut to_addr(f, LB_IP), 0), Action::ToKernel);
+    }
+    let mut frag = to_addr(tcp(1, 80, SYN), LB_IP);
+    frag[14 + 6] = 0x20;
+    fix_ip_checksum(&mut frag);
+    assert_eq!(p.process(0, &mut frag, 0), Action::ToKernel);
+    let echo = etherparse::PacketBuilder::ethernet2(CLIENT_MAC.0, LB_MAC.0).ipv4(CLIENT.octets(), LB_IP.octets(), 64).icmpv4_echo_request(1, 1);
+    let mut ping = Vec::new();
+    echo.write(&mut ping, b"ping").unwrap();
+    assert_eq!(p.process(0, &mut ping.clone(), 0), Action::ToKernel);
+    let mut ospf = to_addr(tcp(1, 2, SYN), LB_IP);
+    ospf[14 + 9] = 89;
+    fix_ip_checksum(&mut ospf);
+    assert_eq!(p.process(0, &mut ospf, 0), Action::ToKernel);
+    // Not the kernel's: other addresses, and pings to the VIP.
+    assert_eq!(p.process(0, &mut to_addr(tcp(1, 22, SYN), Ipv4Addr::new(198, 18, 0, 99)), 0), Action::Drop(DropReason::NotForUs));
+    assert_eq!(p.process(0, &mut to_addr(ping, VIP), 0), Action::Drop(DropReason::UnsupportedProtocol));
+    // ARP: we answer requests for our address ourselves; replies to it are
+    // learned AND given to the kernel, which may be resolving too.
+    let mut req = arp_frame(arp::OP_REQUEST, CLIENT_MAC, CLIENT, LB_IP);
+    assert_eq!(p.process(0, &mut req, 0), Action::Transmit { port: 0 });
+    let mut reply = arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP);
+    assert_eq!(p.process(0, &mut reply, 0), Action::ToKernel);
+    assert_eq!(p.neighbor(RS1, 0), Some(RS1_MAC));
+    // Load-balanced traffic is untouched by all this.
+    let mut reply = arp_frame(arp::OP_REPLY, RS2_MAC, RS2, LB_IP);
+    p.process(0, &mut reply, 0);
+    assert_eq!(p.process(0, &mut tcp(1000, 80, SYN), 0), Action::Transmit { port: 0 });
+    assert_eq!(p.counters().total_drops(), 2);
+}
+
+#[test]
+fn health_board_changes_scheduling_without_a_reload() {
+    let (s, board) = kernel_snapshot();
+    let shared = Arc::new(crate::neighbor::SharedNeighbors::new(Pipeline::wanted_neighbors(&s)));
+    let mut p = Pipeline::with_neighbors(Arc::clone(&s), Arc::default(), Arc::clone(&shared)).unwrap();
+    for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
+        p.process(0, &mut arp_frame(arp::OP_REPLY, mac, ip, LB_IP), 0);
+    }
+    // A connection to RS1 exists before RS1 fails its checks.
+    let mut first = tcp(30000, 80, SYN);
+    p.process(0, &mut first, 0);
+    let (rs_first, rs_other) = if dst_mac(&first) == RS1_MAC { (0usize, RS2_MAC) } else { (1, RS1_MAC) };
+    // Slot of the TCP service's server that got it: service 0 -> slots 0, 1.
+    assert!(board.set(rs_first, false));
+    p.tick(SEC);
+    for port in 0..10u16 {
+        let mut f = tcp(31000 + port, 80, SYN);
+        assert_eq!(p.process(0, &mut f, SEC), Action::Transmit { port: 0 });
+        assert_eq!(dst_mac(&f), rs_other, "down servers get no new connections");
+    }
+    // Its existing connection carries on (as IPVS with a weight-0 server).
+    let mut f = tcp(30000, 80, ACK);
+    assert_eq!(p.process(0, &mut f, SEC), Action::Transmit { port: 0 });
+    assert_eq!(dst_mac(&f), dst_mac(&first));
+    // The UDP service's servers (slots 2, 3) are unaffected.
+    let mut seen = hashbrown::HashSet::new();
+    for port in 0..4u16 {
+        let mut f = udp(6000 + port, 53);
+        p.process(0, &mut f, SEC);
+        seen.insert(dst_mac(&f));
+    }
+    assert_eq!(seen.len(), 2);
+    // Both down: nothing to schedule, counted.
+    board.set(1 - rs_first, false);
+    p.tick(2 * SEC);
+    assert_eq!(p.process(0, &mut tcp(32000, 80, SYN), 2 * SEC), Action::Drop(DropReason::NoRealServer));
+    // Back up: scheduled again.
+    board.set(rs_first, true);
+    board.set(1 - rs_first, true);
+    p.tick(3 * SEC);
+    let mut macs = hashbrown::HashSet::new();
+    for port in 0..4u16 {
+        let mut f = tcp(33000 + port, 80, SYN);
+        p.process(0, &mut f, 3 * SEC);
+        macs.insert(dst_mac(&f));
+    }
+    assert_eq!(macs.len(), 2);
+
+    // A reload brings its own board; a server down on it stays down, and
+    // the old board no longer matters.
+    let mut s2 = (*s).clone();
+    let board2 = Arc::new(crate::health::HealthBoard::new([false, true, true, true]));
+    s2.health = crate::health::Health(Arc::clone(&board2));
+    let nb = Arc::new(Pipeline::neighbors_for_reload(&shared, &s2));
+    p.apply(Arc::new(s2), nb).unwrap();
+    board.set(1, false);
+    p.tick(4 * SEC);
+    for port in 0..4u16 {
+        let mut f = tcp(34000 + port, 80, SYN);
+        p.process(0, &mut f, 4 * SEC);
+        assert_eq!(dst_mac(&f), RS2_MAC);
+    }
+}
+
 fn fix_ip_checksum(f: &mut [u8]) {
     let mut ip = Ipv4Packet::new_checked(&mut f[14..]).unwrap();
     ip.fill_checksum();
@@ -431,8 +550,8 @@ mod nat_mode {
         };
         let snapshot = Snapshot {
             interfaces: vec![
-                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500 },
-                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24, mtu: 1500 },
+                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500, kernel: false },
+                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24, mtu: 1500, kernel: false },
             ],
             routes: vec![],
             services: vec![svc(L4Proto::Tcp, 80, vec![rs1]), svc(L4Proto::Udp, 53, vec![RealServer::new(RS1, 1)])],
@@ -441,6 +560,7 @@ mod nat_mode {
             max_connections_per_core: 64,
             worker_cores: 1,
             expire_nodest_conn: false,
+            health: Default::default(),
         };
         let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).unwrap();
         let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP);
@@ -575,8 +695,8 @@ mod nat_mode {
         rs1.port = Some(8080);
         let snapshot = Snapshot {
             interfaces: vec![
-                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500 },
-                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24, mtu: 1500 },
+                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500, kernel: false },
+                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24, mtu: 1500, kernel: false },
             ],
             routes: vec![],
             services: vec![Service {
@@ -594,6 +714,7 @@ mod nat_mode {
             max_connections_per_core: 64,
             worker_cores: 1,
             expire_nodest_conn: false,
+            health: Default::default(),
         };
         let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).unwrap();
         let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP);
@@ -766,7 +887,7 @@ mod routes {
 
     fn routed_snapshot(mode: ForwardingMode) -> Snapshot {
         Snapshot {
-            interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24, mtu: 1500 }],
+            interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24, mtu: 1500, kernel: false }],
             routes: vec![Route { prefix: Ipv4Addr::new(198, 18, 2, 0), prefix_len: 24, via: GW }],
             services: vec![Service {
                 proto: L4Proto::Tcp,
@@ -783,6 +904,7 @@ mod routes {
             max_connections_per_core: 64,
             worker_cores: 1,
             expire_nodest_conn: false,
+            health: Default::default(),
         }
     }
 

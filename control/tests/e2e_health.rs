@@ -1,0 +1,151 @@
+//! End to end, the exception path and health checks (DR topology, real
+//! kernel stacks): the load balancer's own address answers ping and TCP
+//! through the kernel's TAP interface; an HTTP health check (run by rvsd's
+//! kernel sockets, through that same path) takes a killed real server out
+//! of the pool within interval x fall and brings it back after it restarts;
+//! rvsadm and /metrics show the verdicts. Needs root.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const INTERVAL: f64 = 0.3;
+const TIMEOUT: f64 = 0.5;
+const FALL: u32 = 2;
+const RISE: u32 = 2;
+
+fn health_check() -> String {
+    format!(
+        "\n  [services.health_check]\n  type = \"http\"\n  path = \"/\"\n  expect_status = [200]\n  expect_body = \"server=\"\n  interval = {INTERVAL}\n  timeout = {TIMEOUT}\n  rise = {RISE}\n  fall = {FALL}\n"
+    )
+}
+
+fn rvsadm(lab: &Lab, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(args).arg("--socket").arg(lab.admin_socket()).output().unwrap();
+    assert!(out.status.success(), "rvsadm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// GET /metrics from inside the LB namespace (the endpoint is on loopback).
+fn scrape(lab: &Lab) -> String {
+    let code = "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:9100/metrics', timeout=5).read().decode())";
+    let out = run(lab.exec("lb").args(["python3", "-c", code]));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name_and_labels).and_then(|v| v.trim().parse().ok()))
+}
+
+/// The real server (its `server=` name) that answered each request.
+fn servers(lines: &[String]) -> Vec<String> {
+    lines.iter().map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("server=")).map_or_else(|| format!("FAILED: {l}"), str::to_string)).collect()
+}
+
+fn wait_log(lab: &Lab, needle: &str, limit: Duration) -> Duration {
+    let t = Instant::now();
+    while !lab.log().contains(needle) {
+        assert!(t.elapsed() < limit, "no {needle:?} within {limit:?}:\n{}", lab.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.elapsed()
+}
+
+#[test]
+fn exception_path_and_health_checks() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up("rvse2ehealth");
+    lab.start_real_server("rs1", 80);
+    lab.start_real_server("rs2", 80);
+    let path = lab.config((1, 1));
+    let text = std::fs::read_to_string(&path).unwrap();
+    // The health check belongs to the TCP service (the first one).
+    let text = text.replacen("\n[[services]]\nprotocol = \"udp\"", &format!("{}\n[[services]]\nprotocol = \"udp\"", health_check()), 1);
+    assert!(text.contains("[services.health_check]"), "{text}");
+    std::fs::write(&path, text).unwrap();
+    lab.start_rvsd(&path);
+    assert!(lab.log().contains("exception path to kernel interface rvs-lan"), "{}", lab.log());
+
+    // --- The exception path: the LB's own address is the kernel's.
+    let addr = run(lab.exec("lb").args(["ip", "-4", "-o", "addr", "show", "dev", "rvs-lan"]));
+    assert!(String::from_utf8_lossy(&addr.stdout).contains("198.18.0.2/24"), "{}", String::from_utf8_lossy(&addr.stdout));
+    let ping = lab.exec("cl").args(["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"]).output().unwrap();
+    assert!(ping.status.success(), "ping the LB: {}", String::from_utf8_lossy(&ping.stdout));
+    // A TCP service of the kernel's (ssh would be one): a listener in the
+    // LB namespace, a client in the client's.
+    let mut listener = lab
+        .exec("lb")
+        .args([
+            "python3",
+            "-c",
+            "import socket; s=socket.create_server(('198.18.0.2', 2222)); c,a=s.accept(); c.sendall(('hello ' + a[0] + '\\n').encode()); c.close()",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let hello = run(lab.exec("cl").args([
+        "python3",
+        "-c",
+        "import socket; print(socket.create_connection(('198.18.0.2', 2222), timeout=5).recv(100).decode().strip())",
+    ]));
+    assert_eq!(String::from_utf8_lossy(&hello.stdout).trim(), "hello 198.18.0.10");
+    listener.wait().unwrap();
+
+    // --- Health checks: both servers up and probed.
+    let t = Instant::now();
+    while metric(&scrape(&lab), "rvs_real_server_health_checks_total{service=\"tcp/198.18.0.100:80\",real=\"198.18.0.11:80\",result=\"ok\"}").unwrap_or(0.0)
+        < 2.0
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "no successful probes:\n{}", lab.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let list = rvsadm(&lab, &["-Ln"]);
+    assert!(list.contains("Health"), "{list}");
+    assert_eq!(list.lines().filter(|l| l.contains("-> 198.18.0.1") && l.contains(":80 ") && l.trim_end().ends_with(" up")).count(), 2, "{list}");
+    let before = servers(&lab.client("http", 20));
+    assert!(before.iter().all(|s| s == "rs1" || s == "rs2"), "{before:?}");
+    assert!(before.contains(&"rs1".to_string()) && before.contains(&"rs2".to_string()), "{before:?}");
+
+    // --- Kill rs1's HTTP server: out of the pool within interval x fall
+    // (plus one probe timeout, and slack for this busy machine).
+    lab.kill_real_server("rs1");
+    let killed = Instant::now();
+    wait_log(&lab, "tcp 198.18.0.100:80 -> 198.18.0.11:80 is DOWN", Duration::from_secs(10));
+    let took = killed.elapsed();
+    let bound = Duration::from_secs_f64(INTERVAL * f64::from(FALL) + TIMEOUT + 1.5);
+    assert!(took <= bound, "marked down after {took:?}, bound {bound:?}");
+    // Workers apply it at their next poll loop: give them a moment.
+    std::thread::sleep(Duration::from_millis(100));
+    let after = servers(&lab.client("http", 30));
+    assert!(after.iter().all(|s| s == "rs2"), "new connections must all go to rs2: {after:?}");
+    let list = rvsadm(&lab, &["-Ln"]);
+    let rs1_line = list.lines().find(|l| l.contains("-> 198.18.0.11:80 ")).unwrap_or_else(|| panic!("{list}"));
+    assert!(rs1_line.contains(" down (connect:"), "{list}");
+    let json: serde_json::Value = serde_json::from_str(&rvsadm(&lab, &["-Ln", "--json"])).unwrap();
+    let reals = &json["services"][0]["reals"];
+    assert_eq!((reals[0]["addr"].as_str(), reals[0]["health"].as_str()), (Some("198.18.0.11"), Some("down")), "{json}");
+    assert_eq!(reals[1]["health"].as_str(), Some("up"), "{json}");
+    let m = scrape(&lab);
+    assert_eq!(metric(&m, "rvs_real_server_up{service=\"tcp/198.18.0.100:80\",real=\"198.18.0.11:80\"}"), Some(0.0), "{m}");
+    assert_eq!(metric(&m, "rvs_real_server_up{service=\"tcp/198.18.0.100:80\",real=\"198.18.0.12:80\"}"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "rvs_real_server_health_transitions_total{service=\"tcp/198.18.0.100:80\",real=\"198.18.0.11:80\"}"), Some(1.0), "{m}");
+
+    // --- Restart it: back after rise successes.
+    lab.start_real_server("rs1", 80);
+    let restarted = Instant::now();
+    wait_log(&lab, "tcp 198.18.0.100:80 -> 198.18.0.11:80 is UP", Duration::from_secs(10));
+    // Python needs a moment to listen; then rise probes, one interval apart.
+    assert!(restarted.elapsed() <= Duration::from_secs_f64(INTERVAL * f64::from(RISE) + 3.0), "{:?}", restarted.elapsed());
+    std::thread::sleep(Duration::from_millis(100));
+    let back = servers(&lab.client("http", 20));
+    assert!(back.iter().all(|s| s == "rs1" || s == "rs2"), "{back:?}");
+    assert!(back.contains(&"rs1".to_string()), "rs1 takes connections again: {back:?}");
+    assert_eq!(metric(&scrape(&lab), "rvs_real_server_health_transitions_total{service=\"tcp/198.18.0.100:80\",real=\"198.18.0.11:80\"}"), Some(2.0));
+
+    // The probes and the ping really crossed the exception path.
+    let log = lab.stop_rvsd();
+    assert!(stat_all(&log, "to_kernel") > 10, "{log}");
+    assert!(stat_all(&log, "from_kernel") > 10, "{log}");
+}
