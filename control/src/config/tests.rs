@@ -193,3 +193,77 @@ fn unreadable_file_is_an_error_not_a_panic() {
     let e = load(Path::new("/nonexistent/rvs.toml")).unwrap_err();
     assert!(e.to_string().starts_with("error: /nonexistent/rvs.toml:0:0: cannot read"), "{e}");
 }
+
+/// GOOD with `check` as the service's health_check table.
+fn with_check(check: &str) -> String {
+    GOOD.replace("scheduler = \"wrr\"\n", &format!("scheduler = \"wrr\"\n\n  [services.health_check]\n{check}\n"))
+}
+
+#[test]
+fn health_checks_and_exception_path_defaults() {
+    let c = parse("test.toml", GOOD).unwrap();
+    assert_eq!(c.checks, vec![None]);
+    assert_eq!(c.health_threads, 8);
+    assert!(c.interfaces[0].exception_path);
+    assert_eq!(c.interfaces[0].kernel_name, "rvs-lan");
+
+    let c = parse("test.toml", &with_check("  type = \"tcp\"")).unwrap();
+    let h = c.checks[0].as_ref().unwrap();
+    assert_eq!((&h.kind, h.port, h.rise, h.fall), (&CheckKind::Tcp, None, 2, 3));
+    assert_eq!((h.interval, h.timeout), (Duration::from_secs(2), Duration::from_secs(2)));
+
+    let http = "  type = \"http\"\n  path = \"/healthz\"\n  expect_status = [200, 204]\n  expect_body = \"ok\"\n  host = \"www.example.com\"\n  port = 8080\n  interval = 0.5\n  timeout = 1\n  rise = 1\n  fall = 5";
+    let c = parse("test.toml", &with_check(http)).unwrap();
+    let h = c.checks[0].as_ref().unwrap();
+    assert_eq!(
+        h.kind,
+        CheckKind::Http { path: "/healthz".into(), host: Some("www.example.com".into()), expect_status: vec![200, 204], expect_body: Some("ok".into()) }
+    );
+    assert_eq!((h.port, h.interval, h.timeout, h.rise, h.fall), (Some(8080), Duration::from_millis(500), Duration::from_secs(1), 1, 5));
+    let c = parse("test.toml", &with_check("  type = \"http\"")).unwrap();
+    assert!(matches!(&c.checks[0].as_ref().unwrap().kind, CheckKind::Http { path, expect_status, .. } if path == "/" && expect_status == &[200]));
+
+    let c =
+        parse("test.toml", &GOOD.replace("address = \"198.18.0.2/24\"", "address = \"198.18.0.2/24\"\nexception_path = false\nkernel_name = \"lb0\"")).unwrap();
+    assert!(!c.interfaces[0].exception_path);
+    assert_eq!(c.interfaces[0].kernel_name, "lb0");
+    let long = GOOD.replace("name = \"lan\"", "name = \"a-very-long-interface-name\"");
+    assert_eq!(parse("test.toml", &long).unwrap().interfaces[0].kernel_name, "rvs-a-very-long", "cut to 15 bytes");
+}
+
+#[test]
+fn bad_health_checks_are_precise_errors() {
+    let e = errors(&with_check("  type = \"icmp\"\n  interval = 0\n  timeout = -1\n  rise = 0\n  fall = 1000\n  port = 70000"));
+    assert_eq!(
+        e,
+        [
+            "test.toml:20:10: services[0].health_check.type: \"icmp\" is not \"tcp\" or \"http\"",
+            "test.toml:21:14: services[0].health_check.interval: 0 is not a number of seconds in (0, 3600] (e.g. 2 or 0.5)",
+            "test.toml:22:13: services[0].health_check.timeout: -1 is not a number of seconds in (0, 3600] (e.g. 2 or 0.5)",
+            "test.toml:23:10: services[0].health_check.rise: must be 1..100",
+            "test.toml:24:10: services[0].health_check.fall: must be 1..100",
+            "test.toml:25:10: services[0].health_check.port: 70000 is not a port (1..65535)",
+        ]
+    );
+    let e = errors(&with_check("  type = \"tcp\"\n  path = \"/\""));
+    assert_eq!(e, ["test.toml:21:10: services[0].health_check.path: only HTTP checks (type = \"http\") use it"]);
+    let e = errors(&with_check("  type = \"http\"\n  path = \"no-slash\"\n  expect_status = [200, 99]\n  host = \"a b\""));
+    assert_eq!(
+        e,
+        [
+            "test.toml:21:10: services[0].health_check.path: \"no-slash\" is not an absolute path without spaces (e.g. \"/healthz\")",
+            "test.toml:22:25: services[0].health_check.expect_status[1]: 99 is not an HTTP status code (100..599)",
+            "test.toml:23:10: services[0].health_check.host: \"a b\" is not a host name",
+        ]
+    );
+    let e = errors(&with_check("  type = \"http\"\n  expect_status = []"));
+    assert_eq!(e, ["test.toml:20:10: services[0].health_check.expect_status: must list at least one status code"]);
+    let e = errors(&with_check("  type = \"tcp\"\n  retries = 3"));
+    assert!(e[0].contains("unknown field `retries`"), "{e:?}");
+    let e = errors(&with_check("  type = \"tcp\"\n  interval = \"2s\""));
+    assert!(e[0].starts_with("test.toml:21:") && e[0].contains("interval"), "{e:?}");
+    let e = errors(&GOOD.replace("address = \"198.18.0.2/24\"", "address = \"198.18.0.2/24\"\nkernel_name = \"bad/name\""));
+    assert_eq!(e, ["test.toml:12:15: interfaces[0].kernel_name: \"bad/name\" may only use letters, digits, '-', '_' and '.'"]);
+    let e = errors(&GOOD.replace("[workers]", "[health]\nthreads = 0\n\n[workers]"));
+    assert_eq!(e, ["test.toml:6:11: health.threads: must be 1..256"]);
+}
