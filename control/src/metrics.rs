@@ -2,17 +2,21 @@
 //! (version 0.0.4), from the workers' per-core counters and views, summed at
 //! scrape time: the data plane does no extra work for it.
 //!
-//! The text is written directly (the families are few and fixed); the
-//! tests check it with an independent parser. Each scrape is served on its
-//! own short-lived thread (at most 16 at once), with a read timeout, so a
-//! slow or broken client delays nobody else.
+//! One custom collector of the `prometheus` crate (built without protobuf)
+//! reads everything at scrape time into metric families; the crate's
+//! registry sorts them and its text encoder writes them. The tests check
+//! the result with an independent parser. Each scrape is served on its own
+//! short-lived thread (at most 16 at once), with a read timeout, so a slow
+//! or broken client delays nobody else.
 
 use crate::admin::{merge, Listing};
 use dataplane::counters::{CoreCounters, DropReason};
 use dataplane::dpdk::{Mempool, Port};
 use dataplane::published::Published;
 use dataplane::view::Views;
-use std::fmt::Write as _;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, Registry, TextEncoder};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -47,36 +51,90 @@ pub struct Sources {
     pub health: Arc<crate::health::HealthState>,
 }
 
-/// Writes families and samples, escaping label values.
-struct Text(String);
+/// Collects families and their samples (each sample belongs to the
+/// family opened last).
+struct Families(Vec<MetricFamily>);
 
-impl Text {
+impl Families {
     fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_string());
+        f.set_help(help.to_string());
+        debug_assert!(kind == "counter" || kind == "gauge", "{kind}");
+        f.set_field_type(if kind == "counter" { MetricType::COUNTER } else { MetricType::GAUGE });
+        self.0.push(f);
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-                let _ = write!(self.0, "{k}=\"{v}\"");
-            }
-            self.0.push('}');
+        let Some(f) = self.0.last_mut() else { return };
+        debug_assert_eq!(f.name(), name, "a sample outside its family");
+        let mut m = Metric::default();
+        m.set_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name((*k).to_string());
+                    l.set_value((*v).to_string());
+                    l
+                })
+                .collect(),
+        );
+        if f.get_field_type() == MetricType::COUNTER {
+            let mut c = Counter::default();
+            c.set_value(value);
+            m.set_counter(c);
+        } else {
+            let mut g = Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
         }
-        let _ = writeln!(self.0, " {value}");
+        f.mut_metric().push(m);
     }
 }
 
+/// The `prometheus` collector: reads everything at scrape time.
+struct RvsCollector {
+    sources: Arc<Sources>,
+    descs: Vec<Desc>,
+}
+
+impl Collector for RvsCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        families(&self.sources)
+    }
+}
+
+/// A registry holding RVS's collector. Its descriptors (names, help) come
+/// from a first collection: every family is emitted on every scrape, with
+/// or without samples.
+pub fn registry(sources: Arc<Sources>) -> Result<Registry, prometheus::Error> {
+    let descs = families(&sources)
+        .iter()
+        .map(|f| Desc::new(f.name().to_string(), f.help().to_string(), Vec::new(), Default::default()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let registry = Registry::new();
+    registry.register(Box::new(RvsCollector { sources, descs }))?;
+    Ok(registry)
+}
+
 /// The exposition text of one scrape.
-pub fn render(s: &Sources) -> String {
+pub fn render(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&registry.gather(), &mut out) {
+        return format!("# error encoding the metrics: {e}\n");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Every family with its samples, read now.
+fn families(s: &Sources) -> Vec<MetricFamily> {
     let listing: Listing = merge(&s.views.all());
-    let mut t = Text(String::new());
+    let mut t = Families(Vec::new());
 
     type Field = fn(&crate::admin::Real) -> u64;
     let per_real: [(&str, &str, &str, Field); 4] = [
@@ -204,9 +262,10 @@ pub fn render(s: &Sources) -> String {
     for (st, pname) in stats.iter().zip(&s.port_names) {
         t.sample("rvs_port_missed_total", &[("port", pname)], (st.imissed + st.rx_nombuf) as f64);
     }
-    // Whatever else the driver counts, under its own names (untyped: most
-    // are counters, but DPDK does not say which).
-    t.family("rvs_port_xstat", "untyped", "The port driver's extended statistics (rte_eth xstats), by DPDK's name.");
+    // Whatever else the driver counts, under its own names. Most are
+    // counters, but DPDK does not say which, and the crate has deprecated
+    // "untyped": exported as gauges (rate() still works on them).
+    t.family("rvs_port_xstat", "gauge", "The port driver's extended statistics (rte_eth xstats), by DPDK's name.");
     for (port, pname) in s.ports.iter().zip(&s.port_names) {
         for (name, value) in port.xstats() {
             t.sample("rvs_port_xstat", &[("port", pname), ("name", &name)], value as f64);
@@ -220,7 +279,8 @@ pub fn render(s: &Sources) -> String {
 }
 
 /// Serves `/metrics` until `stop`.
-pub fn serve(listener: TcpListener, sources: Arc<Sources>, stop: Arc<AtomicBool>) {
+pub fn serve(listener: TcpListener, registry: Registry, stop: Arc<AtomicBool>) {
+    let sources = Arc::new(registry);
     let _ = listener.set_nonblocking(true);
     let busy = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
@@ -256,7 +316,7 @@ fn respond(mut stream: &TcpStream, status: &str, body: &str) -> std::io::Result<
 }
 
 /// One scrape: a bounded, time-limited request head, one answer.
-fn handle(stream: TcpStream, sources: &Sources) {
+fn handle(stream: TcpStream, sources: &Registry) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));

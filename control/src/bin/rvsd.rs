@@ -344,9 +344,10 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
                 reloads: Arc::clone(&reload_stats),
                 health: Arc::clone(&health_state),
             });
+            let registry = control::metrics::registry(sources).map_err(|e| format!("metrics: {e}"))?;
             let stop = Arc::clone(&stop);
             info!("metrics on http://{addr}/metrics");
-            Some(std::thread::Builder::new().name("rvsd-metrics".into()).spawn(move || control::metrics::serve(listener, sources, stop))?)
+            Some(std::thread::Builder::new().name("rvsd-metrics".into()).spawn(move || control::metrics::serve(listener, registry, stop))?)
         }
         None => None,
     };
