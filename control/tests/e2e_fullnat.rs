@@ -129,6 +129,23 @@ fn fullnat_with_two_workers() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert_eq!(text.lines().filter(|l| l.contains(LIP)).count(), entries.len(), "{text}");
 
+    // The exception path on both interfaces, with two workers: the kernel
+    // answers pings to its addresses, and its health probes (from
+    // 198.18.0.2, through whichever worker) find both servers up.
+    for (from, to) in [("cl", "198.18.1.2"), ("rs1", "198.18.0.2")] {
+        let ping = lab.exec(from).args(["ping", "-c", "2", "-i", "0.2", "-W", "2", to]).output().unwrap();
+        assert!(ping.status.success(), "ping {to} from {from}: {}", String::from_utf8_lossy(&ping.stdout));
+    }
+    let tcp = v["services"].as_array().unwrap().iter().find(|s| s["proto"] == "TCP").unwrap();
+    for r in tcp["reals"].as_array().unwrap() {
+        assert_eq!(r["health"].as_str(), Some("up"), "{r}");
+    }
+    let m = lab.scrape();
+    for real in ["real=198.18.0.11:8080,", "real=198.18.0.12:8080,"] {
+        assert!(sum(&m, "rvs_real_server_health_checks_total", &[real, "result=ok"]) >= 1.0, "{m:?}");
+        assert_eq!(sum(&m, "rvs_real_server_health_checks_total", &[real, "result=failed"]), 0.0, "{m:?}");
+    }
+
     let log = lab.stop_rvsd();
     let (out, inn) = (stat_all(&log, "redirected"), stat_all(&log, "redirected_in"));
     assert!(out > 0 && out == inn, "redirected {out}, received {inn}: {log}");

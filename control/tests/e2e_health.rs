@@ -15,6 +15,9 @@ const INTERVAL: f64 = 0.3;
 const TIMEOUT: f64 = 0.5;
 const FALL: u32 = 2;
 const RISE: u32 = 2;
+/// Label filters of the two servers' samples (labels come sorted: real, ..., service).
+const RS1: &str = "real=198.18.0.11:80,";
+const RS2: &str = "real=198.18.0.12:80,";
 
 /// The demo's check, faster and stricter.
 const DEMO_CHECK: &str = "  interval = 1\n  timeout = 1\n  rise = 2\n  fall = 2\n";
@@ -27,17 +30,6 @@ fn rvsadm(lab: &Lab, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(args).arg("--socket").arg(lab.admin_socket()).output().unwrap();
     assert!(out.status.success(), "rvsadm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// GET /metrics from inside the LB namespace (the endpoint is on loopback).
-fn scrape(lab: &Lab) -> String {
-    let code = "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:9100/metrics', timeout=5).read().decode())";
-    let out = run(lab.exec("lb").args(["python3", "-c", code]));
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name_and_labels).and_then(|v| v.trim().parse().ok()))
 }
 
 /// The real server (its `server=` name) that answered each request.
@@ -96,9 +88,7 @@ fn exception_path_and_health_checks() {
 
     // --- Health checks: both servers up and probed.
     let t = Instant::now();
-    while metric(&scrape(&lab), "rvs_real_server_health_checks_total{service=\"tcp/198.18.0.100:80\",real=\"198.18.0.11:80\",result=\"ok\"}").unwrap_or(0.0)
-        < 2.0
-    {
+    while sum(&lab.scrape(), "rvs_real_server_health_checks_total", &[RS1, "result=ok"]) < 2.0 {
         assert!(t.elapsed() < Duration::from_secs(10), "no successful probes:\n{}", lab.log());
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -128,10 +118,11 @@ fn exception_path_and_health_checks() {
     let reals = &json["services"][0]["reals"];
     assert_eq!((reals[0]["addr"].as_str(), reals[0]["health"].as_str()), (Some("198.18.0.11"), Some("down")), "{json}");
     assert_eq!(reals[1]["health"].as_str(), Some("up"), "{json}");
-    let m = scrape(&lab);
-    assert_eq!(metric(&m, "rvs_real_server_up{service=\"tcp/198.18.0.100:80\",real=\"198.18.0.11:80\"}"), Some(0.0), "{m}");
-    assert_eq!(metric(&m, "rvs_real_server_up{service=\"tcp/198.18.0.100:80\",real=\"198.18.0.12:80\"}"), Some(1.0), "{m}");
-    assert_eq!(metric(&m, "rvs_real_server_health_transitions_total{service=\"tcp/198.18.0.100:80\",real=\"198.18.0.11:80\"}"), Some(1.0), "{m}");
+    let m = lab.scrape();
+    assert_eq!(sum(&m, "rvs_real_server_up", &[RS1]), 0.0, "{m:?}");
+    assert_eq!(sum(&m, "rvs_real_server_up", &[RS2]), 1.0, "{m:?}");
+    assert_eq!(sum(&m, "rvs_real_server_health_transitions_total", &[RS1]), 1.0, "{m:?}");
+    assert!(sum(&m, "rvs_real_server_health_checks_total", &[RS1, "result=failed"]) >= f64::from(FALL), "{m:?}");
 
     // --- Restart it: back after rise successes.
     lab.start_real_server("rs1", 80);
@@ -143,7 +134,7 @@ fn exception_path_and_health_checks() {
     let back = servers(&lab.client("http", 20));
     assert!(back.iter().all(|s| s == "rs1" || s == "rs2"), "{back:?}");
     assert!(back.contains(&"rs1".to_string()), "rs1 takes connections again: {back:?}");
-    assert_eq!(metric(&scrape(&lab), "rvs_real_server_health_transitions_total{service=\"tcp/198.18.0.100:80\",real=\"198.18.0.11:80\"}"), Some(2.0));
+    assert_eq!(sum(&lab.scrape(), "rvs_real_server_health_transitions_total", &[RS1]), 2.0);
 
     // The probes and the ping really crossed the exception path.
     let log = lab.stop_rvsd();

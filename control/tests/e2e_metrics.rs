@@ -6,31 +6,7 @@
 mod common;
 
 use common::*;
-use std::collections::HashMap;
-use std::process::{Command, Stdio};
-
-/// Scrapes /metrics inside the LB namespace; returns the samples as parsed
-/// by prometheus_client ("name{labels}" -> value).
-fn scrape(lab: &Lab) -> HashMap<String, f64> {
-    let text = run(lab.exec("lb").args(["curl", "-sf", "http://127.0.0.1:9100/metrics"])).stdout;
-    let mut check = Command::new("python3").arg(repo().join("scripts/check_metrics.py")).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    use std::io::Write;
-    check.stdin.take().unwrap().write_all(&text).unwrap();
-    let out = check.wait_with_output().unwrap();
-    assert!(out.status.success(), "the exposition does not parse:\n{}", String::from_utf8_lossy(&text));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let (k, v) = l.rsplit_once(' ').unwrap();
-            (k.to_string(), v.parse().unwrap())
-        })
-        .collect()
-}
-
-/// The sum of samples of `name` whose labels contain every `want`.
-fn sum(m: &HashMap<String, f64>, name: &str, want: &[&str]) -> f64 {
-    m.iter().filter(|(k, _)| k.starts_with(&format!("{name}{{")) && want.iter().all(|w| k.contains(w))).map(|(_, v)| v).sum()
-}
+use std::process::Command;
 
 /// Sends `raw` to the endpoint and returns the status line.
 fn raw_request(lab: &Lab, raw: &str) -> String {
@@ -50,7 +26,7 @@ fn metrics_match_the_traffic_and_the_endpoint_is_robust() {
     let answers = lab.client("udp", 50);
     assert_eq!(tally_from(&answers, lab.client_addr).values().sum::<usize>(), 50);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let m = scrape(&lab);
+    let m = lab.scrape();
     let udp = "service=udp/198.18.1.100:53";
     assert_eq!(sum(&m, "rvs_real_server_packets_total", &[udp, "direction=in"]), 50.0);
     assert_eq!(sum(&m, "rvs_real_server_packets_total", &[udp, "direction=out"]), 50.0);
@@ -102,7 +78,7 @@ fn metrics_match_the_traffic_and_the_endpoint_is_robust() {
     assert_eq!(scrapes.join().unwrap(), "40", "every scrape answered");
     assert_eq!(tally_from(&requests, lab.client_addr).values().sum::<usize>(), 100);
     std::thread::sleep(std::time::Duration::from_millis(300)); // views refresh every 100 ms
-    let m = scrape(&lab);
+    let m = lab.scrape();
     assert_eq!(sum(&m, "rvs_real_server_connections_total", &["service=tcp/198.18.1.100:80"]), 101.0, "100 + the start-up probe");
     lab.stop_rvsd();
 }

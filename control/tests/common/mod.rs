@@ -4,7 +4,7 @@
 //! also when a test fails.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
@@ -227,6 +227,25 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
     }
 
+    /// Scrapes /metrics inside the LB namespace; returns the samples as
+    /// parsed by prometheus_client ("name{labels}" -> value), after
+    /// checking that the whole text parses.
+    pub(crate) fn scrape(&self) -> HashMap<String, f64> {
+        let text = run(self.exec("lb").args(["curl", "-sf", "http://127.0.0.1:9100/metrics"])).stdout;
+        let mut check = Command::new("python3").arg(script("check_metrics.py")).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        check.stdin.take().unwrap().write_all(&text).unwrap();
+        let out = check.wait_with_output().unwrap();
+        assert!(out.status.success(), "the exposition does not parse:\n{}", String::from_utf8_lossy(&text));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let (k, v) = l.rsplit_once(' ').unwrap();
+                (k.to_string(), v.parse().unwrap())
+            })
+            .collect()
+    }
+
     /// A config from `configs/NAME` with the file prefix filled in.
     pub(crate) fn config_file(&self, name: &str) -> PathBuf {
         self.config_file_workers(name, 1)
@@ -310,4 +329,10 @@ pub(crate) fn stat(log: &str, key: &str) -> u64 {
 pub(crate) fn namespaces_with(prefix: &str) -> usize {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with(&format!("{prefix}-"))).count()
+}
+
+/// The sum of the samples of `name` whose labels contain every `want`
+/// (`"label=value"`), from [`Lab::scrape`].
+pub(crate) fn sum(m: &HashMap<String, f64>, name: &str, want: &[&str]) -> f64 {
+    m.iter().filter(|(k, _)| k.starts_with(&format!("{name}{{")) && want.iter().all(|w| k.contains(w))).map(|(_, v)| v).sum()
 }
