@@ -117,6 +117,11 @@ impl Lab {
         self.servers.push((rs.to_string(), child));
     }
 
+    /// Makes `child` the lab's: killed when the lab goes, also on failure.
+    pub(crate) fn adopt(&mut self, child: Child) {
+        self.children.push(child);
+    }
+
     /// Kills the real server process(es) started on `rs`.
     pub(crate) fn kill_real_server(&mut self, rs: &str) {
         for (_, mut c) in self.servers.extract_if(.., |(name, _)| name == rs) {
