@@ -1,8 +1,10 @@
 //! The worker pipeline (sans-IO) over arbitrary frames, after the real
-//! servers are resolved: every frame gets a decision, none panics.
+//! servers are resolved, with an exception path and health flips mixed
+//! in: every frame gets a decision, none panics.
 #![no_main]
 
 use dataplane::config::{ArpTimers, ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
+use dataplane::health::{Health, HealthBoard};
 use dataplane::pipeline::{Action, Pipeline};
 use libfuzzer_sys::fuzz_target;
 use proto::MacAddr;
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 const LB_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
 
-fn pipeline() -> Pipeline {
+fn pipeline() -> (Pipeline, Arc<HealthBoard>) {
     let reals = vec![RealServer::new(Ipv4Addr::new(198, 18, 0, 11), 1), RealServer::new(Ipv4Addr::new(198, 18, 0, 12), 2)];
     let svc = |proto, port, kind| Service {
         proto,
@@ -24,7 +26,7 @@ fn pipeline() -> Pipeline {
         reals: reals.clone(),
     };
     let snapshot = Snapshot {
-        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500 }],
+        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: true }],
         routes: vec![],
         services: vec![svc(L4Proto::Tcp, 80, sched::SchedulerKind::Wlc), svc(L4Proto::Udp, 53, sched::SchedulerKind::Mh)],
         timeouts: Timeouts::default(),
@@ -32,22 +34,31 @@ fn pipeline() -> Pipeline {
         max_connections_per_core: 64,
         worker_cores: 1,
         expire_nodest_conn: false,
+        health: Health::default(),
     };
+    let board = Arc::new(HealthBoard::all_up(&snapshot.services));
+    let snapshot = Snapshot { health: Health(Arc::clone(&board)), ..snapshot };
     let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).expect("valid snapshot");
     for (last, mac) in [(11u8, 0x11u8), (12, 0x12)] {
         let mut f = vec![0u8; 60];
         proto::arp::write_request(&mut f, MacAddr([2, 0, 0, 0, 0, mac]), Ipv4Addr::new(198, 18, 0, last), Ipv4Addr::new(198, 18, 0, 2)).unwrap();
         f[0..6].copy_from_slice(&LB_MAC.0);
         f[21] = 2; // reply
-        assert_eq!(p.process(0, &mut f, 0), Action::Consumed);
+                   // Learned, and handed to the kernel too (it is a reply to us).
+        assert_eq!(p.process(0, &mut f, 0), Action::ToKernel);
     }
-    p
+    (p, board)
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut p = pipeline();
+    let (mut p, board) = pipeline();
     // Several frames per input, so state (connections) carries over.
     for (k, chunk) in data.split(|&b| b == 0xa5).enumerate() {
+        // A chunk starting 0x5a flips a real server's health instead.
+        if let [0x5a, slot, up, ..] = chunk {
+            board.set(usize::from(*slot % 5), up & 1 == 1);
+            continue;
+        }
         let mut f = chunk.to_vec();
         // Most interesting frames are addressed to us.
         if f.len() >= 6 && k % 2 == 0 {
