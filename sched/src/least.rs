@@ -4,7 +4,7 @@
 //! to one server costs O(log n).
 
 use crate::dest::DestState;
-use crate::tournament::Tournament;
+use crate::tournament::{Entry, Tournament};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Order {
@@ -53,15 +53,45 @@ impl Order {
     }
 }
 
-/// What an order compares, copied into the tree's nodes. With the node's
-/// index it packs into 16 bytes: four nodes per cache line.
+/// A tree node: what an order compares and the destination's index, in
+/// 16 bytes (four nodes per cache line).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Key {
-    /// lc/wlc: overhead; sed/nq: active + 1; fo/ovf: unused.
+    /// lc/wlc: overhead (below 2^41); sed/nq: active + 1 (at most 2^32);
+    /// fo/ovf: unused.
     load: u64,
     /// Weight (at most 65535) in the low 16 bits; bit 16 = idle (no active
     /// connection, for nq).
     weight_idle: u32,
+    idx: u32,
+}
+
+/// The load of an empty node: above every real load (< 2^42), and below
+/// 2^48 so its products with weights stay in u64.
+const EMPTY_LOAD: u64 = 1 << 47;
+
+impl Entry for Key {
+    // Weight 0, not idle, the largest load: every order ranks it below
+    // every eligible destination (which weighs at least 1): lc by load,
+    // wlc/sed/nq because x * 0 < EMPTY_LOAD * w, fo/ovf by weight.
+    const EMPTY: Key = Key { load: EMPTY_LOAD, weight_idle: 0, idx: u32::MAX };
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.idx == u32::MAX
+    }
+
+    #[inline]
+    fn index(&self) -> usize {
+        self.idx as usize
+    }
+}
+
+/// `a / wa < b / wb` for keys: loads below 2^41 and weights below 2^16
+/// keep both products below 2^57, so plain u64 multiplication is exact.
+#[inline]
+fn key_ratio_less(a: u64, wa: u32, b: u64, wb: u32) -> bool {
+    a * u64::from(wb) < b * u64::from(wa)
 }
 
 impl Key {
@@ -77,18 +107,18 @@ impl Key {
 }
 
 impl Order {
-    /// The key of `d`, or `None` when it is not eligible.
+    /// The tree entry of destination `i`, empty when it is not eligible.
     #[inline]
-    fn key(self, d: &DestState) -> Option<Key> {
+    fn key(self, d: &DestState, i: usize) -> Key {
         if !self.eligible(d) {
-            return None;
+            return Key::EMPTY;
         }
         let load = match self {
             Order::Lc | Order::Wlc => d.overhead(),
             Order::Sed | Order::Nq => u64::from(d.active) + 1,
             Order::Fo | Order::Ovf => 0,
         };
-        Some(Key { load, weight_idle: d.weight().min(0xffff) | (u32::from(d.active == 0) << 16) })
+        Key { load, weight_idle: d.weight().min(0xffff) | (u32::from(d.active == 0) << 16), idx: i as u32 }
     }
 
     /// `better` on keys: the same order as [`Order::better`].
@@ -96,11 +126,11 @@ impl Order {
     fn key_better(self, a: &Key, b: &Key) -> bool {
         match self {
             Order::Lc => a.load < b.load,
-            Order::Wlc | Order::Sed => ratio_less(a.load, a.weight(), b.load, b.weight()),
+            Order::Wlc | Order::Sed => key_ratio_less(a.load, a.weight(), b.load, b.weight()),
             Order::Nq => match (a.idle(), b.idle()) {
                 (true, false) => true,
                 (false, true) | (true, true) => false,
-                (false, false) => ratio_less(a.load, a.weight(), b.load, b.weight()),
+                (false, false) => key_ratio_less(a.load, a.weight(), b.load, b.weight()),
             },
             Order::Fo | Order::Ovf => a.weight() > b.weight(),
         }
@@ -123,7 +153,7 @@ pub(crate) struct Least {
 
 impl Least {
     pub(crate) fn new(order: Order, dests: &[DestState]) -> Self {
-        let tree = Tournament::build(dests.len(), |i| order.key(&dests[i]), |a, b| order.key_better(a, b));
+        let tree = Tournament::build(dests.len(), |i| order.key(&dests[i], i), |a, b| order.key_better(a, b));
         Least { order, tree, eligible: dests.iter().map(|d| order.eligible(d)).collect() }
     }
 
@@ -140,8 +170,12 @@ impl Least {
             return;
         }
         let order = self.order;
-        self.eligible[i] = order.eligible(&dests[i]);
-        self.tree.update(i, order.key(&dests[i]), |a, b| order.key_better(a, b));
+        // Only fo/ovf read it back: lc and friends skip the store (one
+        // cache line fewer per update at thousands of servers).
+        if !order.counts_matter() {
+            self.eligible[i] = order.eligible(&dests[i]);
+        }
+        self.tree.update(i, order.key(&dests[i], i), |a, b| order.key_better(a, b));
     }
 
     /// Only the counts of `i` changed: for fo/ovf nothing to do unless its
@@ -248,7 +282,17 @@ mod tests {
 mod layout {
     #[test]
     fn tree_nodes_are_small() {
-        // key (8 + 4) + index (4): four nodes per 64-byte line.
+        // load (8) + weight/idle (4) + index (4): four nodes per 64-byte line.
         assert_eq!(core::mem::size_of::<super::Key>(), 16);
+    }
+
+    #[test]
+    fn u64_ratios_are_exact_at_the_extremes() {
+        use super::{key_ratio_less, ratio_less};
+        let max_overhead = (u64::from(u32::MAX) << 8) + u64::from(u32::MAX);
+        for (a, wa, b, wb) in [(max_overhead, 1, max_overhead - 1, 1), (max_overhead, 65535, max_overhead, 65534), (1, 65535, max_overhead, 1)] {
+            assert_eq!(key_ratio_less(a, wa, b, wb), ratio_less(a, wa, b, wb));
+            assert_eq!(key_ratio_less(b, wb, a, wa), ratio_less(b, wb, a, wa));
+        }
     }
 }
