@@ -112,10 +112,11 @@ impl Conn {
 /// Result of looking a packet up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// Live: the connection after this packet, the packet's direction, and
-    /// whether the connection was active before.
+    /// Live: the connection's slot (read it with [`ConnTable::get`]; it
+    /// is not copied out, a hit being the common case), the packet's
+    /// direction, and whether the connection was active before.
     Hit {
-        conn: Conn,
+        slot: u32,
         dir: Dir,
         was_active: bool,
     },
@@ -150,6 +151,7 @@ pub struct ConnTable {
     free: Vec<u32>,
     len: usize,
     capacity: usize,
+    /// In nanoseconds.
     timeouts: Timeouts,
     /// First slot of each wheel bucket.
     wheel: Vec<u32>,
@@ -166,7 +168,7 @@ impl ConnTable {
             free: Vec::with_capacity(capacity),
             len: 0,
             capacity,
-            timeouts,
+            timeouts: Self::in_ns(timeouts),
             wheel: vec![NIL; WHEEL],
             wheel_pos: 0,
         }
@@ -247,14 +249,19 @@ impl ConnTable {
 
     #[inline]
     fn timeout_of(t: &Timeouts, proto: L4Proto, tcp: Option<TcpState>) -> u64 {
-        let s = match (proto, tcp) {
+        // `t` is in nanoseconds already (see `in_ns`).
+        match (proto, tcp) {
             (L4Proto::Udp, _) => t.udp,
             (L4Proto::Tcp, Some(TcpState::SynRecv) | None) => t.tcp_syn,
             (L4Proto::Tcp, Some(TcpState::Established)) => t.tcp,
             (L4Proto::Tcp, Some(TcpState::FinWait)) => t.tcp_fin,
             (L4Proto::Tcp, Some(TcpState::Close)) => t.tcp_close,
-        };
-        s * SEC
+        }
+    }
+
+    /// Timeouts in nanoseconds: the per-packet refresh adds, no multiply.
+    fn in_ns(t: Timeouts) -> Timeouts {
+        Timeouts { tcp_syn: t.tcp_syn * SEC, tcp: t.tcp * SEC, tcp_fin: t.tcp_fin * SEC, tcp_close: t.tcp_close * SEC, udp: t.udp * SEC }
     }
 
     /// Finds the live connection of `key` (either direction), advancing
@@ -264,21 +271,28 @@ impl ConnTable {
         let Some(&r) = self.index.get(key) else { return Lookup::Miss };
         let timeouts = self.timeouts;
         let slot = &mut self.slots[r.slot as usize];
-        let old = slot.conn;
-        if old.expires <= now {
+        if slot.conn.expires <= now {
+            let old = slot.conn;
             self.remove(r.slot);
             return Lookup::Expired(old);
         }
-        let tcp = old.tcp.map(|s| Self::tcp_next(Some(s), flags));
-        slot.conn.tcp = tcp;
-        slot.conn.expires = now + Self::timeout_of(&timeouts, proto, tcp);
-        let (conn, earlier) = (slot.conn, slot.conn.expires / SEC < slot.filed);
-        if earlier {
+        let was_active = slot.conn.is_active();
+        if let Some(s) = slot.conn.tcp {
+            slot.conn.tcp = Some(Self::tcp_next(Some(s), flags));
+        }
+        slot.conn.expires = now + Self::timeout_of(&timeouts, proto, slot.conn.tcp);
+        if slot.conn.expires / SEC < slot.filed {
             // A shorter timeout (closing): refile now, or it would linger.
             self.unlink(r.slot);
             self.link(r.slot);
         }
-        Lookup::Hit { conn, dir: r.dir, was_active: old.is_active() }
+        Lookup::Hit { slot: r.slot, dir: r.dir, was_active }
+    }
+
+    /// The connection in `slot` (from [`Lookup::Hit`]).
+    #[inline]
+    pub fn get(&self, slot: u32) -> &Conn {
+        &self.slots[slot as usize].conn
     }
 
     /// The live connection of `key` and the direction `key` stands for,
@@ -291,7 +305,7 @@ impl ConnTable {
 
     /// New timeouts (a reload) for every later packet.
     pub fn set_timeouts(&mut self, timeouts: Timeouts) {
-        self.timeouts = timeouts;
+        self.timeouts = Self::in_ns(timeouts);
     }
 
     /// Removes `key`'s connection now; returns it.
@@ -438,9 +452,15 @@ mod tests {
         Binding { service, dest, real: RS, peer_mac: MacAddr([2, 0, 0, 0, 0, 10]), peer_port: 0, local: None }
     }
 
-    fn hit(l: Lookup) -> (Conn, Dir, bool) {
+    /// Runs a lookup that must hit; returns a copy of the connection.
+    fn hit_of(t: &mut ConnTable, lookup: impl FnOnce(&mut ConnTable) -> Lookup) -> (Conn, Dir, bool) {
+        let l = lookup(t);
+        hit(t, l)
+    }
+
+    fn hit(t: &ConnTable, l: Lookup) -> (Conn, Dir, bool) {
         match l {
-            Lookup::Hit { conn, dir, was_active } => (conn, dir, was_active),
+            Lookup::Hit { slot, dir, was_active } => (*t.get(slot), dir, was_active),
             other => panic!("expected a hit, got {other:?}"),
         }
     }
@@ -450,14 +470,14 @@ mod tests {
         let mut t = ConnTable::new(8, Timeouts::default());
         let c = t.insert(key(1), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
         assert_eq!((c.tcp, c.expires, c.is_active()), (Some(TcpState::SynRecv), 60 * SEC, false));
-        let (c, dir, was_active) = hit(t.lookup(&key(1), L4Proto::Tcp, ACK, SEC));
+        let (c, dir, was_active) = hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, ACK, SEC));
         assert_eq!((c.tcp, c.expires, dir, was_active, c.is_active()), (Some(TcpState::Established), 901 * SEC, Dir::In, false, true));
-        let (c, _, was_active) = hit(t.lookup(&key(1), L4Proto::Tcp, FIN | ACK, 2 * SEC));
+        let (c, _, was_active) = hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, FIN | ACK, 2 * SEC));
         assert_eq!((c.tcp, c.expires, was_active), (Some(TcpState::FinWait), 122 * SEC, true));
         // A late data packet does not reopen a closing connection.
-        let (c, _, _) = hit(t.lookup(&key(1), L4Proto::Tcp, ACK, 3 * SEC));
+        let (c, _, _) = hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, ACK, 3 * SEC));
         assert_eq!(c.tcp, Some(TcpState::FinWait));
-        let (c, _, _) = hit(t.lookup(&key(1), L4Proto::Tcp, RST, 4 * SEC));
+        let (c, _, _) = hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, RST, 4 * SEC));
         assert_eq!((c.tcp, c.expires), (Some(TcpState::Close), 14 * SEC));
         assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, ACK, 14 * SEC), Lookup::Expired(c) if c.tcp == Some(TcpState::Close)));
         assert_eq!(t.lookup(&key(1), L4Proto::Tcp, ACK, 14 * SEC), Lookup::Miss);
@@ -468,13 +488,13 @@ mod tests {
     fn nat_connections_are_found_from_both_sides_and_removed_whole() {
         let mut t = ConnTable::new(8, Timeouts::default());
         t.insert(key(1), Some(reply(1)), L4Proto::Tcp, SYN, b(2, 1), 0).unwrap();
-        let (c, dir, _) = hit(t.lookup(&reply(1), L4Proto::Tcp, SYN | ACK, SEC));
+        let (c, dir, _) = hit_of(&mut t, |t| t.lookup(&reply(1), L4Proto::Tcp, SYN | ACK, SEC));
         assert_eq!((dir, c.service, c.dest, c.client, c.peer_mac), (Dir::Out, 2, 1, key(1), MacAddr([2, 0, 0, 0, 0, 10])));
-        let (_, dir, _) = hit(t.lookup(&key(1), L4Proto::Tcp, ACK, SEC));
+        let (_, dir, _) = hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, ACK, SEC));
         assert_eq!(dir, Dir::In);
         // Both directions advance one state machine.
         t.lookup(&reply(1), L4Proto::Tcp, RST, 2 * SEC);
-        let (c, _, _) = hit(t.lookup(&key(1), L4Proto::Tcp, ACK, 2 * SEC));
+        let (c, _, _) = hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, ACK, 2 * SEC));
         assert_eq!(c.tcp, Some(TcpState::Close));
         // Expiry removes both index entries; the slot is reused.
         assert_eq!(t.sweep(100 * SEC, |k, _| assert_eq!(*k, key(1))), 1);
@@ -586,7 +606,8 @@ mod tests {
                     1 | 2 => {
                         let flags = if op == 1 { ACK } else { FIN | ACK };
                         match t.lookup(&k, proto, flags, now) {
-                            Lookup::Hit { conn, .. } => {
+                            Lookup::Hit { slot, .. } => {
+                                let conn = *t.get(slot);
                                 let m = model.get(&port).copied();
                                 proptest::prop_assert!(m.is_some_and(|m| m.1 > now));
                                 model.insert(port, (proto, conn.expires, conn.tcp));

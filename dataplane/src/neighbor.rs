@@ -158,11 +158,13 @@ pub struct NeighborTable {
     /// When this worker last asked for each slot; `None` = never.
     requested_at: Vec<Option<u64>>,
     timers: ArpTimers,
+    /// `timers.expire` in nanoseconds (read per forwarded packet).
+    expire_ns: u64,
 }
 
 impl NeighborTable {
     pub fn new(shared: Arc<SharedNeighbors>, timers: ArpTimers) -> Self {
-        NeighborTable { requested_at: vec![None; shared.len()], shared, timers }
+        NeighborTable { requested_at: vec![None; shared.len()], shared, timers, expire_ns: timers.expire * SEC }
     }
 
     /// The MAC for `ip` if it is resolved and not expired.
@@ -188,7 +190,7 @@ impl NeighborTable {
     pub fn resolve_slot(&self, i: usize, now: u64) -> Option<(MacAddr, u16)> {
         let (mac, confirmed) = self.shared.get(i);
         let mac = mac?;
-        (now.saturating_sub(confirmed) < self.timers.expire * SEC).then_some((mac, self.shared.addrs.get(i)?.1))
+        (now.saturating_sub(confirmed) < self.expire_ns).then_some((mac, self.shared.addrs.get(i)?.1))
     }
 
     /// Records that `ip` is at `mac`; ignored unless `ip` is wanted.

@@ -1181,3 +1181,96 @@ fn lists_connections_with_state_expiry_and_a_cap() {
     let (rows, _) = p.list_connections((t.udp + 2) * SEC, 10);
     assert_eq!(rows.iter().map(|r| r.state).collect::<Vec<_>>(), ["ESTABLISHED"]);
 }
+
+mod fast_parse_oracle {
+    use super::*;
+
+    /// The general path's reading of a frame, through the views: what
+    /// `fast_parse` must agree with whenever it accepts a frame.
+    fn by_views(f: &[u8]) -> Option<(FlowKey, L4Proto, u8, MacAddr)> {
+        let eth = EthernetFrame::new_checked(f).ok()?;
+        if eth.ethertype() != ethertype::IPV4 {
+            return None;
+        }
+        let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+        if !ip.verify_checksum() || ip.is_fragment() {
+            return None;
+        }
+        let (proto, sport, dport, flags) = match ip.protocol() {
+            protocol::TCP => TcpSegment::new_checked(ip.payload()).ok().map(|t| (L4Proto::Tcp, t.src_port(), t.dst_port(), t.flags()))?,
+            protocol::UDP => UdpDatagram::new_checked(ip.payload()).ok().map(|u| (L4Proto::Udp, u.src_port(), u.dst_port(), 0))?,
+            _ => return None,
+        };
+        Some((FlowKey { proto: proto.number(), src: ip.src(), dst: ip.dst(), sport, dport }, proto, flags, eth.src()))
+    }
+
+    fn frame(tcp_proto: bool, sport: u16, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC.0, LB_MAC.0).ipv4(CLIENT.octets(), VIP.octets(), 64);
+        let mut f = Vec::new();
+        let data = vec![7u8; payload];
+        if tcp_proto {
+            let mut t = b.tcp(sport, dport, 1, 1000);
+            if flags & SYN != 0 {
+                t = t.syn();
+            }
+            if flags & ACK != 0 {
+                t = t.ack(5);
+            }
+            if flags & FIN != 0 {
+                t = t.fin();
+            }
+            t.write(&mut f, &data).unwrap();
+        } else {
+            b.udp(sport, dport).write(&mut f, &data).unwrap();
+        }
+        f
+    }
+
+    #[test]
+    fn accepts_the_common_shapes() {
+        for (tcp_proto, payload) in [(true, 0), (true, 100), (false, 12), (false, 200)] {
+            let f = frame(tcp_proto, 1234, 80, SYN | ACK, payload);
+            assert!(fast_parse(&f).is_some(), "tcp={tcp_proto} payload={payload}");
+            assert_eq!(fast_parse(&f), by_views(&f));
+        }
+        // Runts, options, fragments, other protocols: left to the views.
+        let udp_runt = frame(false, 1, 2, 0, 0);
+        assert_eq!((udp_runt.len(), fast_parse(&udp_runt)), (42, None));
+        let mut opts = frame(true, 1, 80, SYN, 20);
+        opts[14] = 0x46;
+        assert_eq!(fast_parse(&opts), None);
+    }
+
+    proptest! {
+        /// Whatever the bytes, an accepted frame reads exactly as the views
+        /// read it; frames with a padded tail and corrupted bytes included.
+        #[test]
+        fn never_disagrees_with_the_views(
+            tcp_proto in any::<bool>(),
+            sport in any::<u16>(), dport in any::<u16>(), flags in any::<u8>(),
+            payload in 0usize..80, pad in 0usize..8,
+            corrupt in proptest::collection::vec((0usize..140, any::<u8>()), 0..4),
+            fix_checksum in any::<bool>(),
+        ) {
+            let mut f = frame(tcp_proto, sport, dport, flags & (SYN | ACK | FIN), payload);
+            f.extend(std::iter::repeat_n(0u8, pad));
+            for (at, v) in corrupt {
+                if let Some(b) = f.get_mut(at) {
+                    *b = v;
+                }
+            }
+            if fix_checksum && f.len() >= 34 && f[14] >> 4 == 4 && usize::from(f[14] & 15) * 4 + 14 <= f.len() && f[14] & 15 >= 5 {
+                let hl = usize::from(f[14] & 15) * 4;
+                f[24] = 0;
+                f[25] = 0;
+                let c = proto::checksum::checksum(&f[14..14 + hl]);
+                f[24..26].copy_from_slice(&c.to_be_bytes());
+            }
+            // The pipeline parses only what classify found to be IPv4.
+            let ipv4 = f.get(12..14) == Some(&[0x08, 0x00][..]);
+            if let (true, Some(p)) = (ipv4, fast_parse(&f)) {
+                prop_assert_eq!(Some(p), by_views(&f));
+            }
+        }
+    }
+}
