@@ -190,13 +190,14 @@ fn families(s: &Sources) -> Vec<MetricFamily> {
     }
 
     type CoreField = fn(&CoreCounters) -> u64;
-    let per_core: [(&str, &str, &str, CoreField); 6] = [
+    let per_core: [(&str, &str, &str, CoreField); 7] = [
         ("rvs_core_rx_packets_total", "counter", "Packets received from the ports by the worker core.", |c| c.rx_packets.get()),
         ("rvs_core_tx_packets_total", "counter", "Packets handed to the ports by the worker core.", |c| c.tx_packets.get()),
         ("rvs_core_connections", "gauge", "Connections in the core's table.", |c| c.conns_active.get()),
         ("rvs_core_connections_created_total", "counter", "Connections the core created.", |c| c.conns_created.get()),
         ("rvs_core_toa_inserted_total", "counter", "FullNAT TOA options inserted.", |c| c.toa_inserted.get()),
         ("rvs_core_icmp_forwarded_total", "counter", "ICMP errors about connections translated and forwarded.", |c| c.icmp_forwarded.get()),
+        ("rvs_core_icmp_echo_replies_total", "counter", "Pings to VIPs and FullNAT local addresses answered.", |c| c.icmp_echo_replies.get()),
     ];
     for (name, kind, help, f) in per_core {
         t.family(name, kind, help);

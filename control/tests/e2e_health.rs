@@ -66,6 +66,9 @@ fn exception_path_and_health_checks() {
     assert!(String::from_utf8_lossy(&addr.stdout).contains("198.18.0.2/24"), "{}", String::from_utf8_lossy(&addr.stdout));
     let ping = lab.exec("cl").args(["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"]).output().unwrap();
     assert!(ping.status.success(), "ping the LB: {}", String::from_utf8_lossy(&ping.stdout));
+    // The VIP answers too: the data plane replies itself.
+    let ping = lab.exec("cl").args(["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.0.100"]).output().unwrap();
+    assert!(ping.status.success(), "ping the VIP: {}", String::from_utf8_lossy(&ping.stdout));
     // A TCP service of the kernel's (ssh would be one): a listener in the
     // LB namespace, a client in the client's.
     let mut listener = lab
@@ -140,4 +143,5 @@ fn exception_path_and_health_checks() {
     let log = lab.stop_rvsd();
     assert!(stat_all(&log, "to_kernel") > 10, "{log}");
     assert!(stat_all(&log, "from_kernel") > 10, "{log}");
+    assert_eq!(stat_all(&log, "icmp_echo_replies"), 3, "{log}");
 }

@@ -177,6 +177,8 @@ pub struct CoreCounters {
     pub icmp_frag_needed: Counter,
     /// ICMP errors about NAT/FullNAT connections, translated and forwarded.
     pub icmp_forwarded: Counter,
+    /// Pings to VIPs and FullNAT local addresses answered.
+    pub icmp_echo_replies: Counter,
     /// Gratuitous ARPs sent for our addresses.
     pub garp_sent: Counter,
     /// The exception path: frames handed to the kernel's TAP interfaces,
@@ -214,7 +216,7 @@ impl CoreCounters {
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={} icmp_forwarded={} garp_sent={} to_kernel={} from_kernel={} reloads={} reload_errors={}",
+            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={} icmp_forwarded={} icmp_echo_replies={} garp_sent={} to_kernel={} from_kernel={} reloads={} reload_errors={}",
             self.rx_packets.get(),
             self.tx_packets.get(),
             self.forwarded.get(),
@@ -230,6 +232,7 @@ impl CoreCounters {
             self.redirected_in.get(),
             self.icmp_frag_needed.get(),
             self.icmp_forwarded.get(),
+            self.icmp_echo_replies.get(),
             self.garp_sent.get(),
             self.to_kernel.get(),
             self.from_kernel.get(),

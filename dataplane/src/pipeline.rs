@@ -486,7 +486,7 @@ impl Pipeline {
                 },
                 protocol::ICMP => {
                     let Some(key) = Self::icmp_error_key(ip.payload()) else {
-                        return self.not_ours_or(port, dst, DropReason::UnsupportedProtocol);
+                        return self.icmp_to_us(port, dst, frame);
                     };
                     let src = ip.src();
                     return match self.icmp_error(key, src, buf, head, len, now) {
@@ -672,6 +672,26 @@ impl Pipeline {
         let f = proto::icmp::embedded_flow(m.payload()).ok()?;
         let (core::net::IpAddr::V4(src), core::net::IpAddr::V4(dst)) = (f.src, f.dst) else { return None };
         Some(FlowKey { proto: f.protocol, src: dst, dst: src, sport: f.dst_port, dport: f.src_port })
+    }
+
+    /// ICMP that is not an error, to `dst`: pings to a VIP or a FullNAT
+    /// local address are answered here (the kernel answers for interface
+    /// addresses, through the exception path).
+    fn icmp_to_us(&mut self, port: u16, dst: Ipv4Addr, frame: &mut [u8]) -> Action {
+        if !self.vips.contains(&dst) && !self.local_addrs.contains(&dst) {
+            return self.not_ours_or(port, dst, DropReason::UnsupportedProtocol);
+        }
+        let Some(mac) = self.iface_of_port.get(usize::from(port)).and_then(|&k| self.snapshot.interfaces.get(usize::from(k))).map(|i| i.mac) else {
+            return Action::Drop(DropReason::NotOurMac);
+        };
+        match proto::rewrite::echo::reply_in_place(frame, mac) {
+            Ok(()) => {
+                self.counters.icmp_echo_replies.inc();
+                Action::Transmit { port }
+            }
+            // Other ICMP (timestamps, a bad checksum): not served.
+            Err(_) => Action::Drop(DropReason::UnsupportedProtocol),
+        }
     }
 
     /// Forwards an ICMP error about a NAT or FullNAT connection to the

@@ -1,5 +1,6 @@
 //! Rewrite primitives: what each forwarding mode does to a packet's bytes.
 
+pub mod echo;
 pub mod icmp_error;
 pub mod nat;
 pub mod toa;
