@@ -93,14 +93,7 @@ impl Lab {
 
     pub(crate) fn start_real_servers_on(&mut self, http_port: u16) {
         for rs in ["rs1", "rs2"] {
-            let child = self
-                .exec(rs)
-                .args(["python3", script("realserver.py").to_str().unwrap(), rs, &http_port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            self.children.push(child);
+            self.start_real_server(rs, http_port);
         }
     }
 

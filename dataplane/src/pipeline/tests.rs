@@ -68,6 +68,11 @@ fn resolved(scheduler: SchedulerKind, w1: u32, w2: u32) -> Pipeline {
 }
 
 fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    tcp_carrying(sport, dport, flags, b"hello")
+}
+
+/// A client's TCP segment to the VIP with `flags` (SYN, ACK, FIN, RST) and `data`.
+fn tcp_carrying(sport: u16, dport: u16, flags: u8, data: &[u8]) -> Vec<u8> {
     let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC.0, LB_MAC.0).ipv4(CLIENT.octets(), VIP.octets(), 64);
     let mut b = b.tcp(sport, dport, 1000, 65535);
     if flags & SYN != 0 {
@@ -83,14 +88,18 @@ fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
         b = b.rst();
     }
     let mut f = Vec::new();
-    b.write(&mut f, b"hello").unwrap();
+    b.write(&mut f, data).unwrap();
     f
 }
 
 fn udp(sport: u16, dport: u16) -> Vec<u8> {
+    udp_carrying(sport, dport, b"query")
+}
+
+fn udp_carrying(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
     let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC.0, LB_MAC.0).ipv4(CLIENT.octets(), VIP.octets(), 64).udp(sport, dport);
     let mut f = Vec::new();
-    b.write(&mut f, b"query").unwrap();
+    b.write(&mut f, data).unwrap();
     f
 }
 
@@ -1210,25 +1219,12 @@ mod fast_parse_oracle {
     }
 
     fn frame(tcp_proto: bool, sport: u16, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
-        let b = etherparse::PacketBuilder::ethernet2(CLIENT_MAC.0, LB_MAC.0).ipv4(CLIENT.octets(), VIP.octets(), 64);
-        let mut f = Vec::new();
         let data = vec![7u8; payload];
         if tcp_proto {
-            let mut t = b.tcp(sport, dport, 1, 1000);
-            if flags & SYN != 0 {
-                t = t.syn();
-            }
-            if flags & ACK != 0 {
-                t = t.ack(5);
-            }
-            if flags & FIN != 0 {
-                t = t.fin();
-            }
-            t.write(&mut f, &data).unwrap();
+            tcp_carrying(sport, dport, flags, &data)
         } else {
-            b.udp(sport, dport).write(&mut f, &data).unwrap();
+            udp_carrying(sport, dport, &data)
         }
-        f
     }
 
     #[test]
