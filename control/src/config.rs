@@ -100,6 +100,7 @@ struct TimeoutsSection {
     tcp_fin: Option<Spanned<u64>>,
     tcp_close: Option<Spanned<u64>>,
     udp: Option<Spanned<u64>>,
+    icmp: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,7 +222,8 @@ struct RouteSection {
 struct ServiceSection {
     protocol: Spanned<String>,
     vip: Spanned<String>,
-    port: Spanned<u32>,
+    /// Required for tcp and udp; ICMP services have none.
+    port: Option<Spanned<u32>>,
     scheduler: Spanned<String>,
     #[serde(default)]
     scheduler_flags: Vec<Spanned<String>>,
@@ -609,6 +611,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         tcp_fin: positive(c, &t.tcp_fin, "timeouts.tcp_fin", td.tcp_fin),
         tcp_close: positive(c, &t.tcp_close, "timeouts.tcp_close", td.tcp_close),
         udp: positive(c, &t.udp, "timeouts.udp", td.udp),
+        icmp: positive(c, &t.icmp, "timeouts.icmp", td.icmp),
     };
     let ad = ArpTimers::default();
     let arp = ArpTimers {
@@ -717,21 +720,36 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         let proto = match s.protocol.get_ref().as_str() {
             "tcp" => Some(L4Proto::Tcp),
             "udp" => Some(L4Proto::Udp),
+            "icmp" => Some(L4Proto::Icmp),
             other => {
-                c.err(&s.protocol, format!("{key}.protocol"), format!("{other:?} is not \"tcp\" or \"udp\""));
+                c.err(&s.protocol, format!("{key}.protocol"), format!("{other:?} is not \"tcp\", \"udp\" or \"icmp\""));
                 None
             }
         };
+        let icmp = proto == Some(L4Proto::Icmp);
         let vip = parse_ip(s.vip.get_ref()).map_err(|m| c.err(&s.vip, format!("{key}.vip"), m)).ok();
         if let Some(v) = vip {
             if interfaces.iter().any(|x| x.addr == v) {
                 c.err(&s.vip, format!("{key}.vip"), format!("{v} is an interface address, not a virtual one"));
             }
         }
-        let port = *s.port.get_ref();
-        if !(1..=65535).contains(&port) {
-            c.err(&s.port, format!("{key}.port"), format!("{port} is not a port (1..65535)"));
-        }
+        let port = match (&s.port, icmp) {
+            (Some(p), true) => {
+                c.err(p, format!("{key}.port"), "ICMP services have no port: omit it");
+                0
+            }
+            (None, true) => 0,
+            (Some(p), false) => {
+                if !(1..=65535).contains(p.get_ref()) {
+                    c.err(p, format!("{key}.port"), format!("{} is not a port (1..65535)", p.get_ref()));
+                }
+                *p.get_ref()
+            }
+            (None, false) => {
+                c.err(&s.protocol, format!("{key}.port"), "a tcp or udp service needs a port");
+                0
+            }
+        };
         let scheduler = scheduler_spec(c, s, &key);
         let persistence = persistence(c, s, &key);
         let mode = match s.forwarding.get_ref().as_str() {
@@ -761,7 +779,9 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             let mut real_port = None;
             if let Some(p) = &r.port {
                 let rp = *p.get_ref();
-                if !(1..=65535).contains(&rp) {
+                if icmp {
+                    c.err(p, format!("{rkey}.port"), "ICMP services have no port: omit it");
+                } else if !(1..=65535).contains(&rp) {
                     c.err(p, format!("{rkey}.port"), format!("{rp} is not a port (1..65535)"));
                 } else if rp != port && !matches!(mode, Some(ForwardingMode::Nat | ForwardingMode::FullNat)) {
                     c.err(p, format!("{rkey}.port"), "only NAT and FullNAT can map ports: omit it or use the service's port");
@@ -813,7 +833,12 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             _ => {}
         }
         let check = match &s.health_check {
-            Some(h) => health_check(c, h, &format!("{key}.health_check")).map(Some),
+            Some(h) => {
+                if icmp && h.port.is_none() {
+                    c.err(&h.kind, format!("{key}.health_check.port"), "an ICMP service's check needs a port to probe");
+                }
+                health_check(c, h, &format!("{key}.health_check")).map(Some)
+            }
             None => Some(None),
         };
         let (Some(proto), Some(vip), Some(scheduler), Some(mode), Some(persistence), Some(check)) = (proto, vip, scheduler, mode, persistence, check) else {

@@ -83,3 +83,49 @@ fn nat_icmp_port_unreachable_reaches_the_clients_socket() {
     let log = lab.stop_rvsd();
     assert!(stat(&log, "icmp_forwarded") >= 5, "{log}");
 }
+
+/// An ICMP service on the NAT VIP, in `forwarding` mode.
+fn icmp_service(forwarding: &str, extra: &str) -> String {
+    format!(
+        "\n[[services]]\nprotocol = \"icmp\"\nvip = \"198.18.1.100\"\nscheduler = \"rr\"\nforwarding = \"{forwarding}\"\n{extra}\n  [[services.reals]]\n  address = \"198.18.0.11\"\n\n  [[services.reals]]\n  address = \"198.18.0.12\"\n"
+    )
+}
+
+/// Four ping sessions from the client to the VIP; each must get every reply.
+fn ping_sessions(lab: &Lab) {
+    for _ in 0..4 {
+        let out = lab.exec("cl").args(["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.1.100"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("3 received"), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+/// Connections of the ICMP service per real server, from rvsadm --json.
+fn icmp_conns(lab: &Lab) -> Vec<u64> {
+    std::thread::sleep(std::time::Duration::from_millis(300)); // views refresh every 100 ms
+    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(["-Ln", "--json", "--socket"]).arg(lab.admin_socket()));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let svc = v["services"].as_array().unwrap().iter().find(|s| s["proto"] == "ICMP").unwrap_or_else(|| panic!("{v}"));
+    svc["reals"].as_array().unwrap().iter().map(|r| r["conns"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn pings_to_an_icmp_service_are_balanced_in_nat_and_fullnat() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_kind("rvse2enp", "nat");
+    lab.start_real_servers_on(8080);
+    // NAT: the servers answer the client's pings through us.
+    let cfg = lab.config_file_plus("nat.toml", &icmp_service("nat", ""));
+    lab.start_rvsd(&cfg);
+    ping_sessions(&lab);
+    assert_eq!(icmp_conns(&lab), vec![2, 2], "rr over four ping sessions");
+    let log = lab.stop_rvsd();
+    assert_eq!(stat(&log, "icmp_echo_replies"), 0, "balanced, not answered by the LB: {log}");
+
+    // FullNAT: the servers see the local address and its identifiers.
+    let cfg = lab.config_file_plus("nat.toml", &icmp_service("fullnat", "local_addresses = [\"198.18.0.3\"]"));
+    lab.start_rvsd(&cfg);
+    ping_sessions(&lab);
+    assert_eq!(icmp_conns(&lab), vec![2, 2]);
+    lab.stop_rvsd();
+}

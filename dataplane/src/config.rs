@@ -10,6 +10,8 @@ use sched::{PersistenceConfig, SchedulerSpec};
 pub enum L4Proto {
     Tcp,
     Udp,
+    /// ICMP echo: a ping is a flow named by its identifier.
+    Icmp,
 }
 
 impl L4Proto {
@@ -17,6 +19,7 @@ impl L4Proto {
         match self {
             L4Proto::Tcp => proto::ipv4::protocol::TCP,
             L4Proto::Udp => proto::ipv4::protocol::UDP,
+            L4Proto::Icmp => proto::ipv4::protocol::ICMP,
         }
     }
 
@@ -24,6 +27,7 @@ impl L4Proto {
         match self {
             L4Proto::Tcp => "tcp",
             L4Proto::Udp => "udp",
+            L4Proto::Icmp => "icmp",
         }
     }
 }
@@ -136,12 +140,15 @@ pub struct Timeouts {
     pub tcp_fin: u64,
     pub tcp_close: u64,
     pub udp: u64,
+    /// ICMP echo flows (ping sessions).
+    pub icmp: u64,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
-        // IPVS defaults: established 900 s, FIN_WAIT 120 s, UDP 300 s.
-        Timeouts { tcp_syn: 60, tcp: 900, tcp_fin: 120, tcp_close: 10, udp: 300 }
+        // IPVS defaults: established 900 s, FIN_WAIT 120 s, UDP 300 s;
+        // ICMP as DPVS: 60 s.
+        Timeouts { tcp_syn: 60, tcp: 900, tcp_fin: 120, tcp_close: 10, udp: 300, icmp: 60 }
     }
 }
 

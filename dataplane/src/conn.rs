@@ -252,6 +252,7 @@ impl ConnTable {
         // `t` is in nanoseconds already (see `in_ns`).
         match (proto, tcp) {
             (L4Proto::Udp, _) => t.udp,
+            (L4Proto::Icmp, _) => t.icmp,
             (L4Proto::Tcp, Some(TcpState::SynRecv) | None) => t.tcp_syn,
             (L4Proto::Tcp, Some(TcpState::Established)) => t.tcp,
             (L4Proto::Tcp, Some(TcpState::FinWait)) => t.tcp_fin,
@@ -261,7 +262,7 @@ impl ConnTable {
 
     /// Timeouts in nanoseconds: the per-packet refresh adds, no multiply.
     fn in_ns(t: Timeouts) -> Timeouts {
-        Timeouts { tcp_syn: t.tcp_syn * SEC, tcp: t.tcp * SEC, tcp_fin: t.tcp_fin * SEC, tcp_close: t.tcp_close * SEC, udp: t.udp * SEC }
+        Timeouts { tcp_syn: t.tcp_syn * SEC, tcp: t.tcp * SEC, tcp_fin: t.tcp_fin * SEC, tcp_close: t.tcp_close * SEC, udp: t.udp * SEC, icmp: t.icmp * SEC }
     }
 
     /// Finds the live connection of `key` (either direction), advancing
@@ -382,7 +383,7 @@ impl ConnTable {
 
     /// Whether a new connection of this kind starts active.
     pub fn starts_active(proto: L4Proto, flags: u8) -> bool {
-        proto == L4Proto::Udp || Self::tcp_next(None, flags).is_active()
+        proto != L4Proto::Tcp || Self::tcp_next(None, flags).is_active()
     }
 
     /// Removes every connection that expired before the current second of
@@ -583,7 +584,7 @@ mod tests {
         fn wheel_expires_exactly_like_a_full_scan(
             ops in proptest::collection::vec((0u8..4, 0u16..24, 0u64..3000), 1..200),
         ) {
-            let timeouts = Timeouts { tcp_syn: 7, tcp: 40, tcp_fin: 3, tcp_close: 1, udp: 1500 };
+            let timeouts = Timeouts { tcp_syn: 7, tcp: 40, tcp_fin: 3, tcp_close: 1, udp: 1500, icmp: 20 };
             let mut t = ConnTable::new(64, timeouts);
             let mut model: std::collections::HashMap<u16, (L4Proto, u64, Option<TcpState>)> = Default::default();
             let mut now = 0u64;

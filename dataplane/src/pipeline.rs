@@ -485,15 +485,21 @@ impl Pipeline {
                     Err(_) => return Action::Drop(DropReason::MalformedL4),
                 },
                 protocol::ICMP => {
-                    let Some(key) = Self::icmp_error_key(ip.payload()) else {
-                        return self.icmp_to_us(port, dst, frame);
-                    };
-                    let src = ip.src();
-                    return match self.icmp_error(key, src, buf, head, len, now) {
-                        // An error about one of the kernel's own connections.
-                        Action::Drop(DropReason::IcmpNoConnection) => self.not_ours_or(port, dst, DropReason::IcmpNoConnection),
-                        a => a,
-                    };
+                    if let Some(key) = Self::icmp_error_key(ip.payload()) {
+                        let src = ip.src();
+                        return match self.icmp_error(key, src, buf, head, len, now) {
+                            // An error about one of the kernel's own connections.
+                            Action::Drop(DropReason::IcmpNoConnection) => self.not_ours_or(port, dst, DropReason::IcmpNoConnection),
+                            a => a,
+                        };
+                    }
+                    // Echoes are flows like UDP datagrams (an "icmp" service
+                    // balances them), except pings to our own addresses
+                    // when no service wants them: those are answered here.
+                    match echo_ports(ip.payload()) {
+                        Some((sport, dport, request)) if !(request && self.answers_pings(dst)) => (L4Proto::Icmp, sport, dport, u8::from(request)),
+                        _ => return self.icmp_to_us(port, dst, frame),
+                    }
                 }
                 _ => return self.not_ours_or(port, dst, DropReason::UnsupportedProtocol),
             };
@@ -604,9 +610,13 @@ impl Pipeline {
             // only paid by packets that match no connection.
             return Err(self.vips.contains(&key.dst).then_some(DropReason::NoService));
         };
-        // Only a SYN starts a TCP connection (as IPVS without sloppy_tcp).
+        // Only a SYN starts a TCP connection (as IPVS without sloppy_tcp),
+        // only an echo request an ICMP one.
         if proto == L4Proto::Tcp && flags & proto::l4::tcp_flags::SYN == 0 {
             return Err(Some(DropReason::TcpNoConnection));
+        }
+        if proto == L4Proto::Icmp && flags == 0 {
+            return Err(Some(DropReason::IcmpNoConnection));
         }
         let s = &mut self.services[svc as usize];
         debug_assert_eq!(s.proto, proto);
@@ -672,6 +682,12 @@ impl Pipeline {
         let f = proto::icmp::embedded_flow(m.payload()).ok()?;
         let (core::net::IpAddr::V4(src), core::net::IpAddr::V4(dst)) = (f.src, f.dst) else { return None };
         Some(FlowKey { proto: f.protocol, src: dst, dst: src, sport: f.dst_port, dport: f.src_port })
+    }
+
+    /// Whether a ping to `dst` is answered by the data plane: a VIP or a
+    /// FullNAT local address that has no ICMP service.
+    fn answers_pings(&self, dst: Ipv4Addr) -> bool {
+        (self.vips.contains(&dst) || self.local_addrs.contains(&dst)) && !self.by_key.contains_key(&service_key(protocol::ICMP, dst, 0))
     }
 
     /// ICMP that is not an error, to `dst`: pings to a VIP or a FullNAT
@@ -938,6 +954,22 @@ impl Pipeline {
     /// The MAC a real server resolved to, for display and tests.
     pub fn neighbor(&self, ip: Ipv4Addr, now: u64) -> Option<MacAddr> {
         self.neighbors.lookup(ip, now)
+    }
+}
+
+/// An ICMP echo's ports, as the connection table names them: (source,
+/// destination, is a request). The identifier is the port of the side
+/// that sent the request: a request's source port, a reply's destination
+/// port; the other side's port is 0 (an ICMP service's port).
+fn echo_ports(icmp: &[u8]) -> Option<(u16, u16, bool)> {
+    use proto::icmp::v4_type::{ECHO_REPLY, ECHO_REQUEST};
+    let m = proto::icmp::IcmpPacket::new_checked(icmp).ok()?;
+    let [a, b, _, _] = m.rest();
+    let id = u16::from_be_bytes([a, b]);
+    match (m.msg_type(), m.code()) {
+        (ECHO_REQUEST, 0) => Some((id, 0, true)),
+        (ECHO_REPLY, 0) => Some((0, id, false)),
+        _ => None,
     }
 }
 

@@ -179,7 +179,11 @@ fn add_health(listing: &mut control::admin::Listing, state: &HealthState) {
     let statuses = state.snapshot();
     for s in &mut listing.services {
         let Ok(vip) = s.vip.parse() else { continue };
-        let proto = if s.proto == "TCP" { dataplane::config::L4Proto::Tcp } else { dataplane::config::L4Proto::Udp };
+        let proto = match s.proto.as_str() {
+            "TCP" => dataplane::config::L4Proto::Tcp,
+            "UDP" => dataplane::config::L4Proto::Udp,
+            _ => dataplane::config::L4Proto::Icmp,
+        };
         for r in &mut s.reals {
             let Ok(real) = r.addr.parse() else { continue };
             let key = health::TargetKey { proto, vip, port: s.port, real, real_port: r.port };

@@ -704,6 +704,101 @@ mod nat_mode {
 
     const LIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 
+    /// An ICMP service in `mode` over RS1 and RS2 (both resolved).
+    fn icmp_pipeline(mode: ForwardingMode) -> Pipeline {
+        let mut s = (*fullnat_pipeline().snapshot).clone();
+        s.services = vec![Service {
+            proto: L4Proto::Icmp,
+            vip: NAT_VIP,
+            port: 0,
+            scheduler: SchedulerSpec::new(SchedulerKind::Rr),
+            persistence: None,
+            mode,
+            local_addrs: if mode == ForwardingMode::FullNat { vec![LIP] } else { vec![] },
+            reals: vec![RealServer::new(RS1, 1), RealServer::new(RS2, 1)],
+        }];
+        let mut p = Pipeline::new(Arc::new(s), Arc::default()).unwrap();
+        for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
+            let mut f = arp_frame(arp::OP_REPLY, mac, ip, LB_IP);
+            f[0..6].copy_from_slice(&LB1.0);
+            assert_eq!(p.process(1, &mut f, 0), Action::Consumed);
+        }
+        p
+    }
+
+    fn ping(src_mac: MacAddr, dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, request: bool, id: u16) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(src_mac.0, dst_mac.0).ipv4(src.octets(), dst.octets(), 64);
+        let mut f = Vec::new();
+        if request {
+            b.icmpv4_echo_request(id, 7).write(&mut f, b"ping").unwrap();
+        } else {
+            b.icmpv4_echo_reply(id, 7).write(&mut f, b"ping").unwrap();
+        }
+        f
+    }
+
+    /// (dst MAC, src, dst, identifier) of an echo, every checksum checked.
+    fn read_ping(f: &[u8]) -> (MacAddr, Ipv4Addr, Ipv4Addr, u16) {
+        let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+        let Some(etherparse::LinkSlice::Ethernet2(eth)) = p.link else { panic!() };
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!() };
+        let h = ip.header().to_header();
+        assert_eq!(h.calc_header_checksum(), h.header_checksum);
+        let Some(etherparse::TransportSlice::Icmpv4(icmp)) = &p.transport else { panic!("not ICMP") };
+        assert_eq!(icmp.checksum(), icmp.icmp_type().calc_checksum(icmp.payload()));
+        let id = match icmp.icmp_type() {
+            etherparse::Icmpv4Type::EchoRequest(e) | etherparse::Icmpv4Type::EchoReply(e) => e.id,
+            other => panic!("not an echo: {other:?}"),
+        };
+        (MacAddr(eth.destination()), Ipv4Addr::from(h.source), Ipv4Addr::from(h.destination), id)
+    }
+
+    #[test]
+    fn an_icmp_service_balances_pings_and_nats_the_replies() {
+        let mut p = icmp_pipeline(ForwardingMode::Nat);
+        let mut servers = Vec::new();
+        for id in 1..=4u16 {
+            let mut req = ping(CLIENT_MAC, LB0, CLIENT_IP, NAT_VIP, true, id);
+            assert_eq!(p.process(0, &mut req, SEC), Action::Transmit { port: 1 });
+            let (mac, src, dst, rid) = read_ping(&req);
+            assert_eq!((src, rid), (CLIENT_IP, id), "the server sees the client and its identifier");
+            servers.push(dst);
+            assert_eq!(mac, if dst == RS1 { RS1_MAC } else { RS2_MAC });
+            // The same ping session sticks to its server.
+            let mut again = ping(CLIENT_MAC, LB0, CLIENT_IP, NAT_VIP, true, id);
+            p.process(0, &mut again, 2 * SEC);
+            assert_eq!(read_ping(&again).2, dst);
+            // The reply goes back from the VIP.
+            let mut reply = ping(if dst == RS1 { RS1_MAC } else { RS2_MAC }, LB1, dst, CLIENT_IP, false, id);
+            assert_eq!(p.process(1, &mut reply, 2 * SEC), Action::Transmit { port: 0 });
+            assert_eq!(read_ping(&reply), (CLIENT_MAC, NAT_VIP, CLIENT_IP, id));
+        }
+        assert_eq!(servers, vec![RS1, RS2, RS1, RS2], "rr over ping sessions");
+        assert_eq!(p.connections(), 4);
+        assert_eq!(p.counters().icmp_echo_replies.get(), 0, "balanced, not answered");
+        // A stray reply does not open anything; sessions expire after the ICMP timeout (60 s).
+        let mut stray = ping(RS1_MAC, LB1, RS1, NAT_VIP, false, 0);
+        assert_eq!(p.process(1, &mut stray, 3 * SEC), Action::Drop(DropReason::IcmpNoConnection));
+        p.tick(61 * SEC);
+        assert_eq!(p.connections(), 4);
+        p.tick(63 * SEC);
+        assert_eq!(p.connections(), 0);
+    }
+
+    #[test]
+    fn fullnat_pings_carry_a_local_identifier() {
+        let mut p = icmp_pipeline(ForwardingMode::FullNat);
+        let mut req = ping(CLIENT_MAC, LB0, CLIENT_IP, NAT_VIP, true, 4242);
+        assert_eq!(p.process(0, &mut req, SEC), Action::Transmit { port: 1 });
+        let (_, src, dst, lid) = read_ping(&req);
+        assert_eq!((src, dst), (LIP, RS1));
+        let mut reply = ping(RS1_MAC, LB1, RS1, LIP, false, lid);
+        assert_eq!(p.process(1, &mut reply, SEC), Action::Transmit { port: 0 });
+        assert_eq!(read_ping(&reply), (CLIENT_MAC, NAT_VIP, CLIENT_IP, 4242));
+        // With an ICMP service, the VIP no longer answers pings itself.
+        assert_eq!(p.counters().icmp_echo_replies.get(), 0);
+    }
+
     fn fullnat_pipeline() -> Pipeline {
         let mut rs1 = RealServer::new(RS1, 1);
         rs1.port = Some(8080);

@@ -1,6 +1,12 @@
 //! Address and port rewrites for NAT and FullNAT, over IPv4 or IPv6
-//! carrying TCP or UDP, with every checksum updated incrementally
-//! (RFC 1624): no pass over the payload.
+//! carrying TCP or UDP (or, over IPv4, an ICMP echo request or reply),
+//! with every checksum updated incrementally (RFC 1624): no pass over the
+//! payload.
+//!
+//! An ICMP echo's identifier stands for the port of the side that sent
+//! the request: the source "port" of a request, the destination "port" of
+//! a reply (so NAT of pings reads like NAT of UDP). Its checksum covers no
+//! pseudo-header: address changes leave it alone.
 //!
 //! - NAT in: [`rewrite`] with a new destination (DNAT); NAT out: a new
 //!   source (SNAT).
@@ -42,14 +48,25 @@ struct L4 {
     /// Offset of the checksum field within the L4 header.
     check_at: usize,
     udp: bool,
+    /// Whether the checksum covers the addresses (a pseudo-header).
+    pseudo: bool,
+    /// Offsets of the source and destination "ports" (`None`: the packet
+    /// has none on that side; a new one is ignored).
+    ports_at: [Option<usize>; 2],
 }
 
 fn l4_layout(proto: u8, l4: &[u8]) -> Result<L4> {
+    use crate::icmp::v4_type::{ECHO_REPLY, ECHO_REQUEST};
     match proto {
-        protocol::TCP if l4.len() >= crate::l4::TCP_MIN_HEADER_LEN => Ok(L4 { check_at: 16, udp: false }),
-        protocol::UDP if l4.len() >= crate::l4::UDP_HEADER_LEN => Ok(L4 { check_at: 6, udp: true }),
-        protocol::TCP | protocol::UDP => Err(Error::Truncated),
-        _ => Err(Error::Malformed("not TCP or UDP")),
+        protocol::TCP if l4.len() >= crate::l4::TCP_MIN_HEADER_LEN => Ok(L4 { check_at: 16, udp: false, pseudo: true, ports_at: [Some(0), Some(2)] }),
+        protocol::UDP if l4.len() >= crate::l4::UDP_HEADER_LEN => Ok(L4 { check_at: 6, udp: true, pseudo: true, ports_at: [Some(0), Some(2)] }),
+        protocol::ICMP if l4.len() >= crate::icmp::HEADER_LEN && l4[1] == 0 => match l4[0] {
+            ECHO_REQUEST => Ok(L4 { check_at: 2, udp: false, pseudo: false, ports_at: [Some(4), None] }),
+            ECHO_REPLY => Ok(L4 { check_at: 2, udp: false, pseudo: false, ports_at: [None, Some(4)] }),
+            _ => Err(Error::Malformed("ICMP other than an echo")),
+        },
+        protocol::TCP | protocol::UDP | protocol::ICMP => Err(Error::Truncated),
+        _ => Err(Error::Malformed("not TCP, UDP or an ICMP echo")),
     }
 }
 
@@ -60,11 +77,11 @@ fn fix_l4(l4: &mut [u8], layout: &L4, src_port: Option<u16>, dst_port: Option<u1
     let old_check = u16::from_be_bytes([l4[at], l4[at + 1]]);
     let keep_zero = layout.udp && old_check == 0;
     let mut check = old_check;
-    if !keep_zero {
+    if !keep_zero && layout.pseudo {
         check = addr_delta(check);
     }
-    for (pos, new) in [(0usize, src_port), (2, dst_port)] {
-        if let Some(new) = new {
+    for (pos, new) in [(layout.ports_at[0], src_port), (layout.ports_at[1], dst_port)] {
+        if let (Some(pos), Some(new)) = (pos, new) {
             let old = u16::from_be_bytes([l4[pos], l4[pos + 1]]);
             if !keep_zero {
                 check = update16(check, old, new);
@@ -313,5 +330,55 @@ mod tests {
             rewrite(&mut f, Some(c), Some(v)).unwrap();
             prop_assert_eq!(&f, &original);
         }
+    }
+
+    /// An ICMP echo (request or reply) from `src` to `dst` with `id`.
+    fn echo(request: bool, src: [u8; 4], dst: [u8; 4], id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ipv4(src, dst, 64);
+        let mut out = Vec::new();
+        if request {
+            b.icmpv4_echo_request(id, seq).write(&mut out, data).unwrap();
+        } else {
+            b.icmpv4_echo_reply(id, seq).write(&mut out, data).unwrap();
+        }
+        out
+    }
+
+    /// (type, id, seq, checksum right, IP checksum right, src, dst) as etherparse reads them.
+    fn read_echo(p: &[u8]) -> (etherparse::Icmpv4Type, bool, bool, [u8; 4], [u8; 4]) {
+        let s = etherparse::SlicedPacket::from_ip(p).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = s.net else { panic!("ipv4") };
+        let h = ip.header().to_header();
+        let Some(etherparse::TransportSlice::Icmpv4(icmp)) = s.transport else { panic!("icmp") };
+        let good = icmp.checksum() == icmp.icmp_type().calc_checksum(icmp.payload());
+        (icmp.icmp_type(), good, h.header_checksum == h.calc_header_checksum(), h.source, h.destination)
+    }
+
+    proptest! {
+        /// FullNAT of a ping both ways: the request leaves from the local
+        /// address with the local "port" as identifier, the reply returns
+        /// to the client with its own identifier; checksums stay right.
+        #[test]
+        fn icmp_echo_fullnat_round_trip(id in any::<u16>(), lport in any::<u16>(), seq in any::<u16>(), data in proptest::collection::vec(any::<u8>(), 0..64)) {
+            use etherparse::{IcmpEchoHeader, Icmpv4Type};
+            let (client, vip, laddr, rs) = ([198, 51, 100, 7], [198, 18, 0, 100], [10, 1, 0, 3], [10, 1, 0, 11]);
+            let mut req = echo(true, client, vip, id, seq, &data);
+            rewrite(&mut req, Some(ep4(laddr, lport)), Some(ep4(rs, 0))).unwrap();
+            prop_assert_eq!(read_echo(&req), (Icmpv4Type::EchoRequest(IcmpEchoHeader { id: lport, seq }), true, true, laddr, rs));
+            let mut reply = echo(false, rs, laddr, lport, seq, &data);
+            rewrite(&mut reply, Some(ep4(vip, 0)), Some(ep4(client, id))).unwrap();
+            prop_assert_eq!(read_echo(&reply), (Icmpv4Type::EchoReply(IcmpEchoHeader { id, seq }), true, true, vip, client));
+            // NAT: addresses only; the identifier stays.
+            let mut req = echo(true, client, vip, id, seq, &data);
+            rewrite(&mut req, None, Some(ep4(rs, 0))).unwrap();
+            prop_assert_eq!(read_echo(&req), (Icmpv4Type::EchoRequest(IcmpEchoHeader { id, seq }), true, true, client, rs));
+        }
+    }
+
+    #[test]
+    fn other_icmp_is_refused() {
+        let mut p = echo(true, [1, 1, 1, 1], [2, 2, 2, 2], 1, 1, b"x");
+        p[20] = crate::icmp::v4_type::TIME_EXCEEDED;
+        assert!(rewrite(&mut p, None, Some(ep4([3, 3, 3, 3], 0))).is_err());
     }
 }
