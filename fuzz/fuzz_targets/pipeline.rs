@@ -28,7 +28,11 @@ fn pipeline() -> (Pipeline, Arc<HealthBoard>) {
     let snapshot = Snapshot {
         interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: true }],
         routes: vec![],
-        services: vec![svc(L4Proto::Tcp, 80, sched::SchedulerKind::Wlc), svc(L4Proto::Udp, 53, sched::SchedulerKind::Mh)],
+        services: vec![
+            svc(L4Proto::Tcp, 80, sched::SchedulerKind::Wlc),
+            svc(L4Proto::Udp, 53, sched::SchedulerKind::Mh),
+            svc(L4Proto::Icmp, 0, sched::SchedulerKind::Rr),
+        ],
         timeouts: Timeouts::default(),
         arp: ArpTimers::default(),
         max_connections_per_core: 64,
@@ -56,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
     for (k, chunk) in data.split(|&b| b == 0xa5).enumerate() {
         // A chunk starting 0x5a flips a real server's health instead.
         if let [0x5a, slot, up, ..] = chunk {
-            board.set(usize::from(*slot % 5), up & 1 == 1);
+            board.set(usize::from(*slot % 7), up & 1 == 1);
             continue;
         }
         let mut f = chunk.to_vec();
