@@ -458,52 +458,12 @@ impl Pipeline {
         let frame = &mut buf[*head..*head + *len];
         // Nearly every packet has the common shape: read it in one pass.
         // Anything else goes through the views, which explain the drops.
-        let (key, proto, flags, src_mac) = if let Some(p) = fast_parse(frame) {
-            p
-        } else {
-            let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
-                return Action::Drop(DropReason::MalformedFrame);
-            };
-            let ip = match Ipv4Packet::new_checked(eth.payload()) {
-                Ok(ip) => ip,
-                Err(_) => return Action::Drop(DropReason::MalformedIpv4),
-            };
-            if !ip.verify_checksum() {
-                return Action::Drop(DropReason::BadIpv4Checksum);
-            }
-            let dst = ip.dst();
-            if ip.is_fragment() {
-                return if self.vips.contains(&dst) { Action::Drop(DropReason::Fragment) } else { self.not_ours(port, dst) };
-            }
-            let (proto, sport, dport, flags) = match ip.protocol() {
-                protocol::TCP => match TcpSegment::new_checked(ip.payload()) {
-                    Ok(t) => (L4Proto::Tcp, t.src_port(), t.dst_port(), t.flags()),
-                    Err(_) => return Action::Drop(DropReason::MalformedL4),
-                },
-                protocol::UDP => match UdpDatagram::new_checked(ip.payload()) {
-                    Ok(u) => (L4Proto::Udp, u.src_port(), u.dst_port(), 0),
-                    Err(_) => return Action::Drop(DropReason::MalformedL4),
-                },
-                protocol::ICMP => {
-                    if let Some(key) = Self::icmp_error_key(ip.payload()) {
-                        let src = ip.src();
-                        return match self.icmp_error(key, src, buf, head, len, now) {
-                            // An error about one of the kernel's own connections.
-                            Action::Drop(DropReason::IcmpNoConnection) => self.not_ours_or(port, dst, DropReason::IcmpNoConnection),
-                            a => a,
-                        };
-                    }
-                    // Echoes are flows like UDP datagrams (an "icmp" service
-                    // balances them), except pings to our own addresses
-                    // when no service wants them: those are answered here.
-                    match echo_ports(ip.payload()) {
-                        Some((sport, dport, request)) if !(request && self.answers_pings(dst)) => (L4Proto::Icmp, sport, dport, u8::from(request)),
-                        _ => return self.icmp_to_us(port, dst, frame),
-                    }
-                }
-                _ => return self.not_ours_or(port, dst, DropReason::UnsupportedProtocol),
-            };
-            (FlowKey { proto: proto.number(), src: ip.src(), dst, sport, dport }, proto, flags, eth.src())
+        let (key, proto, flags, src_mac) = match fast_parse(frame) {
+            Some(p) => p,
+            None => match self.parse_slow(port, buf, head, len, now) {
+                Ok(p) => p,
+                Err(action) => return action,
+            },
         };
         let frame = &mut buf[*head..*head + *len];
 
@@ -525,11 +485,7 @@ impl Pipeline {
                     s.pool.set_active(dest, active);
                 }
                 if self.snapshot.expire_nodest_conn && s.pool.dest(dest).removed {
-                    if let Some(c) = self.conns.remove_key(&key) {
-                        release(&mut self.services, &c, now);
-                        self.counters.conns_expired.inc();
-                    }
-                    return Action::Drop(DropReason::DestRemoved);
+                    return self.expire_nodest(&key, now);
                 }
                 (*self.conns.get(slot), dir)
             }
@@ -602,8 +558,75 @@ impl Pipeline {
         }
     }
 
+    /// The general parser, through the views, for what [`fast_parse`]
+    /// leaves: IP options, fragments, ICMP, malformed frames. `Err`: the
+    /// frame's fate is decided here (a drop that names its reason, an ICMP
+    /// error forwarded, a ping answered, the kernel's). Out of line: the
+    /// hot path stays small.
+    #[cold]
+    #[inline(never)]
+    fn parse_slow(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Result<(FlowKey, L4Proto, u8, MacAddr), Action> {
+        let frame = &mut buf[*head..*head + *len];
+        let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
+            return Err(Action::Drop(DropReason::MalformedFrame));
+        };
+        let ip = match Ipv4Packet::new_checked(eth.payload()) {
+            Ok(ip) => ip,
+            Err(_) => return Err(Action::Drop(DropReason::MalformedIpv4)),
+        };
+        if !ip.verify_checksum() {
+            return Err(Action::Drop(DropReason::BadIpv4Checksum));
+        }
+        let dst = ip.dst();
+        if ip.is_fragment() {
+            return Err(if self.vips.contains(&dst) { Action::Drop(DropReason::Fragment) } else { self.not_ours(port, dst) });
+        }
+        let (proto, sport, dport, flags) = match ip.protocol() {
+            protocol::TCP => match TcpSegment::new_checked(ip.payload()) {
+                Ok(t) => (L4Proto::Tcp, t.src_port(), t.dst_port(), t.flags()),
+                Err(_) => return Err(Action::Drop(DropReason::MalformedL4)),
+            },
+            protocol::UDP => match UdpDatagram::new_checked(ip.payload()) {
+                Ok(u) => (L4Proto::Udp, u.src_port(), u.dst_port(), 0),
+                Err(_) => return Err(Action::Drop(DropReason::MalformedL4)),
+            },
+            protocol::ICMP => {
+                if let Some(key) = Self::icmp_error_key(ip.payload()) {
+                    let src = ip.src();
+                    return Err(match self.icmp_error(key, src, buf, head, len, now) {
+                        // An error about one of the kernel's own connections.
+                        Action::Drop(DropReason::IcmpNoConnection) => self.not_ours_or(port, dst, DropReason::IcmpNoConnection),
+                        a => a,
+                    });
+                }
+                // Echoes are flows like UDP datagrams (an "icmp" service
+                // balances them), except pings to our own addresses
+                // when no service wants them: those are answered here.
+                match echo_ports(ip.payload()) {
+                    Some((sport, dport, request)) if !(request && self.answers_pings(dst)) => (L4Proto::Icmp, sport, dport, u8::from(request)),
+                    _ => return Err(self.icmp_to_us(port, dst, frame)),
+                }
+            }
+            _ => return Err(self.not_ours_or(port, dst, DropReason::UnsupportedProtocol)),
+        };
+        Ok((FlowKey { proto: proto.number(), src: ip.src(), dst, sport, dport }, proto, flags, eth.src()))
+    }
+
+    /// IPVS's `expire_nodest_conn`: a packet of a connection whose real
+    /// server was removed ends the connection.
+    #[cold]
+    #[inline(never)]
+    fn expire_nodest(&mut self, key: &FlowKey, now: u64) -> Action {
+        if let Some(c) = self.conns.remove_key(key) {
+            release(&mut self.services, &c, now);
+            self.counters.conns_expired.inc();
+        }
+        Action::Drop(DropReason::DestRemoved)
+    }
+
     /// Schedules a new connection for `key` and records it. `Err(None)`:
     /// not to a VIP at all (perhaps to us: see [`Self::not_ours`]).
+    #[inline(never)]
     fn new_connection(&mut self, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<Conn, Option<DropReason>> {
         let Some(&svc) = self.by_key.get(&service_key(key.proto, key.dst, key.dport)) else {
             // Established traffic never gets here: the VIP check is
@@ -693,6 +716,8 @@ impl Pipeline {
     /// ICMP that is not an error, to `dst`: pings to a VIP or a FullNAT
     /// local address are answered here (the kernel answers for interface
     /// addresses, through the exception path).
+    #[cold]
+    #[inline(never)]
     fn icmp_to_us(&mut self, port: u16, dst: Ipv4Addr, frame: &mut [u8]) -> Action {
         if !self.vips.contains(&dst) && !self.local_addrs.contains(&dst) {
             return self.not_ours_or(port, dst, DropReason::UnsupportedProtocol);
@@ -712,6 +737,8 @@ impl Pipeline {
 
     /// Forwards an ICMP error about a NAT or FullNAT connection to the
     /// other side, translated so that side's stack recognises its packet.
+    #[cold]
+    #[inline(never)]
     fn icmp_error(&mut self, key: FlowKey, icmp_src: Ipv4Addr, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
         if self.steering {
             if let Some(owner) = self.owner(&key) {
@@ -792,6 +819,8 @@ impl Pipeline {
     /// Turns the frame at the start of `frame` (`*len` bytes), in place,
     /// into an ICMP "fragmentation needed" advising `mtu`, back to where
     /// it came from.
+    #[cold]
+    #[inline(never)]
     fn frag_needed_reply(&mut self, port: u16, frame: &mut [u8], len: &mut usize, mtu: u16) -> Action {
         let from = match self.iface_of_port.get(usize::from(port)) {
             Some(&k) if k != u8::MAX => self.snapshot.interfaces[usize::from(k)].addr,
@@ -936,6 +965,8 @@ impl Pipeline {
     }
 
     /// As [`Self::not_ours`], dropped for `otherwise` when not to us.
+    #[cold]
+    #[inline(never)]
     fn not_ours_or(&self, port: u16, dst: Ipv4Addr, otherwise: DropReason) -> Action {
         if !self.snapshot.interfaces.iter().any(|i| i.addr == dst) {
             return Action::Drop(otherwise);
@@ -973,6 +1004,20 @@ fn echo_ports(icmp: &[u8]) -> Option<(u16, u16, bool)> {
     }
 }
 
+/// Whether a 20-byte IPv4 header's checksum is right: its five 32-bit
+/// words summed in one's complement give all ones. Summed in native byte
+/// order (no swaps): the one's complement sum commutes with byte swapping,
+/// and all ones reads the same either way (RFC 1071).
+#[inline]
+fn header_sum_ok(header: &[u8]) -> bool {
+    let Ok(h) = <&[u8; 20]>::try_from(header) else { return false };
+    let w = |at: usize| u64::from(u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
+    let s = w(0) + w(4) + w(8) + w(12) + w(16);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    proto::checksum::fold(s as u32) == 0xffff
+}
+
 /// The flow of an Ethernet frame carrying IPv4 without options, not a
 /// fragment, with a valid header checksum and a complete TCP or UDP
 /// header: (key, protocol, TCP flags, source MAC). `None` for every other
@@ -990,7 +1035,7 @@ fn fast_parse(f: &[u8]) -> Option<(FlowKey, L4Proto, u8, MacAddr)> {
         return None;
     }
     let total = usize::from(be16(IP + 2));
-    if IP + total > f.len() || proto::checksum::fold(proto::checksum::sum(&h[IP..L4], 0)) != 0xffff {
+    if IP + total > f.len() || !header_sum_ok(&h[IP..L4]) {
         return None;
     }
     let l4_len = total.checked_sub(20)?;

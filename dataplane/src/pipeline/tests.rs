@@ -1370,3 +1370,23 @@ mod fast_parse_oracle {
         }
     }
 }
+
+proptest! {
+    /// The fast header check agrees with the views' checksum verification.
+    #[test]
+    fn header_sum_matches_the_views(mut header in proptest::collection::vec(any::<u8>(), 20), fix in any::<bool>()) {
+        header[0] = 0x45;
+        header[2..4].copy_from_slice(&20u16.to_be_bytes());
+        if fix {
+            header[10] = 0;
+            header[11] = 0;
+            let c = proto::checksum::checksum(&header);
+            header[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        let views = Ipv4Packet::new_checked(&header[..]).unwrap().verify_checksum();
+        prop_assert_eq!(header_sum_ok(&header), views);
+        if fix {
+            prop_assert!(header_sum_ok(&header));
+        }
+    }
+}
