@@ -60,9 +60,8 @@ pub(crate) struct Key {
     /// lc/wlc: overhead (below 2^41); sed/nq: active + 1 (at most 2^32);
     /// fo/ovf: unused.
     load: u64,
-    /// Weight (at most 65535) in the low 16 bits; bit 16 = idle (no active
-    /// connection, for nq).
-    weight_idle: u32,
+    /// At most 65535.
+    weight: u32,
     idx: u32,
 }
 
@@ -71,10 +70,10 @@ pub(crate) struct Key {
 const EMPTY_LOAD: u64 = 1 << 47;
 
 impl Entry for Key {
-    // Weight 0, not idle, the largest load: every order ranks it below
+    // Weight 0 and the largest load: every order ranks it below
     // every eligible destination (which weighs at least 1): lc by load,
     // wlc/sed/nq because x * 0 < EMPTY_LOAD * w, fo/ovf by weight.
-    const EMPTY: Key = Key { load: EMPTY_LOAD, weight_idle: 0, idx: u32::MAX };
+    const EMPTY: Key = Key { load: EMPTY_LOAD, weight: 0, idx: u32::MAX };
 
     #[inline]
     fn is_empty(&self) -> bool {
@@ -94,18 +93,6 @@ fn key_ratio_less(a: u64, wa: u32, b: u64, wb: u32) -> bool {
     a * u64::from(wb) < b * u64::from(wa)
 }
 
-impl Key {
-    #[inline]
-    fn weight(&self) -> u32 {
-        self.weight_idle & 0xffff
-    }
-
-    #[inline]
-    fn idle(&self) -> bool {
-        self.weight_idle & 0x1_0000 != 0
-    }
-}
-
 impl Order {
     /// The tree entry of destination `i`, empty when it is not eligible.
     #[inline]
@@ -115,24 +102,23 @@ impl Order {
         }
         let load = match self {
             Order::Lc | Order::Wlc => d.overhead(),
-            Order::Sed | Order::Nq => u64::from(d.active) + 1,
+            Order::Sed => u64::from(d.active) + 1,
+            // nq: an idle server first, the first such in the list: load 0
+            // ties every idle server at the best ratio, and ties go left.
+            Order::Nq if d.active == 0 => 0,
+            Order::Nq => u64::from(d.active) + 1,
             Order::Fo | Order::Ovf => 0,
         };
-        Key { load, weight_idle: d.weight().min(0xffff) | (u32::from(d.active == 0) << 16), idx: i as u32 }
+        Key { load, weight: d.weight().min(0xffff), idx: i as u32 }
     }
 
     /// `better` on keys: the same order as [`Order::better`].
-    #[inline]
+    #[inline(always)]
     fn key_better(self, a: &Key, b: &Key) -> bool {
         match self {
             Order::Lc => a.load < b.load,
-            Order::Wlc | Order::Sed => key_ratio_less(a.load, a.weight(), b.load, b.weight()),
-            Order::Nq => match (a.idle(), b.idle()) {
-                (true, false) => true,
-                (false, true) | (true, true) => false,
-                (false, false) => key_ratio_less(a.load, a.weight(), b.load, b.weight()),
-            },
-            Order::Fo | Order::Ovf => a.weight() > b.weight(),
+            Order::Wlc | Order::Sed | Order::Nq => key_ratio_less(a.load, a.weight, b.load, b.weight),
+            Order::Fo | Order::Ovf => a.weight > b.weight,
         }
     }
 
@@ -175,7 +161,18 @@ impl Least {
         if !order.counts_matter() {
             self.eligible[i] = order.eligible(&dests[i]);
         }
-        self.tree.update(i, order.key(&dests[i], i), |a, b| order.key_better(a, b));
+        let key = order.key(&dests[i], i);
+        // One replay per order, each with its comparison inlined: a match
+        // on the order inside every comparison costs about as much as the
+        // comparison itself.
+        match order {
+            Order::Lc => self.tree.update(i, key, |a, b| Order::Lc.key_better(a, b)),
+            Order::Wlc => self.tree.update(i, key, |a, b| Order::Wlc.key_better(a, b)),
+            Order::Sed => self.tree.update(i, key, |a, b| Order::Sed.key_better(a, b)),
+            Order::Nq => self.tree.update(i, key, |a, b| Order::Nq.key_better(a, b)),
+            Order::Fo => self.tree.update(i, key, |a, b| Order::Fo.key_better(a, b)),
+            Order::Ovf => self.tree.update(i, key, |a, b| Order::Ovf.key_better(a, b)),
+        }
     }
 
     /// Only the counts of `i` changed: for fo/ovf nothing to do unless its
@@ -282,7 +279,7 @@ mod tests {
 mod layout {
     #[test]
     fn tree_nodes_are_small() {
-        // load (8) + weight/idle (4) + index (4): four nodes per 64-byte line.
+        // load (8) + weight (4) + index (4): four nodes per 64-byte line.
         assert_eq!(core::mem::size_of::<super::Key>(), 16);
     }
 
