@@ -4,8 +4,10 @@
 //!   pipeline_bench count MODE PACKETS   process PACKETS frames and exit (for callgrind)
 //!   pipeline_bench lookup               connection lookups at 1 thousand, 1 million, 10 million connections
 //!
-//! MODE: `established` (ACKs of 1,024 open connections, round robin) or
-//! `new` (a SYN of a new flow every time: schedule + create).
+//! MODE: `established` (64-byte UDP of 1,024 open DR connections, round
+//! robin), `established-dr`, `-nat`, `-fullnat`, `-tun`
+//! (the same, client to server, in that mode), or `new` (a SYN of a new
+//! flow every time: schedule + create).
 //! `bench/pipeline.sh` runs `count` under callgrind at two lengths and
 //! reports instructions per packet (the difference, so setup cancels).
 
@@ -22,6 +24,12 @@ const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const FLOWS: usize = 1024;
 
 fn pipeline(max_conns: usize) -> Pipeline {
+    pipeline_in(ForwardingMode::DirectRoute, max_conns)
+}
+
+/// Both services in `mode` (FullNAT from the local address 198.18.0.3).
+fn pipeline_in(mode: ForwardingMode, max_conns: usize) -> Pipeline {
+    let local_addrs = if mode == ForwardingMode::FullNat { vec![Ipv4Addr::new(198, 18, 0, 3)] } else { vec![] };
     let reals: Vec<RealServer> = (11..=20).map(|k| RealServer::new(Ipv4Addr::new(198, 18, 0, k), 1 + u32::from(k % 3))).collect();
     let snapshot = Snapshot {
         interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: false }],
@@ -33,8 +41,8 @@ fn pipeline(max_conns: usize) -> Pipeline {
                 port: 53,
                 scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wrr),
                 persistence: None,
-                mode: ForwardingMode::DirectRoute,
-                local_addrs: vec![],
+                mode,
+                local_addrs: local_addrs.clone(),
                 reals: reals.clone(),
             },
             Service {
@@ -43,8 +51,8 @@ fn pipeline(max_conns: usize) -> Pipeline {
                 port: 80,
                 scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wlc),
                 persistence: None,
-                mode: ForwardingMode::DirectRoute,
-                local_addrs: vec![],
+                mode,
+                local_addrs: local_addrs.clone(),
                 reals: reals.clone(),
             },
         ],
@@ -106,6 +114,35 @@ fn established(packets: u64) -> u64 {
         }
     }
     sent
+}
+
+/// Room in front of each frame (TUN's outer header goes there).
+const HEADROOM: usize = 64;
+
+/// Established in `mode`: FLOWS open UDP connections, then their frames
+/// round robin, client to server. NAT, FullNAT and TUN rewrite more than
+/// the MACs, so each frame is restored from its pristine copy first (one
+/// 124-byte copy per packet, the same for every mode).
+fn established_in(mode: ForwardingMode, packets: u64) -> u64 {
+    let mut p = pipeline_in(mode, 1 << 20);
+    let pristine: Vec<Vec<u8>> = (0..FLOWS as u32)
+        .map(|n| {
+            let mut b = vec![0u8; HEADROOM];
+            b.extend(udp_frame(n));
+            b
+        })
+        .collect();
+    let mut buf = vec![0u8; HEADROOM + 128];
+    let mut run = |p: &mut Pipeline, k: u64, now: u64| {
+        let f = &pristine[(k as usize) % FLOWS];
+        buf[..f.len()].copy_from_slice(f);
+        let (mut head, mut len) = (HEADROOM, f.len() - HEADROOM);
+        matches!(p.process_room(0, &mut buf, &mut head, &mut len, now), Action::Transmit { .. })
+    };
+    for k in 0..FLOWS as u64 {
+        assert!(run(&mut p, k, 1));
+    }
+    (0..packets).filter(|&k| run(&mut p, k, 2 + k)).count() as u64
 }
 
 /// New: a TCP SYN of a never-seen flow each time. One frame is re-used:
@@ -203,6 +240,10 @@ fn main() {
             let n: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100_000);
             let sent = match mode {
                 "established" => established(n),
+                "established-dr" => established_in(ForwardingMode::DirectRoute, n),
+                "established-nat" => established_in(ForwardingMode::Nat, n),
+                "established-fullnat" => established_in(ForwardingMode::FullNat, n),
+                "established-tun" => established_in(ForwardingMode::Tun, n),
                 "new" => new_connections(n),
                 other => {
                     eprintln!("unknown mode {other}");

@@ -100,7 +100,20 @@ fn fix_l4(l4: &mut [u8], layout: &L4, src_port: Option<u16>, dst_port: Option<u1
 /// Rewrites the source and/or destination of the IP packet in `packet`
 /// (starting at the IP header). The new addresses must be of the packet's
 /// family. Fragments other than the first have no L4 header: rejected.
+#[inline]
 pub fn rewrite(packet: &mut [u8], src: Option<Endpoint>, dst: Option<Endpoint>) -> Result<()> {
+    // The common case inline (it is most of NAT's per-packet work); the
+    // general path out of line.
+    if let (Ok(s), Ok(d)) = (v4(src), v4(dst)) {
+        if rewrite_v4_plain(packet, s, d).is_some() {
+            return Ok(());
+        }
+    }
+    rewrite_general(packet, src, dst)
+}
+
+#[inline(never)]
+fn rewrite_general(packet: &mut [u8], src: Option<Endpoint>, dst: Option<Endpoint>) -> Result<()> {
     match packet.first().map(|b| b >> 4) {
         Some(4) => rewrite_v4(packet, src, dst),
         Some(6) => rewrite_v6(packet, src, dst),
@@ -109,6 +122,7 @@ pub fn rewrite(packet: &mut [u8], src: Option<Endpoint>, dst: Option<Endpoint>) 
     }
 }
 
+#[inline]
 fn v4(e: Option<Endpoint>) -> Result<Option<(Ipv4Addr, u16)>> {
     match e {
         None => Ok(None),
@@ -123,6 +137,57 @@ fn v6(e: Option<Endpoint>) -> Result<Option<(Ipv6Addr, u16)>> {
         Some(Endpoint { addr: IpAddr::V6(a), port }) => Ok(Some((a, port))),
         Some(_) => Err(Error::Malformed("IPv4 address for an IPv6 packet")),
     }
+}
+
+/// The sum of the 16-bit halves of `x`, for one's complement deltas.
+#[inline]
+fn halves(x: u32) -> u32 {
+    (x >> 16) + (x & 0xffff)
+}
+
+/// The common case in one pass: IPv4 without options, not a fragment,
+/// carrying a complete TCP or UDP header. The address and port changes are
+/// summed once (RFC 1624: the checksum moves by the sum of ~old + new over
+/// the changed words) and applied to both checksums. `None`: not that
+/// shape, nothing written (the general path decides).
+#[inline]
+fn rewrite_v4_plain(p: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>) -> Option<()> {
+    // 40 bytes: the header and a TCP header (or UDP's and more); shorter
+    // packets take the general path.
+    let len = p.len();
+    let h: &mut [u8; 40] = p.get_mut(..40)?.try_into().ok()?;
+    let be16 = |h: &[u8; 40], at: usize| u32::from(u16::from_be_bytes([h[at], h[at + 1]]));
+    let total = be16(h, 2) as usize;
+    if h[0] != 0x45 || be16(h, 6) & 0x3fff != 0 || total > len {
+        return None;
+    }
+    let (check_at, udp) = match h[9] {
+        protocol::TCP if total >= 40 => (36, false),
+        protocol::UDP if total >= 28 => (26, true),
+        _ => return None,
+    };
+    let mut addr_delta = 0u32;
+    let mut port_delta = 0u32;
+    for (new, addr_at, port_at) in [(src, 12, 20), (dst, 16, 22)] {
+        let Some((a, port)) = new else { continue };
+        let old = u32::from_be_bytes([h[addr_at], h[addr_at + 1], h[addr_at + 2], h[addr_at + 3]]);
+        addr_delta += halves(!old) + halves(u32::from(a));
+        h[addr_at..addr_at + 4].copy_from_slice(&a.octets());
+        port_delta += (!be16(h, port_at) & 0xffff) + u32::from(port);
+        h[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    }
+    let ip_check = !crate::checksum::fold((!be16(h, 10) & 0xffff) + addr_delta);
+    h[10..12].copy_from_slice(&ip_check.to_be_bytes());
+    let old = be16(h, check_at);
+    // UDP over IPv4 with checksum 0 carries none, and keeps none.
+    if !(udp && old == 0) {
+        let mut c = !crate::checksum::fold((!old & 0xffff) + addr_delta + port_delta);
+        if udp && c == 0 {
+            c = 0xffff;
+        }
+        h[check_at..check_at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    Some(())
 }
 
 fn rewrite_v4(packet: &mut [u8], src: Option<Endpoint>, dst: Option<Endpoint>) -> Result<()> {
@@ -380,5 +445,48 @@ mod tests {
         let mut p = echo(true, [1, 1, 1, 1], [2, 2, 2, 2], 1, 1, b"x");
         p[20] = crate::icmp::v4_type::TIME_EXCEEDED;
         assert!(rewrite(&mut p, None, Some(ep4([3, 3, 3, 3], 0))).is_err());
+    }
+
+    proptest! {
+        /// The one-pass IPv4 path and the general one write the same bytes
+        /// (both checksums included), TCP and UDP, any change of either end.
+        #[test]
+        fn plain_ipv4_path_matches_the_general_one(
+            tcp in any::<bool>(), sport in any::<u16>(), dport in any::<u16>(),
+            new_src in proptest::option::of((any::<[u8; 4]>(), any::<u16>())),
+            new_dst in proptest::option::of((any::<[u8; 4]>(), any::<u16>())),
+            payload in proptest::collection::vec(any::<u8>(), 0..60),
+            zero_udp_checksum in any::<bool>(),
+        ) {
+            let mut p = build(false, tcp, ep4([198, 51, 100, 7], sport), ep4([198, 18, 0, 100], dport), &payload);
+            if !tcp && zero_udp_checksum {
+                p[26] = 0;
+                p[27] = 0;
+            }
+            let (src, dst) = (new_src.map(|(a, port)| ep4(a, port)), new_dst.map(|(a, port)| ep4(a, port)));
+            let mut general = p.clone();
+            // The general path, forced: what the plain one must reproduce.
+            {
+                let (s4, d4) = (v4(src).unwrap(), v4(dst).unwrap());
+                let mut ip = Ipv4Packet::new_checked(&mut general[..]).unwrap();
+                let (old_src, old_dst, hl) = (ip.src(), ip.dst(), ip.header_len());
+                let layout = l4_layout(ip.protocol(), ip.payload()).unwrap();
+                let mut c = ip.header_checksum();
+                if let Some((a, _)) = s4 { c = update32(c, u32::from(old_src), u32::from(a)); ip.set_src(a); }
+                if let Some((a, _)) = d4 { c = update32(c, u32::from(old_dst), u32::from(a)); ip.set_dst(a); }
+                ip.set_header_checksum(c);
+                let total = ip.total_len();
+                fix_l4(&mut general[hl..total], &layout, s4.map(|s| s.1), d4.map(|d| d.1), |mut c| {
+                    if let Some((a, _)) = s4 { c = update32(c, u32::from(old_src), u32::from(a)); }
+                    if let Some((a, _)) = d4 { c = update32(c, u32::from(old_dst), u32::from(a)); }
+                    c
+                });
+            }
+            let mut plain = p.clone();
+            prop_assert!(rewrite_v4_plain(&mut plain, v4(src).unwrap(), v4(dst).unwrap()).is_some() || plain.len() < 40);
+            if plain.len() >= 40 {
+                prop_assert_eq!(plain, general);
+            }
+        }
     }
 }
