@@ -19,6 +19,10 @@ use proto::MacAddr;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+/// As rvsd: big tables on transparent huge pages.
+#[global_allocator]
+static ALLOC: dataplane::dpdk::HugePageAlloc = dataplane::dpdk::HugePageAlloc;
+
 const LB_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const FLOWS: usize = 1024;

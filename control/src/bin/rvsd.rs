@@ -21,6 +21,11 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The connection tables (hundreds of MB at millions of connections) on
+/// transparent huge pages: fewer TLB misses per cold lookup.
+#[global_allocator]
+static ALLOC: dataplane::dpdk::HugePageAlloc = dataplane::dpdk::HugePageAlloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "rvsd", version, about = "RVS: a DPDK layer-4 load balancer")]
 #[command(group(clap::ArgGroup::new("mode").required(true).args(["config", "check_config"])))]

@@ -7,12 +7,14 @@
 //! or freed twice.
 
 mod eal;
+mod huge_alloc;
 mod mbuf;
 mod mempool;
 mod port;
 mod ring;
 
 pub use eal::{Eal, Lcore};
+pub use huge_alloc::HugePageAlloc;
 pub use mbuf::{Burst, Mbuf, MAX_BURST};
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortStats};
