@@ -69,8 +69,10 @@ pub fn ipip_encapsulate(
     }
     let (tos, ttl, df) = (inner.tos(), inner.ttl(), inner.dont_fragment());
     let new_start = start - OVERHEAD;
-    buf.copy_within(start..start + ethernet::HEADER_LEN, new_start);
-    let h = &mut buf[new_start + ethernet::HEADER_LEN..start + ethernet::HEADER_LEN];
+    // The Ethernet header moves to the front (a fixed-size copy, no call).
+    let eth: [u8; ethernet::HEADER_LEN] = buf[start..start + ethernet::HEADER_LEN].try_into().map_err(|_| Error::Truncated)?;
+    buf[new_start..new_start + ethernet::HEADER_LEN].copy_from_slice(&eth);
+    let h: &mut [u8; MIN_HEADER_LEN] = (&mut buf[new_start + ethernet::HEADER_LEN..start + ethernet::HEADER_LEN]).try_into().map_err(|_| Error::Truncated)?;
     h[0] = 0x45;
     h[1] = tos;
     h[2..4].copy_from_slice(&(outer_len as u16).to_be_bytes());
@@ -81,7 +83,7 @@ pub fn ipip_encapsulate(
     h[10..12].copy_from_slice(&[0, 0]);
     h[12..16].copy_from_slice(&outer_src.octets());
     h[16..20].copy_from_slice(&outer_dst.octets());
-    let c = checksum::checksum(h);
+    let c = checksum::header20(h);
     h[10..12].copy_from_slice(&c.to_be_bytes());
     Ok(new_start)
 }
