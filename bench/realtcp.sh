@@ -6,6 +6,7 @@
 #
 #   bench/realtcp.sh [ROUNDS] [SECONDS]      (as root; default 3 rounds of 5 s)
 #   CONTENDERS="nft haproxy" bench/realtcp.sh   (a subset)
+#   IDLE_SLEEP_US=0 bench/realtcp.sh        (rvsd's workers.idle_sleep_us; default: the config's 100)
 #
 # Two measurements per contender and round:
 #   cps   new connections per second: wrk, 32 connections, "Connection:
@@ -92,6 +93,7 @@ start_lb() { # contender
         local cfg=configs/nat.toml
         [ "$1" = rvs-fullnat ] && cfg=configs/fullnat.toml
         sed -e "s|@FILE_PREFIX@|$P-$$|" "$cfg" >"$WORK/rvs.toml"
+        [ -n "${IDLE_SLEEP_US:-}" ] && sed -i "s|^idle_sleep_us = .*|idle_sleep_us = $IDLE_SLEEP_US|" "$WORK/rvs.toml"
         printf '\n[admin]\nsocket = "%s/rvsd.sock"\n' "$WORK" >>"$WORK/rvs.toml"
         ip netns exec "$P-lb" "$RVSD" --config "$WORK/rvs.toml" 2>"$WORK/rvsd.log" &
         LB_PID=$!
