@@ -37,6 +37,18 @@ offloads_off() { # ns dev: veth offloads make partial checksums and super-packet
     ip netns exec "$1" ethtool -K "$2" tx off tso off gso off gro off rx off >/dev/null 2>&1 || true
 }
 
+# The LB's interfaces belong to RVS (net_af_packet), but the kernel sees
+# their frames too, and it owns the LB's addresses (on rvsd's TAPs, the
+# exception path): without this it would answer pings and ARP for them a
+# second time, straight from the veth. Strict reverse-path filtering drops
+# what reaches the kernel on the veth (its route back is the TAP), and
+# arp_ignore=8 stops its ARP replies there.
+lb_kernel_quiet() { # dev...
+    for dev in "$@"; do
+        ip netns exec "$P-lb" sysctl -qw "net.ipv4.conf.$dev.rp_filter=1" "net.ipv4.conf.$dev.arp_ignore=8"
+    done
+}
+
 down() {
     for h in cl lb rs1 rs2 sw gw; do
         if ip netns pids "$P-$h" >/dev/null 2>&1; then
@@ -86,6 +98,7 @@ up_nat() {
         ip -n "$P-${pair%%:*}" link set "${pair#*:}" up
         offloads_off "$P-${pair%%:*}" "${pair#*:}"
     done
+    lb_kernel_quiet eth0 eth1
     ip -n "$P-cl" addr add 198.18.1.10/24 dev eth0
     for i in 1 2; do
         ip -n "$P-rs$i" addr add "198.18.0.1$i/24" dev eth0
@@ -111,6 +124,7 @@ up_routed() {
         ip -n "$P-${pair%%:*}" link set "${pair#*:}" up
         offloads_off "$P-${pair%%:*}" "${pair#*:}"
     done
+    lb_kernel_quiet eth0 eth1
     ip -n "$P-cl" addr add 198.18.1.10/24 dev eth0
     ip -n "$P-gw" addr add 198.18.0.1/24 dev eth0
     ip -n "$P-gw" addr add 198.18.2.1/24 dev eth1
@@ -135,6 +149,7 @@ up() {
         offloads_off "$P-$h" eth0
         offloads_off "$P-sw" "$h"
     done
+    lb_kernel_quiet eth0
     ip -n "$P-cl" addr add 198.18.0.10/24 dev eth0
     for i in 1 2; do
         ns="$P-rs$i"
