@@ -66,6 +66,7 @@ fn exception_path_and_health_checks() {
     assert!(String::from_utf8_lossy(&addr.stdout).contains("198.18.0.2/24"), "{}", String::from_utf8_lossy(&addr.stdout));
     let ping = lab.exec("cl").args(["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"]).output().unwrap();
     assert!(ping.status.success(), "ping the LB: {}", String::from_utf8_lossy(&ping.stdout));
+    assert!(!String::from_utf8_lossy(&ping.stdout).contains("duplicates"), "answered once: {}", String::from_utf8_lossy(&ping.stdout));
     // The VIP answers too: the data plane replies itself.
     let ping = lab.exec("cl").args(["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.0.100"]).output().unwrap();
     assert!(ping.status.success(), "ping the VIP: {}", String::from_utf8_lossy(&ping.stdout));
