@@ -37,11 +37,28 @@ fn remaining(deadline: Instant) -> Result<Duration, String> {
     }
 }
 
-/// Reads until the server closes, `MAX_RESPONSE` bytes, or the deadline.
+/// Where the body starts and how long it is, once the head is complete
+/// and names a Content-Length.
+fn body_extent(response: &[u8]) -> Option<(usize, usize)> {
+    let head_end = find(response, b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&response[..head_end]);
+    let len = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok()).flatten()
+    })?;
+    Some((head_end, len))
+}
+
+/// Reads until the server closes, the body its Content-Length announces
+/// is complete (a server may keep the connection open regardless of
+/// `Connection: close`), `MAX_RESPONSE` bytes, or the deadline.
 fn read_response(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, String> {
     let mut response = Vec::new();
     let mut buf = [0u8; 4096];
     while response.len() < MAX_RESPONSE {
+        if body_extent(&response).is_some_and(|(start, len)| response.len() >= start + len) {
+            break;
+        }
         stream.set_read_timeout(Some(remaining(deadline)?)).map_err(|e| format!("socket: {e}"))?;
         match stream.read(&mut buf) {
             Ok(0) => break,
@@ -148,6 +165,24 @@ mod tests {
 
         let (addr, server) = serve_once("HTTP/1.0 503 Service Unavailable\r\n\r\n");
         assert!(probe(&http("/", &[200], None), addr).unwrap_err().contains("status 503"));
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_server_that_keeps_the_connection_open_is_not_waited_for() {
+        // Answers with a Content-Length, then keeps the socket open.
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let SocketAddr::V4(addr) = l.local_addr().unwrap() else { unreachable!() };
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok").unwrap();
+            std::thread::sleep(Duration::from_millis(800));
+        });
+        let t = Instant::now();
+        assert_eq!(probe(&http("/", &[200], Some("ok")), addr), Ok(()));
+        assert!(t.elapsed() < Duration::from_millis(400), "did not wait for the close: {:?}", t.elapsed());
         server.join().unwrap();
     }
 
