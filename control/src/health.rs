@@ -226,14 +226,18 @@ impl Monitor {
         let _ = self.events.send(Event::Plan(targets, board));
     }
 
-    /// Waits for the threads (after `stop` was set).
+    /// Waits for the coordinator (after `stop` was set). Probers end
+    /// after their current probe (the coordinator dropped the job queue);
+    /// they are not waited for, so a long probe timeout cannot hold up a
+    /// shutdown, and finished ones are joined.
     pub fn join(mut self) {
         if let Some(c) = self.coordinator.take() {
             let _ = c.join();
         }
-        // The coordinator dropped the job queue: the probers finish.
         for p in self.probers.drain(..) {
-            let _ = p.join();
+            if p.is_finished() {
+                let _ = p.join();
+            }
         }
     }
 }
