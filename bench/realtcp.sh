@@ -74,14 +74,21 @@ EOF
 done
 
 # The kernel contenders need addresses on the LB; RVS needs none there.
+# The kernel contenders serve on the LB's veths themselves: undo what
+# topology.sh does to keep the kernel quiet there while RVS owns them.
 kernel_lb_up() {
     ip -n "$P-lb" addr add "$VIP/24" dev eth0
     ip -n "$P-lb" addr add 198.18.0.2/24 dev eth1
-    ip netns exec "$P-lb" sysctl -qw net.ipv4.ip_forward=1
+    ip netns exec "$P-lb" sysctl -qw net.ipv4.ip_forward=1 \
+        net.ipv4.conf.eth0.rp_filter=0 net.ipv4.conf.eth1.rp_filter=0 \
+        net.ipv4.conf.eth0.arp_ignore=0 net.ipv4.conf.eth1.arp_ignore=0
 }
 kernel_lb_down() {
     ip -n "$P-lb" addr flush dev eth0
     ip -n "$P-lb" addr flush dev eth1
+    ip netns exec "$P-lb" sysctl -qw net.ipv4.ip_forward=0 \
+        net.ipv4.conf.eth0.rp_filter=1 net.ipv4.conf.eth1.rp_filter=1 \
+        net.ipv4.conf.eth0.arp_ignore=8 net.ipv4.conf.eth1.arp_ignore=8
     ip netns exec "$P-lb" nft flush ruleset
     # Forget the LB's kernel MACs for the VIP and the gateway.
     for h in cl rs1 rs2; do ip -n "$P-$h" neigh flush all; done
@@ -94,6 +101,8 @@ start_lb() { # contender
         [ "$1" = rvs-fullnat ] && cfg=configs/fullnat.toml
         sed -e "s|@FILE_PREFIX@|$P-$$|" "$cfg" >"$WORK/rvs.toml"
         [ -n "${IDLE_SLEEP_US:-}" ] && sed -i "s|^idle_sleep_us = .*|idle_sleep_us = $IDLE_SLEEP_US|" "$WORK/rvs.toml"
+        # nginx's page here is "ok", not realserver.py's "server=...".
+        sed -i '/^  expect_body = /d' "$WORK/rvs.toml"
         printf '\n[admin]\nsocket = "%s/rvsd.sock"\n' "$WORK" >>"$WORK/rvs.toml"
         ip netns exec "$P-lb" "$RVSD" --config "$WORK/rvs.toml" 2>"$WORK/rvsd.log" &
         LB_PID=$!
