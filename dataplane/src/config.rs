@@ -80,6 +80,24 @@ impl Interface {
 }
 
 impl Snapshot {
+    /// `interfaces` and `services` with everything else at its default:
+    /// no routes, IPVS's timeouts, default ARP timers, 65,536 connections
+    /// per core, one worker core, no `expire_nodest_conn`, and a health
+    /// board with every server up. Change fields with struct update syntax.
+    pub fn new(interfaces: Vec<Interface>, services: Vec<Service>) -> Self {
+        Snapshot {
+            interfaces,
+            routes: Vec::new(),
+            services,
+            timeouts: Timeouts::default(),
+            arp: ArpTimers::default(),
+            max_connections_per_core: 65_536,
+            worker_cores: 1,
+            expire_nodest_conn: false,
+            health: crate::health::Health::default(),
+        }
+    }
+
     /// The next hop towards `ip` and the port it is on: `ip` itself on a
     /// connected subnet, else the gateway of the longest matching route
     /// (itself on a connected subnet). `None`: unreachable.

@@ -51,17 +51,7 @@ mod tests {
 
     #[test]
     fn publishing_bumps_the_generation() {
-        let s = Arc::new(Snapshot {
-            interfaces: vec![],
-            routes: vec![],
-            services: vec![],
-            timeouts: Default::default(),
-            arp: Default::default(),
-            max_connections_per_core: 1,
-            worker_cores: 1,
-            expire_nodest_conn: false,
-            health: Default::default(),
-        });
+        let s = Arc::new(Snapshot { max_connections_per_core: 1, ..Snapshot::new(vec![], vec![]) });
         let n = Arc::new(SharedNeighbors::new([]));
         let p = Published::new(Arc::clone(&s), Arc::clone(&n));
         assert_eq!(p.generation(), 0);

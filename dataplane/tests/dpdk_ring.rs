@@ -2,7 +2,7 @@
 //! back). The EAL can be initialised once per process, so this file holds
 //! one test that runs its checks in order.
 
-use dataplane::config::{ArpTimers, ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
+use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot};
 use dataplane::counters::CoreCounters;
 use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, Ring, MAX_BURST};
 use dataplane::pipeline::Pipeline;
@@ -143,24 +143,20 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     // 6. A worker answers ARP for its VIP and asks for its real servers.
     let mac = port.mac().unwrap();
     let snapshot = Arc::new(Snapshot {
-        interfaces: vec![Interface { port: port.id(), mac, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: false }],
-        routes: vec![],
-        services: vec![Service {
-            proto: L4Proto::Tcp,
-            vip: Ipv4Addr::new(198, 18, 0, 100),
-            port: 80,
-            scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Rr),
-            persistence: None,
-            mode: ForwardingMode::DirectRoute,
-            local_addrs: vec![],
-            reals: vec![RealServer::new(Ipv4Addr::new(198, 18, 0, 11), 1)],
-        }],
-        timeouts: Timeouts::default(),
-        arp: ArpTimers::default(),
         max_connections_per_core: 1024,
-        worker_cores: 1,
-        expire_nodest_conn: false,
-        health: Default::default(),
+        ..Snapshot::new(
+            vec![Interface { port: port.id(), mac, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: false }],
+            vec![Service {
+                proto: L4Proto::Tcp,
+                vip: Ipv4Addr::new(198, 18, 0, 100),
+                port: 80,
+                scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Rr),
+                persistence: None,
+                mode: ForwardingMode::DirectRoute,
+                local_addrs: vec![],
+                reals: vec![RealServer::new(Ipv4Addr::new(198, 18, 0, 11), 1)],
+            }],
+        )
     });
     let counters = Arc::new(CoreCounters::default());
     let pipeline = Pipeline::new(snapshot, Arc::clone(&counters)).unwrap();

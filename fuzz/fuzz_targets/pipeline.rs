@@ -26,19 +26,15 @@ fn pipeline() -> (Pipeline, Arc<HealthBoard>) {
         reals: reals.clone(),
     };
     let snapshot = Snapshot {
-        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: true }],
-        routes: vec![],
-        services: vec![
-            svc(L4Proto::Tcp, 80, sched::SchedulerKind::Wlc),
-            svc(L4Proto::Udp, 53, sched::SchedulerKind::Mh),
-            svc(L4Proto::Icmp, 0, sched::SchedulerKind::Rr),
-        ],
-        timeouts: Timeouts::default(),
-        arp: ArpTimers::default(),
         max_connections_per_core: 64,
-        worker_cores: 1,
-        expire_nodest_conn: false,
-        health: Health::default(),
+        ..Snapshot::new(
+            vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: true }],
+            vec![
+                svc(L4Proto::Tcp, 80, sched::SchedulerKind::Wlc),
+                svc(L4Proto::Udp, 53, sched::SchedulerKind::Mh),
+                svc(L4Proto::Icmp, 0, sched::SchedulerKind::Rr),
+            ],
+        )
     };
     let board = Arc::new(HealthBoard::all_up(&snapshot.services));
     let snapshot = Snapshot { health: Health(Arc::clone(&board)), ..snapshot };

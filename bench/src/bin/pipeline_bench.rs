@@ -12,7 +12,7 @@
 //! reports instructions per packet (the difference, so setup cancels).
 
 use bench::{median_ns_per_op, Rng};
-use dataplane::config::{ArpTimers, ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
+use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
 use dataplane::conn::{Binding, ConnTable, FlowKey, Lookup};
 use dataplane::pipeline::{Action, Pipeline};
 use proto::MacAddr;
@@ -36,36 +36,32 @@ fn pipeline_in(mode: ForwardingMode, max_conns: usize) -> Pipeline {
     let local_addrs = if mode == ForwardingMode::FullNat { vec![Ipv4Addr::new(198, 18, 0, 3)] } else { vec![] };
     let reals: Vec<RealServer> = (11..=20).map(|k| RealServer::new(Ipv4Addr::new(198, 18, 0, k), 1 + u32::from(k % 3))).collect();
     let snapshot = Snapshot {
-        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: false }],
-        routes: vec![],
-        services: vec![
-            Service {
-                proto: L4Proto::Udp,
-                vip: VIP,
-                port: 53,
-                scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wrr),
-                persistence: None,
-                mode,
-                local_addrs: local_addrs.clone(),
-                reals: reals.clone(),
-            },
-            Service {
-                proto: L4Proto::Tcp,
-                vip: VIP,
-                port: 80,
-                scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wlc),
-                persistence: None,
-                mode,
-                local_addrs: local_addrs.clone(),
-                reals: reals.clone(),
-            },
-        ],
-        timeouts: Timeouts::default(),
-        arp: ArpTimers::default(),
         max_connections_per_core: max_conns,
-        worker_cores: 1,
-        expire_nodest_conn: false,
-        health: Default::default(),
+        ..Snapshot::new(
+            vec![Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: false }],
+            vec![
+                Service {
+                    proto: L4Proto::Udp,
+                    vip: VIP,
+                    port: 53,
+                    scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wrr),
+                    persistence: None,
+                    mode,
+                    local_addrs: local_addrs.clone(),
+                    reals: reals.clone(),
+                },
+                Service {
+                    proto: L4Proto::Tcp,
+                    vip: VIP,
+                    port: 80,
+                    scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Wlc),
+                    persistence: None,
+                    mode,
+                    local_addrs: local_addrs.clone(),
+                    reals: reals.clone(),
+                },
+            ],
+        )
     };
     let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).expect("valid snapshot");
     for r in &reals {

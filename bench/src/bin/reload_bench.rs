@@ -35,15 +35,14 @@ fn config_text(weight: u32) -> String {
 fn snapshot(text: &str) -> Arc<Snapshot> {
     let cfg = control::config::parse("bench.toml", text).expect("valid");
     Arc::new(Snapshot {
-        interfaces: vec![Interface { port: 0, mac: MacAddr([2, 0, 0, 0, 0, 2]), addr: Ipv4Addr::new(10, 0, 0, 2), prefix_len: 16, mtu: 1500, kernel: false }],
         routes: cfg.routes,
-        services: cfg.services,
         timeouts: cfg.timeouts,
         arp: cfg.arp,
         max_connections_per_core: 1024,
-        worker_cores: 1,
-        expire_nodest_conn: false,
-        health: Default::default(),
+        ..Snapshot::new(
+            vec![Interface { port: 0, mac: MacAddr([2, 0, 0, 0, 0, 2]), addr: Ipv4Addr::new(10, 0, 0, 2), prefix_len: 16, mtu: 1500, kernel: false }],
+            cfg.services,
+        )
     })
 }
 

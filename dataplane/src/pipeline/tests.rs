@@ -19,27 +19,32 @@ fn snapshot(scheduler: SchedulerKind, w1: u32, w2: u32, max_conns: usize) -> Arc
     let reals = vec![RealServer::new(RS1, w1), RealServer::new(RS2, w2)];
     let scheduler = SchedulerSpec::new(scheduler);
     Arc::new(Snapshot {
-        interfaces: vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24, mtu: 1500, kernel: false }],
-        routes: vec![],
-        services: vec![
-            Service {
-                proto: L4Proto::Tcp,
-                vip: VIP,
-                port: 80,
-                scheduler,
-                persistence: None,
-                mode: ForwardingMode::DirectRoute,
-                local_addrs: vec![],
-                reals: reals.clone(),
-            },
-            Service { proto: L4Proto::Udp, vip: VIP, port: 53, scheduler, persistence: None, mode: ForwardingMode::DirectRoute, local_addrs: vec![], reals },
-        ],
-        timeouts: Timeouts::default(),
-        arp: ArpTimers::default(),
         max_connections_per_core: max_conns,
-        worker_cores: 1,
-        expire_nodest_conn: false,
-        health: Default::default(),
+        ..Snapshot::new(
+            vec![Interface { port: 0, mac: LB_MAC, addr: LB_IP, prefix_len: 24, mtu: 1500, kernel: false }],
+            vec![
+                Service {
+                    proto: L4Proto::Tcp,
+                    vip: VIP,
+                    port: 80,
+                    scheduler,
+                    persistence: None,
+                    mode: ForwardingMode::DirectRoute,
+                    local_addrs: vec![],
+                    reals: reals.clone(),
+                },
+                Service {
+                    proto: L4Proto::Udp,
+                    vip: VIP,
+                    port: 53,
+                    scheduler,
+                    persistence: None,
+                    mode: ForwardingMode::DirectRoute,
+                    local_addrs: vec![],
+                    reals,
+                },
+            ],
+        )
     })
 }
 
@@ -549,38 +554,36 @@ mod nat_mode {
     const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
     const NAT_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
 
+    /// An rr service on the NAT VIP in `mode` (FullNAT from `LIP`).
+    fn service(proto: L4Proto, port: u16, mode: ForwardingMode, reals: Vec<RealServer>) -> Service {
+        let local_addrs = if mode == ForwardingMode::FullNat { vec![LIP] } else { vec![] };
+        Service { proto, vip: NAT_VIP, port, scheduler: SchedulerSpec::new(SchedulerKind::Rr), persistence: None, mode, local_addrs, reals }
+    }
+
+    /// Two arms, clients on port 0 and servers on port 1, serving
+    /// `services`, with the `(MAC, address)` of each server in `resolved`
+    /// learned from an ARP reply.
+    fn two_armed(services: Vec<Service>, resolved: &[(MacAddr, Ipv4Addr)]) -> Pipeline {
+        let interfaces = vec![
+            Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500, kernel: false },
+            Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24, mtu: 1500, kernel: false },
+        ];
+        let snapshot = Snapshot { max_connections_per_core: 64, ..Snapshot::new(interfaces, services) };
+        let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).unwrap();
+        for &(mac, ip) in resolved {
+            let mut f = arp_frame(arp::OP_REPLY, mac, ip, LB_IP);
+            f[0..6].copy_from_slice(&LB1.0);
+            assert_eq!(p.process(1, &mut f, 0), Action::Consumed);
+        }
+        p
+    }
+
     fn nat_pipeline() -> Pipeline {
         let mut rs1 = RealServer::new(RS1, 1);
         rs1.port = Some(8080);
-        let svc = |proto, port, reals| Service {
-            proto,
-            vip: NAT_VIP,
-            port,
-            scheduler: SchedulerSpec::new(SchedulerKind::Rr),
-            persistence: None,
-            mode: ForwardingMode::Nat,
-            local_addrs: vec![],
-            reals,
-        };
-        let snapshot = Snapshot {
-            interfaces: vec![
-                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500, kernel: false },
-                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24, mtu: 1500, kernel: false },
-            ],
-            routes: vec![],
-            services: vec![svc(L4Proto::Tcp, 80, vec![rs1]), svc(L4Proto::Udp, 53, vec![RealServer::new(RS1, 1)])],
-            timeouts: Timeouts::default(),
-            arp: ArpTimers::default(),
-            max_connections_per_core: 64,
-            worker_cores: 1,
-            expire_nodest_conn: false,
-            health: Default::default(),
-        };
-        let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).unwrap();
-        let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP);
-        f[0..6].copy_from_slice(&LB1.0);
-        assert_eq!(p.process(1, &mut f, 0), Action::Consumed);
-        p
+        let services =
+            vec![service(L4Proto::Tcp, 80, ForwardingMode::Nat, vec![rs1]), service(L4Proto::Udp, 53, ForwardingMode::Nat, vec![RealServer::new(RS1, 1)])];
+        two_armed(services, &[(RS1_MAC, RS1)])
     }
 
     fn frame(src_mac: MacAddr, dst_mac: MacAddr, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), tcp_flags: Option<u8>) -> Vec<u8> {
@@ -706,24 +709,8 @@ mod nat_mode {
 
     /// An ICMP service in `mode` over RS1 and RS2 (both resolved).
     fn icmp_pipeline(mode: ForwardingMode) -> Pipeline {
-        let mut s = (*fullnat_pipeline().snapshot).clone();
-        s.services = vec![Service {
-            proto: L4Proto::Icmp,
-            vip: NAT_VIP,
-            port: 0,
-            scheduler: SchedulerSpec::new(SchedulerKind::Rr),
-            persistence: None,
-            mode,
-            local_addrs: if mode == ForwardingMode::FullNat { vec![LIP] } else { vec![] },
-            reals: vec![RealServer::new(RS1, 1), RealServer::new(RS2, 1)],
-        }];
-        let mut p = Pipeline::new(Arc::new(s), Arc::default()).unwrap();
-        for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
-            let mut f = arp_frame(arp::OP_REPLY, mac, ip, LB_IP);
-            f[0..6].copy_from_slice(&LB1.0);
-            assert_eq!(p.process(1, &mut f, 0), Action::Consumed);
-        }
-        p
+        let reals = vec![RealServer::new(RS1, 1), RealServer::new(RS2, 1)];
+        two_armed(vec![service(L4Proto::Icmp, 0, mode, reals)], &[(RS1_MAC, RS1), (RS2_MAC, RS2)])
     }
 
     fn ping(src_mac: MacAddr, dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, request: bool, id: u16) -> Vec<u8> {
@@ -802,34 +789,7 @@ mod nat_mode {
     fn fullnat_pipeline() -> Pipeline {
         let mut rs1 = RealServer::new(RS1, 1);
         rs1.port = Some(8080);
-        let snapshot = Snapshot {
-            interfaces: vec![
-                Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500, kernel: false },
-                Interface { port: 1, mac: LB1, addr: LB_IP, prefix_len: 24, mtu: 1500, kernel: false },
-            ],
-            routes: vec![],
-            services: vec![Service {
-                proto: L4Proto::Tcp,
-                vip: NAT_VIP,
-                port: 80,
-                scheduler: SchedulerSpec::new(SchedulerKind::Rr),
-                persistence: None,
-                mode: ForwardingMode::FullNat,
-                local_addrs: vec![LIP],
-                reals: vec![rs1],
-            }],
-            timeouts: Timeouts::default(),
-            arp: ArpTimers::default(),
-            max_connections_per_core: 64,
-            worker_cores: 1,
-            expire_nodest_conn: false,
-            health: Default::default(),
-        };
-        let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).unwrap();
-        let mut f = arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP);
-        f[0..6].copy_from_slice(&LB1.0);
-        assert_eq!(p.process(1, &mut f, 0), Action::Consumed);
-        p
+        two_armed(vec![service(L4Proto::Tcp, 80, ForwardingMode::FullNat, vec![rs1])], &[(RS1_MAC, RS1)])
     }
 
     fn tcp_opts(f: &[u8]) -> Vec<u8> {
