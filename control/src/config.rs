@@ -717,15 +717,10 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
     let mut service_keys = std::collections::HashSet::new();
     for (i, s) in raw.services.iter().enumerate() {
         let key = format!("services[{i}]");
-        let proto = match s.protocol.get_ref().as_str() {
-            "tcp" => Some(L4Proto::Tcp),
-            "udp" => Some(L4Proto::Udp),
-            "icmp" => Some(L4Proto::Icmp),
-            other => {
-                c.err(&s.protocol, format!("{key}.protocol"), format!("{other:?} is not \"tcp\", \"udp\" or \"icmp\""));
-                None
-            }
-        };
+        let proto = L4Proto::from_name(s.protocol.get_ref());
+        if proto.is_none() {
+            c.err(&s.protocol, format!("{key}.protocol"), format!("{:?} is not \"tcp\", \"udp\" or \"icmp\"", s.protocol.get_ref()));
+        }
         let icmp = proto == Some(L4Proto::Icmp);
         let vip = parse_ip(s.vip.get_ref()).map_err(|m| c.err(&s.vip, format!("{key}.vip"), m)).ok();
         if let Some(v) = vip {

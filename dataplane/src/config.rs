@@ -23,6 +23,11 @@ impl L4Proto {
         }
     }
 
+    /// The protocol named `name` (as [`Self::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [L4Proto::Tcp, L4Proto::Udp, L4Proto::Icmp].into_iter().find(|p| p.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             L4Proto::Tcp => "tcp",

@@ -1004,20 +1004,6 @@ fn echo_ports(icmp: &[u8]) -> Option<(u16, u16, bool)> {
     }
 }
 
-/// Whether a 20-byte IPv4 header's checksum is right: its five 32-bit
-/// words summed in one's complement give all ones. Summed in native byte
-/// order (no swaps): the one's complement sum commutes with byte swapping,
-/// and all ones reads the same either way (RFC 1071).
-#[inline]
-fn header_sum_ok(header: &[u8]) -> bool {
-    let Ok(h) = <&[u8; 20]>::try_from(header) else { return false };
-    let w = |at: usize| u64::from(u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
-    let s = w(0) + w(4) + w(8) + w(12) + w(16);
-    let s = (s & 0xffff_ffff) + (s >> 32);
-    let s = (s & 0xffff_ffff) + (s >> 32);
-    proto::checksum::fold(s as u32) == 0xffff
-}
-
 /// The flow of an Ethernet frame carrying IPv4 without options, not a
 /// fragment, with a valid header checksum and a complete TCP or UDP
 /// header: (key, protocol, TCP flags, source MAC). `None` for every other
@@ -1035,7 +1021,8 @@ fn fast_parse(f: &[u8]) -> Option<(FlowKey, L4Proto, u8, MacAddr)> {
         return None;
     }
     let total = usize::from(be16(IP + 2));
-    if IP + total > f.len() || !header_sum_ok(&h[IP..L4]) {
+    let header: &[u8; 20] = h[IP..L4].try_into().ok()?;
+    if IP + total > f.len() || proto::checksum::header20(header) != 0 {
         return None;
     }
     let l4_len = total.checked_sub(20)?;

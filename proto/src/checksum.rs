@@ -36,15 +36,19 @@ pub fn fold(mut acc: u32) -> u16 {
     acc as u16
 }
 
-/// The checksum field value for a 20-byte IPv4 header (one without
-/// options) whose checksum field is zero: five 32-bit words, no loop.
+/// The complement of the folded sum of a 20-byte IPv4 header (one without
+/// options), over five 32-bit words, no loop: the checksum field's value
+/// when that field is zero, and 0 when the header's checksum is right.
 #[inline]
 pub fn header20(h: &[u8; 20]) -> u16 {
-    let w = |at: usize| u64::from(u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
+    // Summed in native byte order (no swap per word): the one's complement
+    // sum commutes with byte swapping (RFC 1071), so one swap of the result
+    // gives network order, and none is needed to compare it with 0.
+    let w = |at: usize| u64::from(u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
     let s = w(0) + w(4) + w(8) + w(12) + w(16);
     let s = (s & 0xffff_ffff) + (s >> 32);
     let s = (s & 0xffff_ffff) + (s >> 32);
-    !fold(s as u32)
+    u16::from_be(!fold(s as u32))
 }
 
 /// The checksum field value for `data`: the complement of its folded sum.

@@ -183,12 +183,7 @@ fn apply_static_neighbors(table: &SharedNeighbors, entries: &[(std::net::Ipv4Add
 fn add_health(listing: &mut control::admin::Listing, state: &HealthState) {
     let statuses = state.snapshot();
     for s in &mut listing.services {
-        let Ok(vip) = s.vip.parse() else { continue };
-        let proto = match s.proto.as_str() {
-            "TCP" => dataplane::config::L4Proto::Tcp,
-            "UDP" => dataplane::config::L4Proto::Udp,
-            _ => dataplane::config::L4Proto::Icmp,
-        };
+        let (Ok(vip), Some(proto)) = (s.vip.parse(), dataplane::config::L4Proto::from_name(&s.proto.to_lowercase())) else { continue };
         for r in &mut s.reals {
             let Ok(real) = r.addr.parse() else { continue };
             let key = health::TargetKey { proto, vip, port: s.port, real, real_port: r.port };
