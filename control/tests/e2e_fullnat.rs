@@ -110,8 +110,7 @@ fn fullnat_with_two_workers() {
     // rvsadm -c gathers both workers' connections: as many as the tables
     // hold, each scheduled one listed once, with its local address.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = run(Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(["-Lnc", "--json", "--socket"]).arg(lab.admin_socket()));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&lab.rvsadm(&["-Lnc", "--json"])).unwrap();
     let entries = v["entries"].as_array().unwrap();
     assert_eq!(entries.len() as u64, v["connections"].as_u64().unwrap(), "{v}");
     for proto in ["TCP", "UDP"] {
@@ -125,8 +124,7 @@ fn fullnat_with_two_workers() {
         assert!(e["client"].as_str().unwrap().starts_with("198.18.1.10:"), "{e}");
         assert!(e["local"].as_str().unwrap().starts_with(&format!("{LIP}:")), "{e}");
     }
-    let text = run(Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(["-Lnc", "--socket"]).arg(lab.admin_socket()));
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = lab.rvsadm(&["-Lnc"]);
     assert_eq!(text.lines().filter(|l| l.contains(LIP)).count(), entries.len(), "{text}");
 
     // The exception path on both interfaces, with two workers: the kernel

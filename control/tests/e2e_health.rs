@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const INTERVAL: f64 = 0.3;
@@ -24,12 +23,6 @@ const DEMO_CHECK: &str = "  interval = 1\n  timeout = 1\n  rise = 2\n  fall = 2\
 
 fn health_check() -> String {
     format!("  expect_status = [200]\n  expect_body = \"server=\"\n  interval = {INTERVAL}\n  timeout = {TIMEOUT}\n  rise = {RISE}\n  fall = {FALL}\n")
-}
-
-fn rvsadm(lab: &Lab, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(args).arg("--socket").arg(lab.admin_socket()).output().unwrap();
-    assert!(out.status.success(), "rvsadm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// The real server (its `server=` name) that answered each request.
@@ -96,7 +89,7 @@ fn exception_path_and_health_checks() {
         assert!(t.elapsed() < Duration::from_secs(10), "no successful probes:\n{}", lab.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let list = rvsadm(&lab, &["-Ln"]);
+    let list = lab.rvsadm(&["-Ln"]);
     assert!(list.contains("Health"), "{list}");
     assert_eq!(list.lines().filter(|l| l.contains("-> 198.18.0.1") && l.contains(":80 ") && l.trim_end().ends_with(" up")).count(), 2, "{list}");
     let before = servers(&lab.client("http", 20));
@@ -115,10 +108,10 @@ fn exception_path_and_health_checks() {
     std::thread::sleep(Duration::from_millis(100));
     let after = servers(&lab.client("http", 30));
     assert!(after.iter().all(|s| s == "rs2"), "new connections must all go to rs2: {after:?}");
-    let list = rvsadm(&lab, &["-Ln"]);
+    let list = lab.rvsadm(&["-Ln"]);
     let rs1_line = list.lines().find(|l| l.contains("-> 198.18.0.11:80 ")).unwrap_or_else(|| panic!("{list}"));
     assert!(rs1_line.contains(" down (connect:"), "{list}");
-    let json: serde_json::Value = serde_json::from_str(&rvsadm(&lab, &["-Ln", "--json"])).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&lab.rvsadm(&["-Ln", "--json"])).unwrap();
     let reals = &json["services"][0]["reals"];
     assert_eq!((reals[0]["addr"].as_str(), reals[0]["health"].as_str()), (Some("198.18.0.11"), Some("down")), "{json}");
     assert_eq!(reals[1]["health"].as_str(), Some("up"), "{json}");

@@ -103,8 +103,7 @@ fn ping_sessions(lab: &Lab) {
 /// Connections of the ICMP service per real server, from rvsadm --json.
 fn icmp_conns(lab: &Lab) -> Vec<u64> {
     std::thread::sleep(std::time::Duration::from_millis(300)); // views refresh every 100 ms
-    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(["-Ln", "--json", "--socket"]).arg(lab.admin_socket()));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&lab.rvsadm(&["-Ln", "--json"])).unwrap();
     let svc = v["services"].as_array().unwrap().iter().find(|s| s["proto"] == "ICMP").unwrap_or_else(|| panic!("{v}"));
     svc["reals"].as_array().unwrap().iter().map(|r| r["conns"].as_u64().unwrap()).collect()
 }

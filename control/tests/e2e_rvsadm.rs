@@ -6,11 +6,10 @@ mod common;
 
 use common::*;
 use std::io::{Read, Write};
-use std::process::Command;
 use std::time::Duration;
 
 fn rvsadm(lab: &Lab, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(args).arg("--socket").arg(lab.admin_socket()).output().unwrap();
+    let out = lab.rvsadm_output(args);
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
 }
 

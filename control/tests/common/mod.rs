@@ -225,6 +225,18 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
     }
 
+    /// Runs rvsadm against this lab's rvsd.
+    pub(crate) fn rvsadm_output(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rvsadm")).args(args).arg("--socket").arg(self.admin_socket()).output().unwrap()
+    }
+
+    /// ... and returns what it printed, after checking it succeeded.
+    pub(crate) fn rvsadm(&self, args: &[&str]) -> String {
+        let out = self.rvsadm_output(args);
+        assert!(out.status.success(), "rvsadm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     /// Scrapes /metrics inside the LB namespace; returns the samples as
     /// parsed by prometheus_client ("name{labels}" -> value), after
     /// checking that the whole text parses.
