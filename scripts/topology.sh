@@ -37,6 +37,20 @@ offloads_off() { # ns dev: veth offloads make partial checksums and super-packet
     ip netns exec "$1" ethtool -K "$2" tx off tso off gso off gro off rx off >/dev/null 2>&1 || true
 }
 
+on_switch() { # port...: the switch ends of veths, into the bridge
+    for port in "$@"; do
+        ip -n "$P-sw" link set "$port" master br0 up
+        offloads_off "$P-sw" "$port"
+    done
+}
+
+links_up() { # host:dev...
+    for pair in "$@"; do
+        ip -n "$P-${pair%%:*}" link set "${pair#*:}" up
+        offloads_off "$P-${pair%%:*}" "${pair#*:}"
+    done
+}
+
 # The LB's interfaces belong to RVS (net_af_packet), but the kernel sees
 # their frames too, and it owns the LB's addresses (on rvsd's TAPs, the
 # exception path): without this it would answer pings and ARP for them a
@@ -90,14 +104,8 @@ up_nat() {
     for h in rs1 rs2; do
         ip link add eth0 netns "$P-$h" type veth peer name "$h" netns "$P-sw"
     done
-    for port in lb rs1 rs2; do
-        ip -n "$P-sw" link set "$port" master br0 up
-        offloads_off "$P-sw" "$port"
-    done
-    for pair in cl:eth0 lb:eth0 lb:eth1 rs1:eth0 rs2:eth0; do
-        ip -n "$P-${pair%%:*}" link set "${pair#*:}" up
-        offloads_off "$P-${pair%%:*}" "${pair#*:}"
-    done
+    on_switch lb rs1 rs2
+    links_up cl:eth0 lb:eth0 lb:eth1 rs1:eth0 rs2:eth0
     lb_kernel_quiet eth0 eth1
     ip -n "$P-cl" addr add 198.18.1.10/24 dev eth0
     for i in 1 2; do
@@ -116,14 +124,8 @@ up_routed() {
     for h in rs1 rs2; do
         ip link add eth0 netns "$P-$h" type veth peer name "$h" netns "$P-sw"
     done
-    for port in gw rs1 rs2; do
-        ip -n "$P-sw" link set "$port" master br0 up
-        offloads_off "$P-sw" "$port"
-    done
-    for pair in cl:eth0 lb:eth0 lb:eth1 gw:eth0 gw:eth1 rs1:eth0 rs2:eth0; do
-        ip -n "$P-${pair%%:*}" link set "${pair#*:}" up
-        offloads_off "$P-${pair%%:*}" "${pair#*:}"
-    done
+    on_switch gw rs1 rs2
+    links_up cl:eth0 lb:eth0 lb:eth1 gw:eth0 gw:eth1 rs1:eth0 rs2:eth0
     lb_kernel_quiet eth0 eth1
     ip -n "$P-cl" addr add 198.18.1.10/24 dev eth0
     ip -n "$P-gw" addr add 198.18.0.1/24 dev eth0
@@ -144,11 +146,9 @@ up() {
     hosts cl lb rs1 rs2
     for h in cl lb rs1 rs2; do
         ip link add eth0 netns "$P-$h" type veth peer name "$h" netns "$P-sw"
-        ip -n "$P-sw" link set "$h" master br0 up
-        ip -n "$P-$h" link set eth0 up
-        offloads_off "$P-$h" eth0
-        offloads_off "$P-sw" "$h"
     done
+    on_switch cl lb rs1 rs2
+    links_up cl:eth0 lb:eth0 rs1:eth0 rs2:eth0
     lb_kernel_quiet eth0
     ip -n "$P-cl" addr add 198.18.0.10/24 dev eth0
     for i in 1 2; do
