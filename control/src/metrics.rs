@@ -205,23 +205,36 @@ fn families(s: &Sources) -> Vec<MetricFamily> {
             t.sample(name, &[("core", &lcore.to_string())], f(c) as f64);
         }
     }
-    t.family("rvs_core_redirected_packets_total", "counter", "Packets handed to (out) or received from (in) the core owning their connection.");
-    for (lcore, c) in &s.cores {
-        let core = lcore.to_string();
-        t.sample("rvs_core_redirected_packets_total", &[("core", &core), ("direction", "out")], c.redirected.get() as f64);
-        t.sample("rvs_core_redirected_packets_total", &[("core", &core), ("direction", "in")], c.redirected_in.get() as f64);
-    }
-    t.family("rvs_core_exception_packets_total", "counter", "Frames handed to the kernel's TAP interfaces (to_kernel) and sent for it (from_kernel).");
-    for (lcore, c) in &s.cores {
-        let core = lcore.to_string();
-        t.sample("rvs_core_exception_packets_total", &[("core", &core), ("direction", "to_kernel")], c.to_kernel.get() as f64);
-        t.sample("rvs_core_exception_packets_total", &[("core", &core), ("direction", "from_kernel")], c.from_kernel.get() as f64);
-    }
-    t.family("rvs_core_polls_total", "counter", "Poll loop iterations that found packets (busy) or none (idle).");
-    for (lcore, c) in &s.cores {
-        let core = lcore.to_string();
-        t.sample("rvs_core_polls_total", &[("core", &core), ("state", "busy")], c.polls_busy.get() as f64);
-        t.sample("rvs_core_polls_total", &[("core", &core), ("state", "idle")], c.polls_idle.get() as f64);
+    // Per-core counters split by one more label: (family, help, label, its values).
+    type Split = (&'static str, &'static str, &'static str, [(&'static str, CoreField); 2]);
+    let split: [Split; 3] = [
+        (
+            "rvs_core_redirected_packets_total",
+            "Packets handed to (out) or received from (in) the core owning their connection.",
+            "direction",
+            [("out", |c| c.redirected.get()), ("in", |c| c.redirected_in.get())],
+        ),
+        (
+            "rvs_core_exception_packets_total",
+            "Frames handed to the kernel's TAP interfaces (to_kernel) and sent for it (from_kernel).",
+            "direction",
+            [("to_kernel", |c| c.to_kernel.get()), ("from_kernel", |c| c.from_kernel.get())],
+        ),
+        (
+            "rvs_core_polls_total",
+            "Poll loop iterations that found packets (busy) or none (idle).",
+            "state",
+            [("busy", |c| c.polls_busy.get()), ("idle", |c| c.polls_idle.get())],
+        ),
+    ];
+    for (name, help, label, values) in split {
+        t.family(name, "counter", help);
+        for (lcore, c) in &s.cores {
+            let core = lcore.to_string();
+            for (value, f) in values {
+                t.sample(name, &[("core", &core), (label, value)], f(c) as f64);
+            }
+        }
     }
     t.family("rvs_core_drops_total", "counter", "Frames dropped by the worker core, by reason.");
     for (lcore, c) in &s.cores {
