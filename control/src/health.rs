@@ -137,11 +137,6 @@ impl HealthState {
         v.sort_by_key(|(k, _)| *k);
         v
     }
-
-    /// Whether `key` is up; unchecked servers are up.
-    pub fn is_up(&self, key: &TargetKey) -> bool {
-        self.lock().get(key).is_none_or(|s| s.up)
-    }
 }
 
 /// One probe to run: a checked real server of the current plan.

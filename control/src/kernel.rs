@@ -34,10 +34,7 @@ pub fn configure(name: &str, addr: Ipv4Addr, prefix_len: u8, mtu: u16) -> Result
 pub fn sync_routes(old: &[Route], new: &[Route], tap_for: impl Fn(Ipv4Addr) -> Option<String>) -> Vec<String> {
     let mut errors = Vec::new();
     // The network address: `ip` refuses a prefix with host bits set.
-    let cidr = |r: &Route| {
-        let mask = if r.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(r.prefix_len.min(32))) };
-        format!("{}/{}", Ipv4Addr::from(u32::from(r.prefix) & mask), r.prefix_len)
-    };
+    let cidr = |r: &Route| format!("{}/{}", Ipv4Addr::from(u32::from(r.prefix) & dataplane::config::prefix_mask(r.prefix_len)), r.prefix_len);
     for r in old.iter().filter(|r| !new.contains(r)) {
         if let Err(e) = ip(&["route", "del", &cidr(r), "via", &r.via.to_string()]) {
             errors.push(e);

@@ -118,8 +118,17 @@ impl Snapshot {
 
 /// True when `ip` is in the `prefix_len` subnet of `addr`.
 pub fn same_subnet(addr: Ipv4Addr, prefix_len: u8, ip: Ipv4Addr) -> bool {
-    let mask = if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len.min(32))) };
+    let mask = prefix_mask(prefix_len);
     u32::from(ip) & mask == u32::from(addr) & mask
+}
+
+/// The netmask of a prefix length (0..=32; more counts as 32).
+pub fn prefix_mask(prefix_len: u8) -> u32 {
+    if prefix_len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix_len.min(32)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

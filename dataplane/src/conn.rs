@@ -455,12 +455,7 @@ mod tests {
 
     /// Runs a lookup that must hit; returns a copy of the connection.
     fn hit_of(t: &mut ConnTable, lookup: impl FnOnce(&mut ConnTable) -> Lookup) -> (Conn, Dir, bool) {
-        let l = lookup(t);
-        hit(t, l)
-    }
-
-    fn hit(t: &ConnTable, l: Lookup) -> (Conn, Dir, bool) {
-        match l {
+        match lookup(t) {
             Lookup::Hit { slot, dir, was_active } => (*t.get(slot), dir, was_active),
             other => panic!("expected a hit, got {other:?}"),
         }
