@@ -13,11 +13,17 @@ to port 53, the size a tunnel cannot carry, and reports what happened.
 "upload" posts SIZE bytes of deterministic content N times, CONCURRENCY at
 a time, and checks the server's length and SHA-256 of what it received.
 
+"sameport" makes N HTTP requests one after the other, all from client
+port PORT: each a new TCP connection on the same 4-tuple. It reads until
+the server closes first, so the client keeps no TIME_WAIT that would
+block the port; the server's TIME_WAIT accepts the newer SYN.
+
 "udpclosed" sends N datagrams from connected UDP sockets to port 9999,
 where no server listens: "refused" when the ICMP port unreachable reached
 the socket (it must quote exactly what the socket sent), else "no error".
 
 usage: client.py http|udp|udpclosed VIP N
+       client.py sameport VIP N PORT
        client.py download|upload VIP N SIZE CONCURRENCY
        client.py bigudp VIP N
 """
@@ -80,6 +86,35 @@ if kind == "download":
             return f"fail {type(e).__name__} {e}"
 
     run_concurrently(fetch, concurrency)
+
+if kind == "sameport":
+    import time
+    sport = int(sys.argv[4])
+    for i in range(n):
+        try:
+            for attempt in range(50):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.settimeout(3)
+                s.bind(("0.0.0.0", sport))
+                try:
+                    s.connect((vip, 80))
+                    break
+                except OSError as e:  # EADDRNOTAVAIL: the last one is not fully closed yet
+                    s.close()
+                    if e.errno != 99:
+                        raise
+                    time.sleep(0.02)
+            s.sendall(f"GET / HTTP/1.1\r\nHost: {vip}\r\n\r\n".encode())
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+            s.close()
+            body = answer.split(b"\r\n\r\n", 1)[-1].decode().strip()
+            print("ok", body, flush=True)
+        except Exception as e:  # every failure is reported
+            print("fail", type(e).__name__, e, flush=True)
+    sys.exit(0)
 
 if kind == "udpclosed":
     for i in range(n):

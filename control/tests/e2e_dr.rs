@@ -104,6 +104,23 @@ fn dr_source_hashing_keeps_a_client_on_one_server() {
 }
 
 #[test]
+fn dr_a_reused_client_port_is_scheduled_afresh() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up("rvse2ere");
+    lab.start_real_servers();
+    let cfg = lab.config((1, 1));
+    lab.start_rvsd(&cfg);
+    // 20 connections one after the other on one 4-tuple: each finds the
+    // last one closing in the table and must be a new connection (IPVS's
+    // conn_reuse_mode), so rr alternates instead of pinning them all.
+    let by_server = tally(&lab.client_args("sameport", 20, &["45000"]));
+    assert_eq!(by_server.values().sum::<usize>(), 20);
+    assert!(by_server.get("rs1").copied().unwrap_or(0).abs_diff(by_server.get("rs2").copied().unwrap_or(0)) <= 2, "{by_server:?}");
+    let log = lab.stop_rvsd();
+    assert!(stat(&log, "conns_created") >= 20, "{log}");
+}
+
+#[test]
 fn dr_two_workers_each_with_a_queue() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::up("rvse2ed");

@@ -120,7 +120,8 @@ pub enum Lookup {
         dir: Dir,
         was_active: bool,
     },
-    /// Found but expired: removed now (release its counts).
+    /// Found but over (expired, or its client port reused for a new
+    /// connection): removed now (release its counts).
     Expired(Conn),
     Miss,
 }
@@ -231,7 +232,8 @@ impl ConnTable {
             TcpState::FinWait
         } else if flags & tcp_flags::SYN != 0 && flags & tcp_flags::ACK == 0 {
             match current {
-                Some(s @ (TcpState::Established | TcpState::FinWait)) => s,
+                // A retransmitted or stray SYN does not reopen anything.
+                Some(s @ (TcpState::Established | TcpState::FinWait | TcpState::Close)) => s,
                 _ => TcpState::SynRecv,
             }
         } else {
@@ -279,6 +281,15 @@ impl ConnTable {
         }
         let was_active = slot.conn.is_active();
         if let Some(s) = slot.conn.tcp {
+            // A client that reuses the port of a connection that is
+            // closing starts a new one (IPVS's conn_reuse_mode=1): it is
+            // scheduled afresh, not tied to the old server, which may
+            // have left meanwhile.
+            if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN && matches!(s, TcpState::FinWait | TcpState::Close) && r.dir == Dir::In {
+                let old = slot.conn;
+                self.remove(r.slot);
+                return Lookup::Expired(old);
+            }
             slot.conn.tcp = Some(Self::tcp_next(Some(s), flags));
         }
         slot.conn.expires = now + Self::timeout_of(&timeouts, proto, slot.conn.tcp);
@@ -478,6 +489,25 @@ mod tests {
         assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, ACK, 14 * SEC), Lookup::Expired(c) if c.tcp == Some(TcpState::Close)));
         assert_eq!(t.lookup(&key(1), L4Proto::Tcp, ACK, 14 * SEC), Lookup::Miss);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_new_syn_on_a_closing_connection_ends_it() {
+        for closing in [FIN | ACK, RST] {
+            let mut t = ConnTable::new(8, Timeouts::default());
+            t.insert(key(1), Some(reply(1)), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+            t.lookup(&key(1), L4Proto::Tcp, ACK, SEC);
+            // A retransmitted SYN of a live connection keeps it.
+            let (c, _, _) = hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, SYN, SEC));
+            assert_eq!(c.tcp, Some(TcpState::Established));
+            t.lookup(&key(1), L4Proto::Tcp, closing, 2 * SEC);
+            // Only the client's SYN (not a SYN-ACK, not from the server side) starts over.
+            hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, SYN | ACK, 3 * SEC));
+            hit_of(&mut t, |t| t.lookup(&reply(1), L4Proto::Tcp, SYN, 3 * SEC));
+            assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, SYN, 3 * SEC), Lookup::Expired(c) if c.client == key(1)));
+            assert_eq!(t.lookup(&reply(1), L4Proto::Tcp, ACK, 3 * SEC), Lookup::Miss, "both index entries gone");
+            assert!(t.is_empty());
+        }
     }
 
     #[test]

@@ -401,6 +401,14 @@ fn health_board_changes_scheduling_without_a_reload() {
     let mut f = tcp(30000, 80, ACK);
     assert_eq!(p.process(0, &mut f, SEC), Action::Transmit { port: 0 });
     assert_eq!(dst_mac(&f), dst_mac(&first));
+    // Once it closes, a new connection from the same client port is a
+    // new connection: scheduled afresh, away from the down server.
+    p.process(0, &mut tcp(30000, 80, FIN | ACK), SEC);
+    let created = p.counters().conns_created.get();
+    let mut again = tcp(30000, 80, SYN);
+    assert_eq!(p.process(0, &mut again, SEC), Action::Transmit { port: 0 });
+    assert_eq!(dst_mac(&again), rs_other, "a reused port is not tied to the old server");
+    assert_eq!(p.counters().conns_created.get(), created + 1);
     // The UDP service's servers (slots 2, 3) are unaffected.
     let mut seen = hashbrown::HashSet::new();
     for port in 0..4u16 {
