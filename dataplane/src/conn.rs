@@ -26,6 +26,22 @@ const SEC: u64 = 1_000_000_000;
 const WHEEL: usize = 1024;
 const NIL: u32 = u32::MAX;
 
+/// Timer classes: UDP, ICMP, and one per TCP state.
+const TIMER_CLASSES: usize = 8;
+
+/// The timer class of a connection of `proto` in `tcp` state (index into
+/// the table's timeouts; `lookup` masks it with 7, so it stays below 8).
+fn timer_class(proto: L4Proto, tcp: Option<TcpState>) -> u8 {
+    match (proto, tcp) {
+        (L4Proto::Udp, _) => 0,
+        (L4Proto::Icmp, _) => 1,
+        (L4Proto::Tcp, Some(TcpState::SynRecv) | None) => 2,
+        (L4Proto::Tcp, Some(TcpState::Established)) => 3,
+        (L4Proto::Tcp, Some(TcpState::FinWait)) => 4,
+        (L4Proto::Tcp, Some(TcpState::Close)) => 5,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
     pub proto: u8,
@@ -132,10 +148,14 @@ struct Slot {
     /// The reply tuple, when the connection has one (NAT).
     out: Option<FlowKey>,
     live: bool,
-    /// Timer wheel links, and the second the slot is filed under.
+    /// Which of the table's timeouts applies now (see [`timer_class`]):
+    /// set when the state changes, so a packet refreshes with one load.
+    timer: u8,
+    /// Timer wheel links, and the start (ns) of the second the slot is
+    /// filed under.
     prev: u32,
     next: u32,
-    filed: u64,
+    filed_at: u64,
 }
 
 /// An index entry: slot number and direction.
@@ -152,8 +172,8 @@ pub struct ConnTable {
     free: Vec<u32>,
     len: usize,
     capacity: usize,
-    /// In nanoseconds.
-    timeouts: Timeouts,
+    /// In nanoseconds, by timer class.
+    timeouts: [u64; TIMER_CLASSES],
     /// First slot of each wheel bucket.
     wheel: Vec<u32>,
     /// The next second the wheel has not processed yet.
@@ -181,7 +201,7 @@ impl ConnTable {
         let b = (second % WHEEL as u64) as usize;
         let head = self.wheel[b];
         let s = &mut self.slots[n as usize];
-        s.filed = second;
+        s.filed_at = second * SEC;
         s.prev = NIL;
         s.next = head;
         if head != NIL {
@@ -193,7 +213,7 @@ impl ConnTable {
     fn unlink(&mut self, n: u32) {
         let (prev, next, filed) = {
             let s = &self.slots[n as usize];
-            (s.prev, s.next, s.filed)
+            (s.prev, s.next, s.filed_at / SEC)
         };
         if prev != NIL {
             self.slots[prev as usize].next = next;
@@ -245,26 +265,21 @@ impl ConnTable {
         }
     }
 
-    fn timeout(&self, proto: L4Proto, tcp: Option<TcpState>) -> u64 {
-        Self::timeout_of(&self.timeouts, proto, tcp)
-    }
-
-    #[inline]
-    fn timeout_of(t: &Timeouts, proto: L4Proto, tcp: Option<TcpState>) -> u64 {
-        // `t` is in nanoseconds already (see `in_ns`).
-        match (proto, tcp) {
-            (L4Proto::Udp, _) => t.udp,
-            (L4Proto::Icmp, _) => t.icmp,
-            (L4Proto::Tcp, Some(TcpState::SynRecv) | None) => t.tcp_syn,
-            (L4Proto::Tcp, Some(TcpState::Established)) => t.tcp,
-            (L4Proto::Tcp, Some(TcpState::FinWait)) => t.tcp_fin,
-            (L4Proto::Tcp, Some(TcpState::Close)) => t.tcp_close,
+    /// Timeouts in nanoseconds by timer class: the per-packet refresh
+    /// adds, no multiply, no match.
+    fn in_ns(t: Timeouts) -> [u64; TIMER_CLASSES] {
+        let mut ns = [0; TIMER_CLASSES];
+        for (proto, tcp, secs) in [
+            (L4Proto::Udp, None, t.udp),
+            (L4Proto::Icmp, None, t.icmp),
+            (L4Proto::Tcp, Some(TcpState::SynRecv), t.tcp_syn),
+            (L4Proto::Tcp, Some(TcpState::Established), t.tcp),
+            (L4Proto::Tcp, Some(TcpState::FinWait), t.tcp_fin),
+            (L4Proto::Tcp, Some(TcpState::Close), t.tcp_close),
+        ] {
+            ns[usize::from(timer_class(proto, tcp))] = secs * SEC;
         }
-    }
-
-    /// Timeouts in nanoseconds: the per-packet refresh adds, no multiply.
-    fn in_ns(t: Timeouts) -> Timeouts {
-        Timeouts { tcp_syn: t.tcp_syn * SEC, tcp: t.tcp * SEC, tcp_fin: t.tcp_fin * SEC, tcp_close: t.tcp_close * SEC, udp: t.udp * SEC, icmp: t.icmp * SEC }
+        ns
     }
 
     /// Finds the live connection of `key` (either direction), advancing
@@ -272,7 +287,6 @@ impl ConnTable {
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, proto: L4Proto, flags: u8, now: u64) -> Lookup {
         let Some(&r) = self.index.get(key) else { return Lookup::Miss };
-        let timeouts = self.timeouts;
         let slot = &mut self.slots[r.slot as usize];
         if slot.conn.expires <= now {
             let old = slot.conn;
@@ -290,10 +304,14 @@ impl ConnTable {
                 self.remove(r.slot);
                 return Lookup::Expired(old);
             }
-            slot.conn.tcp = Some(Self::tcp_next(Some(s), flags));
+            let next = Self::tcp_next(Some(s), flags);
+            if next != s {
+                slot.conn.tcp = Some(next);
+                slot.timer = timer_class(proto, Some(next));
+            }
         }
-        slot.conn.expires = now + Self::timeout_of(&timeouts, proto, slot.conn.tcp);
-        if slot.conn.expires / SEC < slot.filed {
+        slot.conn.expires = now + self.timeouts[usize::from(slot.timer & 7)];
+        if slot.conn.expires < slot.filed_at {
             // A shorter timeout (closing): refile now, or it would linger.
             self.unlink(r.slot);
             self.link(r.slot);
@@ -370,9 +388,9 @@ impl ConnTable {
             local: to.local,
             toa_pending: to.local.is_some() && proto == L4Proto::Tcp,
             tcp,
-            expires: now + self.timeout(proto, tcp),
+            expires: now + self.timeouts[usize::from(timer_class(proto, tcp))],
         };
-        let slot = Slot { conn, out, live: true, prev: NIL, next: NIL, filed: 0 };
+        let slot = Slot { conn, out, live: true, timer: timer_class(proto, tcp), prev: NIL, next: NIL, filed_at: 0 };
         let n = match self.free.pop() {
             Some(n) => {
                 self.slots[n as usize] = slot;
@@ -431,7 +449,7 @@ impl ConnTable {
                     let conn = s.conn;
                     gone(&conn.client, &conn);
                     // Already off the wheel: keep `remove` from unlinking.
-                    self.slots[n as usize].filed = u64::MAX;
+                    self.slots[n as usize].filed_at = u64::MAX;
                     self.remove(n);
                     removed += 1;
                 } else if s.live {
