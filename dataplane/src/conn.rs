@@ -370,10 +370,10 @@ impl ConnTable {
     }
 
     /// Adds a connection found by `to`'s client tuple `key` and, if given,
-    /// by its reply tuple `out`. `None` when the table is full or a tuple
-    /// is already taken.
+    /// by its reply tuple `out`; returns its slot (see [`Self::get`]).
+    /// `None` when the table is full or a tuple is already taken.
     #[inline]
-    pub fn insert(&mut self, key: FlowKey, out: Option<FlowKey>, proto: L4Proto, flags: u8, to: Binding, now: u64) -> Option<Conn> {
+    pub fn insert(&mut self, key: FlowKey, out: Option<FlowKey>, proto: L4Proto, flags: u8, to: Binding, now: u64) -> Option<u32> {
         if self.len >= self.capacity || self.index.contains_key(&key) || out.is_some_and(|o| self.index.contains_key(&o)) {
             return None;
         }
@@ -407,7 +407,7 @@ impl ConnTable {
             self.index.insert(o, Ref { slot: n, dir: Dir::Out });
         }
         self.len += 1;
-        Some(conn)
+        Some(n)
     }
 
     /// Whether a new connection of this kind starts active.
@@ -493,7 +493,8 @@ mod tests {
     #[test]
     fn tcp_states_set_timeouts() {
         let mut t = ConnTable::new(8, Timeouts::default());
-        let c = t.insert(key(1), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        let slot = t.insert(key(1), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        let c = *t.get(slot);
         assert_eq!((c.tcp, c.expires, c.is_active()), (Some(TcpState::SynRecv), 60 * SEC, false));
         let (c, dir, was_active) = hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, ACK, SEC));
         assert_eq!((c.tcp, c.expires, dir, was_active, c.is_active()), (Some(TcpState::Established), 901 * SEC, Dir::In, false, true));
@@ -565,7 +566,8 @@ mod tests {
         let mut t = ConnTable::new(8, Timeouts::default());
         let mut k = key(7);
         k.proto = 17;
-        let c = t.insert(k, None, L4Proto::Udp, 0, b(3, 1), 5).unwrap();
+        let slot = t.insert(k, None, L4Proto::Udp, 0, b(3, 1), 5).unwrap();
+        let c = *t.get(slot);
         assert_eq!((c.tcp, c.service, c.dest, c.expires, c.is_active()), (None, 3, 1, 5 + 300 * SEC, true));
         assert!(ConnTable::starts_active(L4Proto::Udp, 0));
         assert!(!ConnTable::starts_active(L4Proto::Tcp, SYN));
@@ -643,7 +645,7 @@ mod tests {
                         let live = model.get(&port).is_some_and(|m| m.1 > now);
                         let r = t.insert(k, None, proto, SYN, b(0, 0), now);
                         if !live && !model.contains_key(&port) {
-                            let c = r.unwrap();
+                            let c = *t.get(r.unwrap());
                             model.insert(port, (proto, c.expires, c.tcp));
                         }
                     }

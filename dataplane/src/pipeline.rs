@@ -476,7 +476,7 @@ impl Pipeline {
             }
         }
 
-        let (conn, dir) = match self.conns.lookup(&key, proto, flags, now) {
+        let (slot, dir) = match self.conns.lookup(&key, proto, flags, now) {
             Lookup::Hit { slot, dir, was_active } => {
                 let c = self.conns.get(slot);
                 let (service, dest, active) = (c.service as usize, c.dest as usize, c.is_active());
@@ -487,7 +487,7 @@ impl Pipeline {
                 if self.snapshot.expire_nodest_conn && s.pool.dest(dest).removed {
                     return self.expire_nodest(&key, now);
                 }
-                (*self.conns.get(slot), dir)
+                (slot, dir)
             }
             missed => {
                 if let Lookup::Expired(c) = missed {
@@ -495,40 +495,46 @@ impl Pipeline {
                     self.counters.conns_expired.inc();
                 }
                 match self.new_connection(key, proto, flags, src_mac, port, now) {
-                    Ok(conn) => (conn, Dir::In),
+                    Ok(slot) => (slot, Dir::In),
                     Err(None) => return self.not_ours(port, key.dst),
                     Err(Some(reason)) => return Action::Drop(reason),
                 }
             }
         };
-        match (self.services[conn.service as usize].mode, dir) {
-            (ForwardingMode::DirectRoute, Dir::In) => self.send_to_real(&conn, frame, now),
+        // Only what each case needs is read from the entry, not a copy.
+        let c = self.conns.get(slot);
+        let (service, dest) = (c.service, c.dest);
+        match (self.services[service as usize].mode, dir) {
+            (ForwardingMode::DirectRoute, Dir::In) => self.send_to_real(service, dest, frame, now),
             (ForwardingMode::Nat, Dir::In) => {
-                let rport = self.services[conn.service as usize].real_ports[conn.dest as usize];
-                if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(Endpoint::v4(conn.real, rport))).is_err() {
+                let real = c.real;
+                let rport = self.services[service as usize].real_ports[dest as usize];
+                if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(Endpoint::v4(real, rport))).is_err() {
                     return Action::Drop(DropReason::MalformedL4);
                 }
-                self.send_to_real(&conn, frame, now)
+                self.send_to_real(service, dest, frame, now)
             }
             (ForwardingMode::Nat, Dir::Out) => {
-                let vip = Endpoint::v4(conn.client.dst, conn.client.dport);
+                let (client, peer) = (c.client, (c.peer_port, c.peer_mac));
+                let vip = Endpoint::v4(client.dst, client.dport);
                 if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], Some(vip), None).is_err() {
                     return Action::Drop(DropReason::MalformedL4);
                 }
-                self.send_to_client(&conn, frame)
+                self.send_to_client(service, dest, peer, frame)
             }
             (ForwardingMode::FullNat, Dir::In) => {
-                let (Some((laddr, lport)), rport) = (conn.local, self.services[conn.service as usize].real_ports[conn.dest as usize]) else {
+                let (local, real, toa_pending, client) = (c.local, c.real, c.toa_pending, c.client);
+                let (Some((laddr, lport)), rport) = (local, self.services[service as usize].real_ports[dest as usize]) else {
                     return Action::Drop(DropReason::NoLocalPort);
                 };
                 let ip = &mut frame[ethernet::HEADER_LEN..];
-                if nat::rewrite(ip, Some(Endpoint::v4(laddr, lport)), Some(Endpoint::v4(conn.real, rport))).is_err() {
+                if nat::rewrite(ip, Some(Endpoint::v4(laddr, lport)), Some(Endpoint::v4(real, rport))).is_err() {
                     return Action::Drop(DropReason::MalformedL4);
                 }
                 // The TOA goes on the first client segment after the SYN.
-                if conn.toa_pending && flags & proto::l4::tcp_flags::SYN == 0 {
+                if toa_pending && flags & proto::l4::tcp_flags::SYN == 0 {
                     self.conns.toa_sent(&key);
-                    let client = Endpoint::v4(conn.client.src, conn.client.sport);
+                    let client = Endpoint::v4(client.src, client.sport);
                     let ip_len = *len - ethernet::HEADER_LEN;
                     match toa::insert_toa(&mut buf[*head + ethernet::HEADER_LEN..], ip_len, client) {
                         Ok(toa::Toa::Inserted { len: n }) => {
@@ -538,21 +544,25 @@ impl Pipeline {
                         Ok(_) | Err(_) => self.counters.toa_skipped.inc(),
                     }
                 }
-                self.send_to_real(&conn, &mut buf[*head..*head + *len], now)
+                self.send_to_real(service, dest, &mut buf[*head..*head + *len], now)
             }
             (ForwardingMode::FullNat, Dir::Out) => {
+                let (client, peer) = (c.client, (c.peer_port, c.peer_mac));
                 let ip = &mut frame[ethernet::HEADER_LEN..];
                 // The client's segments must still fit once a TOA is added.
                 if flags & proto::l4::tcp_flags::SYN != 0 {
-                    let _ = toa::clamp_mss(ip, toa::toa_len(conn.client.src.into()) as u16);
+                    let _ = toa::clamp_mss(ip, toa::toa_len(client.src.into()) as u16);
                 }
-                let (vip, client) = (Endpoint::v4(conn.client.dst, conn.client.dport), Endpoint::v4(conn.client.src, conn.client.sport));
+                let (vip, client) = (Endpoint::v4(client.dst, client.dport), Endpoint::v4(client.src, client.sport));
                 if nat::rewrite(ip, Some(vip), Some(client)).is_err() {
                     return Action::Drop(DropReason::MalformedL4);
                 }
-                self.send_to_client(&conn, frame)
+                self.send_to_client(service, dest, peer, frame)
             }
-            (ForwardingMode::Tun, Dir::In) => self.tunnel_to_real(&conn, port, buf, head, len, now),
+            (ForwardingMode::Tun, Dir::In) => {
+                let real = c.real;
+                self.tunnel_to_real(service, dest, real, port, buf, head, len, now)
+            }
             // DR and TUN connections have no reply tuple.
             (ForwardingMode::DirectRoute | ForwardingMode::Tun, Dir::Out) => Action::Drop(DropReason::NotForUs),
         }
@@ -624,10 +634,11 @@ impl Pipeline {
         Action::Drop(DropReason::DestRemoved)
     }
 
-    /// Schedules a new connection for `key` and records it. `Err(None)`:
-    /// not to a VIP at all (perhaps to us: see [`Self::not_ours`]).
+    /// Schedules a new connection for `key` and records it; returns its
+    /// slot in the connection table. `Err(None)`: not to a VIP at all
+    /// (perhaps to us: see [`Self::not_ours`]).
     #[inline(never)]
-    fn new_connection(&mut self, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<Conn, Option<DropReason>> {
+    fn new_connection(&mut self, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<u32, Option<DropReason>> {
         let Some(&svc) = self.by_key.get(&service_key(key.proto, key.dst, key.dport)) else {
             // Established traffic never gets here: the VIP check is
             // only paid by packets that match no connection.
@@ -682,12 +693,12 @@ impl Pipeline {
     }
 
     /// Sends the frame to the connection's real server (L2 only).
-    fn send_to_real(&mut self, conn: &Conn, frame: &mut [u8], now: u64) -> Action {
-        let t = &mut self.services[conn.service as usize].traffic[conn.dest as usize];
+    fn send_to_real(&mut self, service: u32, dest: u32, frame: &mut [u8], now: u64) -> Action {
+        let t = &mut self.services[service as usize].traffic[dest as usize];
         t.pkts_in += 1;
         t.bytes_in += frame.len() as u64;
         // The neighbor slot knows the port on whose subnet the server is.
-        let slot = self.services[conn.service as usize].neighbor_slots[conn.dest as usize] as usize;
+        let slot = self.services[service as usize].neighbor_slots[dest as usize] as usize;
         let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
             self.neighbors.request_soon_slot(slot, now);
             return Action::Drop(DropReason::NeighborUnresolved);
@@ -775,9 +786,9 @@ impl Pipeline {
                 self.counters.icmp_forwarded.inc();
                 let frame = &mut buf[*head..*head + *len];
                 if to_client {
-                    self.send_to_client(&conn, frame)
+                    self.send_to_client(conn.service, conn.dest, (conn.peer_port, conn.peer_mac), frame)
                 } else {
-                    self.send_to_real(&conn, frame, now)
+                    self.send_to_real(conn.service, conn.dest, frame, now)
                 }
             }
             Err(_) => Action::Drop(DropReason::MalformedL4),
@@ -786,8 +797,14 @@ impl Pipeline {
 
     /// TUN: wraps the client's packet in IPIP from our address on the
     /// server's subnet to the server, using the buffer's headroom.
-    fn tunnel_to_real(&mut self, conn: &Conn, in_port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
-        let slot = self.services[conn.service as usize].neighbor_slots[conn.dest as usize] as usize;
+    #[allow(clippy::too_many_arguments)]
+    fn tunnel_to_real(&mut self, service: u32, dest: u32, real: Ipv4Addr, in_port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
+        let s = &mut self.services[service as usize];
+        // Counted as received (as IPVS), without the outer header.
+        let t = &mut s.traffic[dest as usize];
+        t.pkts_in += 1;
+        t.bytes_in += *len as u64;
+        let slot = s.neighbor_slots[dest as usize] as usize;
         let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
             self.neighbors.request_soon_slot(slot, now);
             return Action::Drop(DropReason::NeighborUnresolved);
@@ -800,7 +817,7 @@ impl Pipeline {
             _ => return Action::Drop(DropReason::NeighborUnresolved),
         };
         self.ip_ident = self.ip_ident.wrapping_add(1);
-        match tunnel::ipip_encapsulate(buf, *head, *len, addr, conn.real, self.ip_ident, mtu) {
+        match tunnel::ipip_encapsulate(buf, *head, *len, addr, real, self.ip_ident, mtu) {
             Ok(new_head) => {
                 *head = new_head;
                 *len += tunnel::OVERHEAD;
@@ -845,11 +862,12 @@ impl Pipeline {
     }
 
     /// Sends a reply back where the client's packets came from.
-    fn send_to_client(&mut self, conn: &Conn, frame: &mut [u8]) -> Action {
-        let t = &mut self.services[conn.service as usize].traffic[conn.dest as usize];
+    /// `peer`: the port and MAC the client's packets come from.
+    fn send_to_client(&mut self, service: u32, dest: u32, peer: (u16, MacAddr), frame: &mut [u8]) -> Action {
+        let t = &mut self.services[service as usize].traffic[dest as usize];
         t.pkts_out += 1;
         t.bytes_out += frame.len() as u64;
-        self.send(conn.peer_port, conn.peer_mac, frame)
+        self.send(peer.0, peer.1, frame)
     }
 
     fn send(&mut self, port: u16, dst: MacAddr, frame: &mut [u8]) -> Action {

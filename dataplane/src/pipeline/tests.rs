@@ -1060,6 +1060,9 @@ mod tun_mode {
         assert_eq!((outer.header().source_addr(), outer.header().destination_addr()), (LB_IP, RS1));
         assert_eq!(outer.header().to_header().calc_header_checksum(), outer.header().header_checksum());
         assert_eq!(outer.payload().payload, &f[14..], "the client's packet, untouched");
+        // Counted for the server as received, without the outer header.
+        let d = &p.view(0).services[0].dests[0];
+        assert_eq!((d.addr, d.conns, d.pkts_in, d.bytes_in), (RS1, 1, 1, f.len() as u64));
     }
 
     #[test]
