@@ -3,7 +3,7 @@
 //! in: every frame gets a decision, none panics.
 #![no_main]
 
-use dataplane::config::{ArpTimers, ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
+use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot};
 use dataplane::health::{Health, HealthBoard};
 use dataplane::pipeline::{Action, Pipeline};
 use libfuzzer_sys::fuzz_target;
