@@ -130,11 +130,15 @@ impl Conn {
 pub enum Lookup {
     /// Live: the connection's slot (read it with [`ConnTable::get`]; it
     /// is not copied out, a hit being the common case), the packet's
-    /// direction, and whether the connection was active before.
+    /// direction, what every packet needs of the entry (its service and
+    /// real server), and whether it was and is active.
     Hit {
         slot: u32,
         dir: Dir,
+        service: u32,
+        dest: u32,
         was_active: bool,
+        active: bool,
     },
     /// Found but over (expired, or its client port reused for a new
     /// connection): removed now (release its counts).
@@ -311,12 +315,14 @@ impl ConnTable {
             }
         }
         slot.conn.expires = now + self.timeouts[usize::from(slot.timer & 7)];
+        let c = &slot.conn;
+        let hit = Lookup::Hit { slot: r.slot, dir: r.dir, service: c.service, dest: c.dest, was_active, active: c.is_active() };
         if slot.conn.expires < slot.filed_at {
             // A shorter timeout (closing): refile now, or it would linger.
             self.unlink(r.slot);
             self.link(r.slot);
         }
-        Lookup::Hit { slot: r.slot, dir: r.dir, was_active }
+        hit
     }
 
     /// The connection in `slot` (from [`Lookup::Hit`]).
@@ -485,7 +491,11 @@ mod tests {
     /// Runs a lookup that must hit; returns a copy of the connection.
     fn hit_of(t: &mut ConnTable, lookup: impl FnOnce(&mut ConnTable) -> Lookup) -> (Conn, Dir, bool) {
         match lookup(t) {
-            Lookup::Hit { slot, dir, was_active } => (*t.get(slot), dir, was_active),
+            Lookup::Hit { slot, dir, service, dest, was_active, active } => {
+                let c = *t.get(slot);
+                assert_eq!((service, dest, active), (c.service, c.dest, c.is_active()));
+                (c, dir, was_active)
+            }
             other => panic!("expected a hit, got {other:?}"),
         }
     }

@@ -126,6 +126,8 @@ pub struct Pipeline {
     announce: bool,
     /// The health board generation last applied to the pools.
     health_seen: u64,
+    /// The snapshot's flag, kept here: every packet of a connection reads it.
+    expire_nodest_conn: bool,
 }
 
 /// The core that owns a connection of the client `addr`:`port`. Both
@@ -200,6 +202,7 @@ impl Pipeline {
             ip_ident: 0,
             announce: true,
             health_seen: 0,
+            expire_nodest_conn: false,
         };
         p.reindex();
         p.refresh_health();
@@ -209,6 +212,7 @@ impl Pipeline {
     /// Rebuilds what is derived from the services: the lookup maps, the
     /// addresses answered for, steering, and each server's neighbor slot.
     fn reindex(&mut self) {
+        self.expire_nodest_conn = self.snapshot.expire_nodest_conn;
         self.by_key.clear();
         self.vips.clear();
         self.local_addrs.clear();
@@ -476,18 +480,15 @@ impl Pipeline {
             }
         }
 
-        let (slot, dir) = match self.conns.lookup(&key, proto, flags, now) {
-            Lookup::Hit { slot, dir, was_active } => {
-                let c = self.conns.get(slot);
-                let (service, dest, active) = (c.service as usize, c.dest as usize, c.is_active());
-                let s = &mut self.services[service];
+        let (slot, dir, service, dest) = match self.conns.lookup(&key, proto, flags, now) {
+            Lookup::Hit { slot, dir, service, dest, was_active, active } => {
                 if active != was_active {
-                    s.pool.set_active(dest, active);
+                    self.services[service as usize].pool.set_active(dest as usize, active);
                 }
-                if self.snapshot.expire_nodest_conn && s.pool.dest(dest).removed {
+                if self.expire_nodest_conn && self.services[service as usize].pool.dest(dest as usize).removed {
                     return self.expire_nodest(&key, now);
                 }
-                (slot, dir)
+                (slot, dir, service, dest)
             }
             missed => {
                 if let Lookup::Expired(c) = missed {
@@ -495,19 +496,20 @@ impl Pipeline {
                     self.counters.conns_expired.inc();
                 }
                 match self.new_connection(key, proto, flags, src_mac, port, now) {
-                    Ok(slot) => (slot, Dir::In),
+                    Ok(slot) => {
+                        let c = self.conns.get(slot);
+                        (slot, Dir::In, c.service, c.dest)
+                    }
                     Err(None) => return self.not_ours(port, key.dst),
                     Err(Some(reason)) => return Action::Drop(reason),
                 }
             }
         };
         // Only what each case needs is read from the entry, not a copy.
-        let c = self.conns.get(slot);
-        let (service, dest) = (c.service, c.dest);
         match (self.services[service as usize].mode, dir) {
             (ForwardingMode::DirectRoute, Dir::In) => self.send_to_real(service, dest, frame, now),
             (ForwardingMode::Nat, Dir::In) => {
-                let real = c.real;
+                let real = self.conns.get(slot).real;
                 let rport = self.services[service as usize].real_ports[dest as usize];
                 if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(Endpoint::v4(real, rport))).is_err() {
                     return Action::Drop(DropReason::MalformedL4);
@@ -515,6 +517,7 @@ impl Pipeline {
                 self.send_to_real(service, dest, frame, now)
             }
             (ForwardingMode::Nat, Dir::Out) => {
+                let c = self.conns.get(slot);
                 let (client, peer) = (c.client, (c.peer_port, c.peer_mac));
                 let vip = Endpoint::v4(client.dst, client.dport);
                 if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], Some(vip), None).is_err() {
@@ -523,6 +526,7 @@ impl Pipeline {
                 self.send_to_client(service, dest, peer, frame)
             }
             (ForwardingMode::FullNat, Dir::In) => {
+                let c = self.conns.get(slot);
                 let (local, real, toa_pending, client) = (c.local, c.real, c.toa_pending, c.client);
                 let (Some((laddr, lport)), rport) = (local, self.services[service as usize].real_ports[dest as usize]) else {
                     return Action::Drop(DropReason::NoLocalPort);
@@ -547,6 +551,7 @@ impl Pipeline {
                 self.send_to_real(service, dest, &mut buf[*head..*head + *len], now)
             }
             (ForwardingMode::FullNat, Dir::Out) => {
+                let c = self.conns.get(slot);
                 let (client, peer) = (c.client, (c.peer_port, c.peer_mac));
                 let ip = &mut frame[ethernet::HEADER_LEN..];
                 // The client's segments must still fit once a TOA is added.
@@ -560,7 +565,7 @@ impl Pipeline {
                 self.send_to_client(service, dest, peer, frame)
             }
             (ForwardingMode::Tun, Dir::In) => {
-                let real = c.real;
+                let real = self.conns.get(slot).real;
                 self.tunnel_to_real(service, dest, real, port, buf, head, len, now)
             }
             // DR and TUN connections have no reply tuple.
