@@ -395,6 +395,9 @@ impl Pipeline {
         action
     }
 
+    /// Everything the pipeline does with a frame. Never inlined: it is
+    /// where `bench/pipeline.sh` counts the pipeline's instructions.
+    #[inline(never)]
     fn classify(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
         let Some(frame) = buf.get_mut(*head..head.saturating_add(*len)) else {
             return Action::Drop(DropReason::MalformedFrame);
