@@ -1048,7 +1048,7 @@ fn fast_parse(f: &[u8]) -> Option<(FlowKey, L4Proto, u8, MacAddr)> {
     }
     let total = usize::from(be16(IP + 2));
     let header: &[u8; 20] = h[IP..L4].try_into().ok()?;
-    if IP + total > f.len() || proto::checksum::header20(header) != 0 {
+    if IP + total > f.len() || !proto::checksum::header20_valid(header) {
         return None;
     }
     let l4_len = total.checked_sub(20)?;
