@@ -493,80 +493,19 @@ impl Pipeline {
                 }
                 (slot, dir, service, dest)
             }
-            missed => {
-                if let Lookup::Expired(c) = missed {
-                    release(&mut self.services, &c, now);
-                    self.counters.conns_expired.inc();
-                }
-                match self.new_connection(key, proto, flags, src_mac, port, now) {
-                    Ok(slot) => {
-                        let c = self.conns.get(slot);
-                        (slot, Dir::In, c.service, c.dest)
-                    }
-                    Err(None) => return self.not_ours(port, key.dst),
-                    Err(Some(reason)) => return Action::Drop(reason),
-                }
-            }
+            missed => match self.first_packet(missed, key, proto, flags, src_mac, port, now) {
+                Ok(c) => c,
+                Err(action) => return action,
+            },
         };
-        // Only what each case needs is read from the entry, not a copy.
+        // Each mode in its own function: this one stays small, and each
+        // reads only what it needs from the entry.
         match (self.services[service as usize].mode, dir) {
             (ForwardingMode::DirectRoute, Dir::In) => self.send_to_real(service, dest, frame, now),
-            (ForwardingMode::Nat, Dir::In) => {
-                let real = self.conns.get(slot).real;
-                let rport = self.services[service as usize].real_ports[dest as usize];
-                if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(Endpoint::v4(real, rport))).is_err() {
-                    return Action::Drop(DropReason::MalformedL4);
-                }
-                self.send_to_real(service, dest, frame, now)
-            }
-            (ForwardingMode::Nat, Dir::Out) => {
-                let c = self.conns.get(slot);
-                let (client, peer) = (c.client, (c.peer_port, c.peer_mac));
-                let vip = Endpoint::v4(client.dst, client.dport);
-                if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], Some(vip), None).is_err() {
-                    return Action::Drop(DropReason::MalformedL4);
-                }
-                self.send_to_client(service, dest, peer, frame)
-            }
-            (ForwardingMode::FullNat, Dir::In) => {
-                let c = self.conns.get(slot);
-                let (local, real, toa_pending, client) = (c.local, c.real, c.toa_pending, c.client);
-                let (Some((laddr, lport)), rport) = (local, self.services[service as usize].real_ports[dest as usize]) else {
-                    return Action::Drop(DropReason::NoLocalPort);
-                };
-                let ip = &mut frame[ethernet::HEADER_LEN..];
-                if nat::rewrite(ip, Some(Endpoint::v4(laddr, lport)), Some(Endpoint::v4(real, rport))).is_err() {
-                    return Action::Drop(DropReason::MalformedL4);
-                }
-                // The TOA goes on the first client segment after the SYN.
-                if toa_pending && flags & proto::l4::tcp_flags::SYN == 0 {
-                    self.conns.toa_sent(&key);
-                    let client = Endpoint::v4(client.src, client.sport);
-                    let ip_len = *len - ethernet::HEADER_LEN;
-                    match toa::insert_toa(&mut buf[*head + ethernet::HEADER_LEN..], ip_len, client) {
-                        Ok(toa::Toa::Inserted { len: n }) => {
-                            *len = n + ethernet::HEADER_LEN;
-                            self.counters.toa_inserted.inc();
-                        }
-                        Ok(_) | Err(_) => self.counters.toa_skipped.inc(),
-                    }
-                }
-                self.send_to_real(service, dest, &mut buf[*head..*head + *len], now)
-            }
-            (ForwardingMode::FullNat, Dir::Out) => {
-                let c = self.conns.get(slot);
-                let (client, peer) = (c.client, (c.peer_port, c.peer_mac));
-                let ip = &mut frame[ethernet::HEADER_LEN..];
-                // The client's segments must still fit once a TOA is added.
-                if flags & proto::l4::tcp_flags::SYN != 0 {
-                    let _ = toa::clamp_mss(ip, toa::toa_len(client.src.into()) as u16);
-                }
-                let (vip, client) = (Endpoint::v4(client.dst, client.dport), Endpoint::v4(client.src, client.sport));
-                if nat::rewrite(ip, Some(vip), Some(client)).is_err() {
-                    return Action::Drop(DropReason::MalformedL4);
-                }
-                self.send_to_client(service, dest, peer, frame)
-            }
+            (ForwardingMode::Nat, Dir::In) => self.nat_in(slot, service, dest, frame, now),
+            (ForwardingMode::Nat, Dir::Out) => self.nat_out(slot, service, dest, frame),
+            (ForwardingMode::FullNat, Dir::In) => self.fullnat_in(slot, service, dest, flags, buf, head, len, now),
+            (ForwardingMode::FullNat, Dir::Out) => self.fullnat_out(slot, service, dest, flags, frame),
             (ForwardingMode::Tun, Dir::In) => {
                 let real = self.conns.get(slot).real;
                 self.tunnel_to_real(service, dest, real, port, buf, head, len, now)
@@ -574,6 +513,99 @@ impl Pipeline {
             // DR and TUN connections have no reply tuple.
             (ForwardingMode::DirectRoute | ForwardingMode::Tun, Dir::Out) => Action::Drop(DropReason::NotForUs),
         }
+    }
+
+    /// A packet that matched no live connection: releases the expired one
+    /// it may have found, then opens a new connection (or says why not).
+    /// Returns the new entry's slot, direction, service and real server.
+    #[allow(clippy::too_many_arguments)]
+    fn first_packet(
+        &mut self,
+        missed: Lookup,
+        key: FlowKey,
+        proto: L4Proto,
+        flags: u8,
+        src_mac: MacAddr,
+        port: u16,
+        now: u64,
+    ) -> Result<(u32, Dir, u32, u32), Action> {
+        if let Lookup::Expired(c) = missed {
+            release(&mut self.services, &c, now);
+            self.counters.conns_expired.inc();
+        }
+        match self.new_connection(key, proto, flags, src_mac, port, now) {
+            Ok(slot) => {
+                let c = self.conns.get(slot);
+                Ok((slot, Dir::In, c.service, c.dest))
+            }
+            Err(None) => Err(self.not_ours(port, key.dst)),
+            Err(Some(reason)) => Err(Action::Drop(reason)),
+        }
+    }
+
+    /// NAT, client to server: DNAT to the real server.
+    fn nat_in(&mut self, slot: u32, service: u32, dest: u32, frame: &mut [u8], now: u64) -> Action {
+        let real = self.conns.get(slot).real;
+        let rport = self.services[service as usize].real_ports[dest as usize];
+        if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(Endpoint::v4(real, rport))).is_err() {
+            return Action::Drop(DropReason::MalformedL4);
+        }
+        self.send_to_real(service, dest, frame, now)
+    }
+
+    /// NAT, server to client: SNAT back to the VIP.
+    fn nat_out(&mut self, slot: u32, service: u32, dest: u32, frame: &mut [u8]) -> Action {
+        let c = self.conns.get(slot);
+        let (client, peer) = (c.client, (c.peer_port, c.peer_mac));
+        let vip = Endpoint::v4(client.dst, client.dport);
+        if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], Some(vip), None).is_err() {
+            return Action::Drop(DropReason::MalformedL4);
+        }
+        self.send_to_client(service, dest, peer, frame)
+    }
+
+    /// FullNAT, client to server: from the local address to the real
+    /// server, with the client's address in a TOA on the first segment
+    /// after the SYN (it may grow the frame into `buf`'s tail room).
+    #[allow(clippy::too_many_arguments)]
+    fn fullnat_in(&mut self, slot: u32, service: u32, dest: u32, flags: u8, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
+        let c = self.conns.get(slot);
+        let (local, real, toa_pending, client) = (c.local, c.real, c.toa_pending, c.client);
+        let (Some((laddr, lport)), rport) = (local, self.services[service as usize].real_ports[dest as usize]) else {
+            return Action::Drop(DropReason::NoLocalPort);
+        };
+        let ip = &mut buf[*head + ethernet::HEADER_LEN..*head + *len];
+        if nat::rewrite(ip, Some(Endpoint::v4(laddr, lport)), Some(Endpoint::v4(real, rport))).is_err() {
+            return Action::Drop(DropReason::MalformedL4);
+        }
+        if toa_pending && flags & proto::l4::tcp_flags::SYN == 0 {
+            self.conns.toa_sent(&client);
+            let ip_len = *len - ethernet::HEADER_LEN;
+            match toa::insert_toa(&mut buf[*head + ethernet::HEADER_LEN..], ip_len, Endpoint::v4(client.src, client.sport)) {
+                Ok(toa::Toa::Inserted { len: n }) => {
+                    *len = n + ethernet::HEADER_LEN;
+                    self.counters.toa_inserted.inc();
+                }
+                Ok(_) | Err(_) => self.counters.toa_skipped.inc(),
+            }
+        }
+        self.send_to_real(service, dest, &mut buf[*head..*head + *len], now)
+    }
+
+    /// FullNAT, server to client: back from the VIP to the client.
+    fn fullnat_out(&mut self, slot: u32, service: u32, dest: u32, flags: u8, frame: &mut [u8]) -> Action {
+        let c = self.conns.get(slot);
+        let (client, peer) = (c.client, (c.peer_port, c.peer_mac));
+        let ip = &mut frame[ethernet::HEADER_LEN..];
+        // The client's segments must still fit once a TOA is added.
+        if flags & proto::l4::tcp_flags::SYN != 0 {
+            let _ = toa::clamp_mss(ip, toa::toa_len(client.src.into()) as u16);
+        }
+        let (vip, client) = (Endpoint::v4(client.dst, client.dport), Endpoint::v4(client.src, client.sport));
+        if nat::rewrite(ip, Some(vip), Some(client)).is_err() {
+            return Action::Drop(DropReason::MalformedL4);
+        }
+        self.send_to_client(service, dest, peer, frame)
     }
 
     /// The general parser, through the views, for what [`fast_parse`]
