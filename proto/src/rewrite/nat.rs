@@ -100,7 +100,7 @@ fn fix_l4(l4: &mut [u8], layout: &L4, src_port: Option<u16>, dst_port: Option<u1
 /// Rewrites the source and/or destination of the IP packet in `packet`
 /// (starting at the IP header). The new addresses must be of the packet's
 /// family. Fragments other than the first have no L4 header: rejected.
-#[inline]
+#[inline(always)]
 pub fn rewrite(packet: &mut [u8], src: Option<Endpoint>, dst: Option<Endpoint>) -> Result<()> {
     // The common case inline (it is most of NAT's per-packet work); the
     // general path out of line.
@@ -150,7 +150,7 @@ fn halves(x: u32) -> u32 {
 /// summed once (RFC 1624: the checksum moves by the sum of ~old + new over
 /// the changed words) and applied to both checksums. `None`: not that
 /// shape, nothing written (the general path decides).
-#[inline]
+#[inline(always)]
 fn rewrite_v4_plain(p: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>) -> Option<()> {
     // 40 bytes: the header and a TCP header (or UDP's and more); shorter
     // packets take the general path.
