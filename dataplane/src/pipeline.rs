@@ -58,22 +58,30 @@ struct ServiceState {
     retired: bool,
     proto: L4Proto,
     mode: ForwardingMode,
-    /// Each real server's port (NAT may map ports).
-    real_ports: Vec<u16>,
     /// Real servers, their counts on this core, and the scheduler.
     pool: Pool,
-    reals: Vec<Ipv4Addr>,
-    /// Each real server's slot in the neighbor table.
-    neighbor_slots: Vec<u32>,
-    /// Each real server's slot on the snapshot's health board (`u32::MAX`:
-    /// none, e.g. removed by a reload).
-    health_slots: Vec<u32>,
+    /// Per real server (the pool's index): what forwarding needs and this
+    /// core's counts, in one record (one bounds check, one cache line).
+    dests: Vec<Dest>,
     /// FullNAT: the local addresses, and this core's ports on them.
     local_addrs: Vec<Ipv4Addr>,
     local_ports: Option<LocalPorts>,
-    /// Per real server: connections and traffic (this core's, plain
-    /// integers: only this core touches them; views copy them out).
-    traffic: Vec<Traffic>,
+}
+
+/// One real server of a service, on one core.
+#[derive(Debug, Clone, Copy)]
+struct Dest {
+    addr: Ipv4Addr,
+    /// Its port (NAT may map ports).
+    port: u16,
+    /// Its next hop's slot in the neighbor table (`u32::MAX`: none).
+    neighbor_slot: u32,
+    /// Its slot on the snapshot's health board (`u32::MAX`: none, e.g.
+    /// removed by a reload).
+    health_slot: u32,
+    /// Connections and traffic (plain integers: only this core touches
+    /// them; views copy them out).
+    traffic: Traffic,
 }
 
 /// One real server's connections and traffic on one core.
@@ -223,8 +231,9 @@ impl Pipeline {
             }
             // Retired FullNAT services still get their replies.
             self.local_addrs.extend(s.local_addrs.iter().copied());
-            s.neighbor_slots =
-                s.reals.iter().map(|r| self.snapshot.next_hop(*r).and_then(|(hop, _)| self.neighbors.slot_of(hop)).map_or(u32::MAX, |x| x as u32)).collect();
+            for d in &mut s.dests {
+                d.neighbor_slot = self.snapshot.next_hop(d.addr).and_then(|(hop, _)| self.neighbors.slot_of(hop)).map_or(u32::MAX, |x| x as u32);
+            }
         }
         self.steering = self.cores > 1 && self.services.iter().any(|s| matches!(s.mode, ForwardingMode::Nat | ForwardingMode::FullNat));
     }
@@ -270,7 +279,7 @@ impl Pipeline {
                 s.retired = true;
             }
             if s.retired {
-                s.health_slots.fill(u32::MAX);
+                s.dests.iter_mut().for_each(|d| d.health_slot = u32::MAX);
             }
         }
         self.conns.set_timeouts(new.timeouts);
@@ -287,9 +296,9 @@ impl Pipeline {
         let board = &self.snapshot.health;
         self.health_seen = board.generation();
         for s in &mut self.services {
-            for (d, &slot) in s.health_slots.iter().enumerate() {
-                if slot != u32::MAX {
-                    s.pool.set_available(d, board.is_up(slot as usize));
+            for (i, d) in s.dests.iter().enumerate() {
+                if d.health_slot != u32::MAX {
+                    s.pool.set_available(i, board.is_up(d.health_slot as usize));
                 }
             }
         }
@@ -546,7 +555,7 @@ impl Pipeline {
     /// NAT, client to server: DNAT to the real server.
     fn nat_in(&mut self, slot: u32, service: u32, dest: u32, frame: &mut [u8], now: u64) -> Action {
         let real = self.conns.get(slot).real;
-        let rport = self.services[service as usize].real_ports[dest as usize];
+        let rport = self.services[service as usize].dests[dest as usize].port;
         if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(Endpoint::v4(real, rport))).is_err() {
             return Action::Drop(DropReason::MalformedL4);
         }
@@ -571,7 +580,7 @@ impl Pipeline {
     fn fullnat_in(&mut self, slot: u32, service: u32, dest: u32, flags: u8, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
         let c = self.conns.get(slot);
         let (local, real, toa_pending, client) = (c.local, c.real, c.toa_pending, c.client);
-        let (Some((laddr, lport)), rport) = (local, self.services[service as usize].real_ports[dest as usize]) else {
+        let (Some((laddr, lport)), rport) = (local, self.services[service as usize].dests[dest as usize].port) else {
             return Action::Drop(DropReason::NoLocalPort);
         };
         let ip = &mut buf[*head + ethernet::HEADER_LEN..*head + *len];
@@ -699,7 +708,7 @@ impl Pipeline {
         let Some(i) = s.pool.schedule(&flow, active, now) else {
             return Err(Some(DropReason::NoRealServer));
         };
-        let real = s.reals[i];
+        let real = s.dests[i].addr;
         let local = match s.local_ports.as_mut() {
             Some(lp) => match lp.take() {
                 Some(l) => Some(l),
@@ -712,7 +721,7 @@ impl Pipeline {
         };
         // Replies come back as real:rport -> client:cport (NAT) or
         // real:rport -> local:lport (FullNAT).
-        let rport = s.real_ports[i];
+        let rport = s.dests[i].port;
         let out = match (s.mode, local) {
             (ForwardingMode::Nat, _) => Some(FlowKey { proto: key.proto, src: real, dst: key.src, sport: rport, dport: key.sport }),
             (ForwardingMode::FullNat, Some((laddr, lport))) => Some(FlowKey { proto: key.proto, src: real, dst: laddr, sport: rport, dport: lport }),
@@ -728,17 +737,17 @@ impl Pipeline {
         };
         self.counters.conns_created.inc();
         self.counters.conns_active.set(self.conns.len() as u64);
-        self.services[svc as usize].traffic[i].conns += 1;
+        self.services[svc as usize].dests[i].traffic.conns += 1;
         Ok(conn)
     }
 
     /// Sends the frame to the connection's real server (L2 only).
     fn send_to_real(&mut self, service: u32, dest: u32, frame: &mut [u8], now: u64) -> Action {
-        let t = &mut self.services[service as usize].traffic[dest as usize];
-        t.pkts_in += 1;
-        t.bytes_in += frame.len() as u64;
+        let d = &mut self.services[service as usize].dests[dest as usize];
+        d.traffic.pkts_in += 1;
+        d.traffic.bytes_in += frame.len() as u64;
         // The neighbor slot knows the port on whose subnet the server is.
-        let slot = self.services[service as usize].neighbor_slots[dest as usize] as usize;
+        let slot = d.neighbor_slot as usize;
         let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
             self.neighbors.request_soon_slot(slot, now);
             return Action::Drop(DropReason::NeighborUnresolved);
@@ -803,7 +812,7 @@ impl Pipeline {
             return Action::Drop(DropReason::IcmpNoConnection);
         };
         let s = &self.services[conn.service as usize];
-        let real = Endpoint::v4(conn.real, s.real_ports[conn.dest as usize]);
+        let real = Endpoint::v4(conn.real, s.dests[conn.dest as usize].port);
         let client = Endpoint::v4(conn.client.src, conn.client.sport);
         let vip = Endpoint::v4(conn.client.dst, conn.client.dport);
         let ip = &mut buf[*head + ethernet::HEADER_LEN..*head + *len];
@@ -839,12 +848,11 @@ impl Pipeline {
     /// server's subnet to the server, using the buffer's headroom.
     #[allow(clippy::too_many_arguments)]
     fn tunnel_to_real(&mut self, service: u32, dest: u32, real: Ipv4Addr, in_port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
-        let s = &mut self.services[service as usize];
+        let d = &mut self.services[service as usize].dests[dest as usize];
         // Counted as received (as IPVS), without the outer header.
-        let t = &mut s.traffic[dest as usize];
-        t.pkts_in += 1;
-        t.bytes_in += *len as u64;
-        let slot = s.neighbor_slots[dest as usize] as usize;
+        d.traffic.pkts_in += 1;
+        d.traffic.bytes_in += *len as u64;
+        let slot = d.neighbor_slot as usize;
         let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
             self.neighbors.request_soon_slot(slot, now);
             return Action::Drop(DropReason::NeighborUnresolved);
@@ -904,7 +912,7 @@ impl Pipeline {
     /// Sends a reply back where the client's packets came from.
     /// `peer`: the port and MAC the client's packets come from.
     fn send_to_client(&mut self, service: u32, dest: u32, peer: (u16, MacAddr), frame: &mut [u8]) -> Action {
-        let t = &mut self.services[service as usize].traffic[dest as usize];
+        let t = &mut self.services[service as usize].dests[dest as usize].traffic;
         t.pkts_out += 1;
         t.bytes_out += frame.len() as u64;
         self.send(peer.0, peer.1, frame)
@@ -957,10 +965,11 @@ impl Pipeline {
                 retired: s.retired,
                 dests: (0..s.pool.len())
                     .map(|d| {
-                        let (p, t) = (s.pool.dest(d), s.traffic[d]);
+                        let (p, x) = (s.pool.dest(d), s.dests[d]);
+                        let t = x.traffic;
                         DestView {
-                            addr: s.reals[d],
-                            port: s.real_ports[d],
+                            addr: x.addr,
+                            port: x.port,
                             weight: p.weight(),
                             active: p.active,
                             inactive: p.inactive,
@@ -1000,7 +1009,7 @@ impl Pipeline {
                 proto: s.proto,
                 client: (c.client.src, c.client.sport),
                 virt: (c.client.dst, c.client.dport),
-                real: (c.real, s.real_ports.get(c.dest as usize).copied().unwrap_or(0)),
+                real: (c.real, s.dests.get(c.dest as usize).map_or(0, |d| d.port)),
                 local: c.local,
                 state,
                 expires_in_s: (c.expires - now).div_ceil(1_000_000_000),
@@ -1148,6 +1157,13 @@ fn dest_config(s: &Service, r: &crate::config::RealServer, cores: u32) -> DestCo
     }
 }
 
+impl Dest {
+    /// A real server as configured; its neighbor slot is set by `reindex`.
+    fn new(addr: Ipv4Addr, port: u16, health_slot: u32) -> Self {
+        Dest { addr, port, neighbor_slot: u32::MAX, health_slot, traffic: Traffic::default() }
+    }
+}
+
 /// A service's state on one core; its real servers' health slots start at
 /// `health_base` (`u32::MAX`: no health board).
 fn build_service(s: &Service, cores: u32, core: u32, health_base: u32) -> Result<ServiceState, SnapshotError> {
@@ -1159,14 +1175,10 @@ fn build_service(s: &Service, cores: u32, core: u32, health_base: u32) -> Result
         retired: false,
         proto: s.proto,
         mode: s.mode,
-        real_ports: s.reals.iter().map(|r| r.port.unwrap_or(s.port)).collect(),
         pool,
-        reals: s.reals.iter().map(|r| r.addr).collect(),
-        neighbor_slots: Vec::new(),
-        health_slots: (0..s.reals.len() as u32).map(|j| health_base.saturating_add(j)).collect(),
+        dests: s.reals.iter().zip(0..).map(|(r, j)| Dest::new(r.addr, r.port.unwrap_or(s.port), health_base.saturating_add(j))).collect(),
         local_addrs: s.local_addrs.clone(),
         local_ports: (s.mode == ForwardingMode::FullNat).then(|| LocalPorts::new(&s.local_addrs, core, cores)),
-        traffic: vec![Traffic::default(); s.reals.len()],
     })
 }
 
@@ -1177,23 +1189,20 @@ fn update_service(st: &mut ServiceState, s: &Service, cores: u32, health_base: u
     st.pool.reconfigure(s.scheduler, s.persistence).map_err(err)?;
     let mut keep = vec![false; st.pool.len()];
     // Removed servers have no slot on the new board.
-    st.health_slots.fill(u32::MAX);
+    st.dests.iter_mut().for_each(|d| d.health_slot = u32::MAX);
     for (j, r) in s.reals.iter().enumerate() {
         let cfg = dest_config(s, r, cores);
         let slot = health_base.saturating_add(j as u32);
         match st.pool.find(cfg.addr, cfg.port) {
             Some(d) => {
-                st.health_slots[d] = slot;
+                st.dests[d].health_slot = slot;
                 keep[d] = true;
                 st.pool.set_weight(d, cfg.weight).map_err(err)?;
                 st.pool.set_thresholds(d, cfg.upper_threshold, cfg.lower_threshold).map_err(err)?;
             }
             None => {
                 st.pool.add(cfg).map_err(err)?;
-                st.reals.push(r.addr);
-                st.real_ports.push(cfg.port);
-                st.traffic.push(Traffic::default());
-                st.health_slots.push(slot);
+                st.dests.push(Dest::new(r.addr, cfg.port, slot));
                 keep.push(true);
             }
         }
