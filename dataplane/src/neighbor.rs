@@ -188,9 +188,20 @@ impl NeighborTable {
     /// As [`Self::resolve`], by slot.
     #[inline]
     pub fn resolve_slot(&self, i: usize, now: u64) -> Option<(MacAddr, u16)> {
+        Some((self.mac_of_slot(i, now)?, self.port_of_slot(i)?))
+    }
+
+    /// The MAC of slot `i`, if known and not expired.
+    #[inline]
+    pub fn mac_of_slot(&self, i: usize, now: u64) -> Option<MacAddr> {
         let (mac, confirmed) = self.shared.get(i);
         let mac = mac?;
-        (now.saturating_sub(confirmed) < self.expire_ns).then_some((mac, self.shared.addrs.get(i)?.1))
+        (now.saturating_sub(confirmed) < self.expire_ns).then_some(mac)
+    }
+
+    /// The port slot `i`'s address is reached on (fixed for the slot).
+    pub fn port_of_slot(&self, i: usize) -> Option<u16> {
+        Some(self.shared.addrs.get(i)?.1)
     }
 
     /// Records that `ip` is at `mac`; ignored unless `ip` is wanted.

@@ -74,8 +74,12 @@ struct Dest {
     addr: Ipv4Addr,
     /// Its port (NAT may map ports).
     port: u16,
-    /// Its next hop's slot in the neighbor table (`u32::MAX`: none).
+    /// Its next hop's slot in the neighbor table (`u32::MAX`: none), the
+    /// port that next hop is on and our MAC there (fixed per slot: kept
+    /// here so a packet does not look them up).
     neighbor_slot: u32,
+    out_port: u16,
+    out_mac: MacAddr,
     /// Its slot on the snapshot's health board (`u32::MAX`: none, e.g.
     /// removed by a reload).
     health_slot: u32,
@@ -232,7 +236,15 @@ impl Pipeline {
             // Retired FullNAT services still get their replies.
             self.local_addrs.extend(s.local_addrs.iter().copied());
             for d in &mut s.dests {
-                d.neighbor_slot = self.snapshot.next_hop(d.addr).and_then(|(hop, _)| self.neighbors.slot_of(hop)).map_or(u32::MAX, |x| x as u32);
+                let slot = self.snapshot.next_hop(d.addr).and_then(|(hop, _)| self.neighbors.slot_of(hop));
+                let port = slot.and_then(|i| self.neighbors.port_of_slot(i));
+                let iface = port.and_then(|p| self.iface_of_port.get(usize::from(p))).filter(|&&k| k != u8::MAX);
+                match (slot, port, iface) {
+                    (Some(slot), Some(port), Some(&k)) => {
+                        (d.neighbor_slot, d.out_port, d.out_mac) = (slot as u32, port, self.snapshot.interfaces[usize::from(k)].mac);
+                    }
+                    _ => d.neighbor_slot = u32::MAX,
+                }
             }
         }
         self.steering = self.cores > 1 && self.services.iter().any(|s| matches!(s.mode, ForwardingMode::Nat | ForwardingMode::FullNat));
@@ -746,13 +758,12 @@ impl Pipeline {
         let d = &mut self.services[service as usize].dests[dest as usize];
         d.traffic.pkts_in += 1;
         d.traffic.bytes_in += frame.len() as u64;
-        // The neighbor slot knows the port on whose subnet the server is.
-        let slot = d.neighbor_slot as usize;
-        let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
+        let (slot, out_port, out_mac) = (d.neighbor_slot as usize, d.out_port, d.out_mac);
+        let Some(real_mac) = self.neighbors.mac_of_slot(slot, now) else {
             self.neighbors.request_soon_slot(slot, now);
             return Action::Drop(DropReason::NeighborUnresolved);
         };
-        self.send(out_port, real_mac, frame)
+        self.send_from(out_port, out_mac, real_mac, frame)
     }
 
     /// The connection key an ICMPv4 error is about: its embedded packet is
@@ -923,6 +934,11 @@ impl Pipeline {
             Some(&k) if k != u8::MAX => self.snapshot.interfaces[usize::from(k)].mac,
             _ => return Action::Drop(DropReason::NeighborUnresolved),
         };
+        self.send_from(port, src, dst, frame)
+    }
+
+    /// Sends `frame` out of `port` from our MAC there, `src`, to `dst`.
+    fn send_from(&mut self, port: u16, src: MacAddr, dst: MacAddr, frame: &mut [u8]) -> Action {
         match proto::rewrite::direct_route(frame, src, dst) {
             Ok(()) => {
                 self.counters.forwarded.inc();
@@ -1160,7 +1176,7 @@ fn dest_config(s: &Service, r: &crate::config::RealServer, cores: u32) -> DestCo
 impl Dest {
     /// A real server as configured; its neighbor slot is set by `reindex`.
     fn new(addr: Ipv4Addr, port: u16, health_slot: u32) -> Self {
-        Dest { addr, port, neighbor_slot: u32::MAX, health_slot, traffic: Traffic::default() }
+        Dest { addr, port, neighbor_slot: u32::MAX, out_port: 0, out_mac: MacAddr::ZERO, health_slot, traffic: Traffic::default() }
     }
 }
 
