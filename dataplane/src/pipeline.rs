@@ -80,6 +80,8 @@ struct Dest {
     neighbor_slot: u32,
     out_port: u16,
     out_mac: MacAddr,
+    /// The interface of `out_port` (TUN's outer source address and MTU).
+    out_iface: u8,
     /// Its slot on the snapshot's health board (`u32::MAX`: none, e.g.
     /// removed by a reload).
     health_slot: u32,
@@ -241,7 +243,7 @@ impl Pipeline {
                 let iface = port.and_then(|p| self.iface_of_port.get(usize::from(p))).filter(|&&k| k != u8::MAX);
                 match (slot, port, iface) {
                     (Some(slot), Some(port), Some(&k)) => {
-                        (d.neighbor_slot, d.out_port, d.out_mac) = (slot as u32, port, self.snapshot.interfaces[usize::from(k)].mac);
+                        (d.neighbor_slot, d.out_port, d.out_mac, d.out_iface) = (slot as u32, port, self.snapshot.interfaces[usize::from(k)].mac, k);
                     }
                     _ => d.neighbor_slot = u32::MAX,
                 }
@@ -863,24 +865,21 @@ impl Pipeline {
         // Counted as received (as IPVS), without the outer header.
         d.traffic.pkts_in += 1;
         d.traffic.bytes_in += *len as u64;
-        let slot = d.neighbor_slot as usize;
-        let Some((real_mac, out_port)) = self.neighbors.resolve_slot(slot, now) else {
+        let (slot, out_port, out_mac, out_iface) = (d.neighbor_slot as usize, d.out_port, d.out_mac, d.out_iface);
+        let Some(real_mac) = self.neighbors.mac_of_slot(slot, now) else {
             self.neighbors.request_soon_slot(slot, now);
             return Action::Drop(DropReason::NeighborUnresolved);
         };
-        let (addr, mtu) = match self.iface_of_port.get(usize::from(out_port)) {
-            Some(&k) if k != u8::MAX => {
-                let i = &self.snapshot.interfaces[usize::from(k)];
-                (i.addr, i.mtu)
-            }
-            _ => return Action::Drop(DropReason::NeighborUnresolved),
+        let Some(iface) = self.snapshot.interfaces.get(usize::from(out_iface)) else {
+            return Action::Drop(DropReason::NeighborUnresolved);
         };
+        let (addr, mtu) = (iface.addr, iface.mtu);
         self.ip_ident = self.ip_ident.wrapping_add(1);
         match tunnel::ipip_encapsulate(buf, *head, *len, addr, real, self.ip_ident, mtu) {
             Ok(new_head) => {
                 *head = new_head;
                 *len += tunnel::OVERHEAD;
-                self.send(out_port, real_mac, &mut buf[*head..*head + *len])
+                self.send_from(out_port, out_mac, real_mac, &mut buf[*head..*head + *len])
             }
             Err(tunnel::EncapError::NeedsFragmentation { mtu }) => {
                 let h = *head;
@@ -1176,7 +1175,7 @@ fn dest_config(s: &Service, r: &crate::config::RealServer, cores: u32) -> DestCo
 impl Dest {
     /// A real server as configured; its neighbor slot is set by `reindex`.
     fn new(addr: Ipv4Addr, port: u16, health_slot: u32) -> Self {
-        Dest { addr, port, neighbor_slot: u32::MAX, out_port: 0, out_mac: MacAddr::ZERO, health_slot, traffic: Traffic::default() }
+        Dest { addr, port, neighbor_slot: u32::MAX, out_port: 0, out_mac: MacAddr::ZERO, out_iface: 0, health_slot, traffic: Traffic::default() }
     }
 }
 

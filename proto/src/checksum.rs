@@ -39,7 +39,7 @@ pub fn fold(mut acc: u32) -> u16 {
 /// The complement of the folded sum of a 20-byte IPv4 header (one without
 /// options), over five 32-bit words, no loop: the checksum field's value
 /// when that field is zero, and 0 when the header's checksum is right.
-#[inline]
+#[inline(always)]
 pub fn header20(h: &[u8; 20]) -> u16 {
     // Summed in native byte order (no swap per word): the one's complement
     // sum commutes with byte swapping (RFC 1071), so one swap of the result

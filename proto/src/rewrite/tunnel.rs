@@ -42,6 +42,7 @@ impl From<Error> for EncapError {
 /// inside) in IPIP from `outer_src` to `outer_dst`, with IP id `ident`, for
 /// an egress `mtu` (IP bytes). Returns the new start; the frame grew by
 /// [`OVERHEAD`]. On error nothing was changed.
+#[inline]
 pub fn ipip_encapsulate(
     buf: &mut [u8],
     start: usize,
