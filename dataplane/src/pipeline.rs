@@ -122,6 +122,9 @@ pub struct Pipeline {
     local_addrs: hashbrown::HashSet<Ipv4Addr>,
     /// Interface index by DPDK port id (`u8::MAX`: not ours).
     iface_of_port: Vec<u8>,
+    /// Our MAC on each DPDK port, packed ([`pack_mac`]; `u64::MAX`, which
+    /// no MAC packs to: not ours): the first check every frame meets.
+    port_mac: Vec<u64>,
     /// Egress port of each real server address.
     neighbors: NeighborTable,
     conns: ConnTable,
@@ -142,6 +145,12 @@ pub struct Pipeline {
     health_seen: u64,
     /// The snapshot's flag, kept here: every packet of a connection reads it.
     expire_nodest_conn: bool,
+}
+
+/// A MAC address as a number (below 2^48).
+#[inline]
+fn pack_mac(m: [u8; 6]) -> u64 {
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
 }
 
 /// The core that owns a connection of the client `addr`:`port`. Both
@@ -200,6 +209,7 @@ impl Pipeline {
             iface_of_port[usize::from(i.port)] = u8::try_from(k).map_err(|_| SnapshotError("more than 254 interfaces".into()))?;
         }
         let mut p = Pipeline {
+            port_mac: iface_of_port.iter().map(|&k| if k == u8::MAX { u64::MAX } else { pack_mac(snapshot.interfaces[usize::from(k)].mac.0) }).collect(),
             iface_of_port,
             neighbors: NeighborTable::new(neighbors, snapshot.arp),
             conns: ConnTable::new(snapshot.max_connections_per_core, snapshot.timeouts),
@@ -425,6 +435,17 @@ impl Pipeline {
         let Some(frame) = buf.get_mut(*head..head.saturating_add(*len)) else {
             return Action::Drop(DropReason::MalformedFrame);
         };
+        // The common case first: IPv4 to our MAC on this port.
+        if let (Some(&ours), Some(h)) = (self.port_mac.get(usize::from(port)), frame.first_chunk::<{ ethernet::HEADER_LEN }>()) {
+            if pack_mac(h[..6].try_into().unwrap_or_default()) == ours && h[12..14] == [0x08, 0x00] {
+                return self.ipv4(port, buf, head, len, now);
+            }
+        }
+        self.classify_other(port, frame, now)
+    }
+
+    /// The rest of [`Self::classify`]: ARP, broadcasts, frames not for us.
+    fn classify_other(&mut self, port: u16, frame: &mut [u8], now: u64) -> Action {
         let iface_idx = match self.iface_of_port.get(usize::from(port)) {
             Some(&k) if k != u8::MAX => usize::from(k),
             _ => return Action::Drop(DropReason::NotOurMac),
@@ -438,7 +459,7 @@ impl Pipeline {
             return Action::Drop(DropReason::NotOurMac);
         }
         match ethertype {
-            ethertype::IPV4 if dst_mac == our_mac => self.ipv4(port, buf, head, len, now),
+            // IPv4 to our own MAC never gets here.
             ethertype::IPV4 => Action::Drop(DropReason::NotOurMac),
             ethertype::ARP => self.arp(iface_idx, frame, now),
             _ => Action::Drop(DropReason::UnsupportedEthertype),
