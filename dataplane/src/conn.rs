@@ -297,7 +297,8 @@ impl ConnTable {
             self.remove(r.slot);
             return Lookup::Expired(old);
         }
-        let was_active = slot.conn.is_active();
+        // UDP and ICMP flows are always active; a TCP one as its state.
+        let (mut was_active, mut active) = (true, true);
         if let Some(s) = slot.conn.tcp {
             // A client that reuses the port of a connection that is
             // closing starts a new one (IPVS's conn_reuse_mode=1): it is
@@ -313,16 +314,17 @@ impl ConnTable {
                 slot.conn.tcp = Some(next);
                 slot.timer = timer_class(proto, Some(next));
             }
+            (was_active, active) = (s.is_active(), next.is_active());
         }
-        slot.conn.expires = now + self.timeouts[usize::from(slot.timer & 7)];
-        let c = &slot.conn;
-        let hit = Lookup::Hit { slot: r.slot, dir: r.dir, service: c.service, dest: c.dest, was_active, active: c.is_active() };
-        if slot.conn.expires < slot.filed_at {
+        let expires = now + self.timeouts[usize::from(slot.timer & 7)];
+        slot.conn.expires = expires;
+        let (service, dest) = (slot.conn.service, slot.conn.dest);
+        if expires < slot.filed_at {
             // A shorter timeout (closing): refile now, or it would linger.
             self.unlink(r.slot);
             self.link(r.slot);
         }
-        hit
+        Lookup::Hit { slot: r.slot, dir: r.dir, service, dest, was_active, active }
     }
 
     /// The connection in `slot` (from [`Lookup::Hit`]).
