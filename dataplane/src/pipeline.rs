@@ -777,6 +777,7 @@ impl Pipeline {
     }
 
     /// Sends the frame to the connection's real server (L2 only).
+    #[inline(always)]
     fn send_to_real(&mut self, service: u32, dest: u32, frame: &mut [u8], now: u64) -> Action {
         let d = &mut self.services[service as usize].dests[dest as usize];
         d.traffic.pkts_in += 1;
