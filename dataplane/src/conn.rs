@@ -19,6 +19,7 @@ use crate::config::{L4Proto, Timeouts};
 use core::net::Ipv4Addr;
 use hashbrown::HashMap;
 use proto::l4::tcp_flags;
+use proto::rewrite::nat::Delta4;
 use proto::MacAddr;
 
 const SEC: u64 = 1_000_000_000;
@@ -100,6 +101,9 @@ pub struct Conn {
     pub peer_port: u16,
     /// FullNAT: the local address and port the connection uses.
     pub local: Option<(Ipv4Addr, u16)>,
+    /// NAT and FullNAT: the checksum change of the rewrite of each
+    /// direction (in, out), worked out once.
+    pub nat: [Delta4; 2],
     /// FullNAT TCP: the TOA still has to go on the next client segment.
     pub toa_pending: bool,
     pub tcp: Option<TcpState>,
@@ -116,6 +120,8 @@ pub struct Binding {
     pub peer_mac: MacAddr,
     pub peer_port: u16,
     pub local: Option<(Ipv4Addr, u16)>,
+    /// See [`Conn::nat`].
+    pub nat: [Delta4; 2],
 }
 
 impl Conn {
@@ -394,6 +400,7 @@ impl ConnTable {
             peer_mac: to.peer_mac,
             peer_port: to.peer_port,
             local: to.local,
+            nat: to.nat,
             toa_pending: to.local.is_some() && proto == L4Proto::Tcp,
             tcp,
             expires: now + self.timeouts[usize::from(timer_class(proto, tcp))],
@@ -487,7 +494,7 @@ mod tests {
     }
 
     fn b(service: u32, dest: u32) -> Binding {
-        Binding { service, dest, real: RS, peer_mac: MacAddr([2, 0, 0, 0, 0, 10]), peer_port: 0, local: None }
+        Binding { service, dest, real: RS, peer_mac: MacAddr([2, 0, 0, 0, 0, 10]), peer_port: 0, local: None, nat: Default::default() }
     }
 
     /// Runs a lookup that must hit; returns a copy of the connection.

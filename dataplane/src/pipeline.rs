@@ -12,6 +12,7 @@ use proto::arp::{self, ArpPacket};
 use proto::ethernet::{self, ethertype, EthernetFrame};
 use proto::ipv4::{protocol, Ipv4Packet};
 use proto::l4::{TcpSegment, UdpDatagram};
+use proto::rewrite::nat::Delta4;
 use proto::rewrite::{icmp_error, nat, toa, tunnel, Endpoint};
 use proto::MacAddr;
 use sched::{DestConfig, Flow, Pool};
@@ -145,6 +146,16 @@ pub struct Pipeline {
     health_seen: u64,
     /// The snapshot's flag, kept here: every packet of a connection reads it.
     expire_nodest_conn: bool,
+}
+
+/// The NAT rewrite of a connection's IP packet `ip`, with the checksum
+/// change worked out when the connection was made; packets of other
+/// shapes (IP options, ICMP echoes) through the general rewrite. False:
+/// malformed.
+#[inline(always)]
+fn nat_rewrite(ip: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>, delta: Delta4) -> bool {
+    let endpoint = |e: Option<(Ipv4Addr, u16)>| e.map(|(a, p)| Endpoint::v4(a, p));
+    nat::rewrite_v4_known(ip, src, dst, delta).is_some() || nat::rewrite(ip, endpoint(src), endpoint(dst)).is_ok()
 }
 
 /// A MAC address as a number (below 2^48).
@@ -589,9 +600,10 @@ impl Pipeline {
 
     /// NAT, client to server: DNAT to the real server.
     fn nat_in(&mut self, slot: u32, service: u32, dest: u32, frame: &mut [u8], now: u64) -> Action {
-        let real = self.conns.get(slot).real;
+        let c = self.conns.get(slot);
+        let (real, delta) = (c.real, c.nat[0]);
         let rport = self.services[service as usize].dests[dest as usize].port;
-        if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(Endpoint::v4(real, rport))).is_err() {
+        if !nat_rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some((real, rport)), delta) {
             return Action::Drop(DropReason::MalformedL4);
         }
         self.send_to_real(service, dest, frame, now)
@@ -600,9 +612,8 @@ impl Pipeline {
     /// NAT, server to client: SNAT back to the VIP.
     fn nat_out(&mut self, slot: u32, service: u32, dest: u32, frame: &mut [u8]) -> Action {
         let c = self.conns.get(slot);
-        let (client, peer) = (c.client, (c.peer_port, c.peer_mac));
-        let vip = Endpoint::v4(client.dst, client.dport);
-        if nat::rewrite(&mut frame[ethernet::HEADER_LEN..], Some(vip), None).is_err() {
+        let (client, peer, delta) = (c.client, (c.peer_port, c.peer_mac), c.nat[1]);
+        if !nat_rewrite(&mut frame[ethernet::HEADER_LEN..], Some((client.dst, client.dport)), None, delta) {
             return Action::Drop(DropReason::MalformedL4);
         }
         self.send_to_client(service, dest, peer, frame)
@@ -614,12 +625,12 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn fullnat_in(&mut self, slot: u32, service: u32, dest: u32, flags: u8, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
         let c = self.conns.get(slot);
-        let (local, real, toa_pending, client) = (c.local, c.real, c.toa_pending, c.client);
-        let (Some((laddr, lport)), rport) = (local, self.services[service as usize].dests[dest as usize].port) else {
+        let (local, real, toa_pending, client, delta) = (c.local, c.real, c.toa_pending, c.client, c.nat[0]);
+        let (Some(local), rport) = (local, self.services[service as usize].dests[dest as usize].port) else {
             return Action::Drop(DropReason::NoLocalPort);
         };
         let ip = &mut buf[*head + ethernet::HEADER_LEN..*head + *len];
-        if nat::rewrite(ip, Some(Endpoint::v4(laddr, lport)), Some(Endpoint::v4(real, rport))).is_err() {
+        if !nat_rewrite(ip, Some(local), Some((real, rport)), delta) {
             return Action::Drop(DropReason::MalformedL4);
         }
         if toa_pending && flags & proto::l4::tcp_flags::SYN == 0 {
@@ -639,14 +650,13 @@ impl Pipeline {
     /// FullNAT, server to client: back from the VIP to the client.
     fn fullnat_out(&mut self, slot: u32, service: u32, dest: u32, flags: u8, frame: &mut [u8]) -> Action {
         let c = self.conns.get(slot);
-        let (client, peer) = (c.client, (c.peer_port, c.peer_mac));
+        let (client, peer, delta) = (c.client, (c.peer_port, c.peer_mac), c.nat[1]);
         let ip = &mut frame[ethernet::HEADER_LEN..];
         // The client's segments must still fit once a TOA is added.
         if flags & proto::l4::tcp_flags::SYN != 0 {
             let _ = toa::clamp_mss(ip, toa::toa_len(client.src.into()) as u16);
         }
-        let (vip, client) = (Endpoint::v4(client.dst, client.dport), Endpoint::v4(client.src, client.sport));
-        if nat::rewrite(ip, Some(vip), Some(client)).is_err() {
+        if !nat_rewrite(ip, Some((client.dst, client.dport)), Some((client.src, client.sport)), delta) {
             return Action::Drop(DropReason::MalformedL4);
         }
         self.send_to_client(service, dest, peer, frame)
@@ -762,7 +772,14 @@ impl Pipeline {
             (ForwardingMode::FullNat, Some((laddr, lport))) => Some(FlowKey { proto: key.proto, src: real, dst: laddr, sport: rport, dport: lport }),
             _ => None,
         };
-        let to = Binding { service: svc, dest: i as u32, real, peer_mac: src_mac, peer_port: port, local };
+        // Each direction's rewrite, from the tuple its packets carry.
+        let (client, vip, server) = ((key.src, key.sport), (key.dst, key.dport), (real, rport));
+        let nat = match (s.mode, local) {
+            (ForwardingMode::Nat, _) => [Delta4::new([client, vip], [None, Some(server)]), Delta4::new([server, client], [Some(vip), None])],
+            (ForwardingMode::FullNat, Some(l)) => [Delta4::new([client, vip], [Some(l), Some(server)]), Delta4::new([server, l], [Some(vip), Some(client)])],
+            _ => Default::default(),
+        };
+        let to = Binding { service: svc, dest: i as u32, real, peer_mac: src_mac, peer_port: port, local, nat };
         let Some(conn) = self.conns.insert(key, out, proto, flags, to, now) else {
             s.pool.closed(i, active, flow.src, now);
             if let (Some(lp), Some(l)) = (s.local_ports.as_mut(), local) {
