@@ -361,9 +361,10 @@ impl ConnTable {
     }
 
     /// Marks the TOA of `key`'s connection as sent.
-    pub fn toa_sent(&mut self, key: &FlowKey) {
-        if let Some(&r) = self.index.get(key) {
-            self.slots[r.slot as usize].conn.toa_pending = false;
+    /// Marks the TOA of the connection in `slot` as sent.
+    pub fn toa_sent(&mut self, slot: u32) {
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            s.conn.toa_pending = false;
         }
     }
 

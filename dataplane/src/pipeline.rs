@@ -548,7 +548,14 @@ impl Pipeline {
                 }
                 (slot, dir, service, dest)
             }
-            missed => match self.first_packet(missed, key, proto, flags, src_mac, port, now) {
+            Lookup::Expired(c) => {
+                self.release_expired(&c, now);
+                match self.first_packet(key, proto, flags, src_mac, port, now) {
+                    Ok(c) => c,
+                    Err(action) => return action,
+                }
+            }
+            Lookup::Miss => match self.first_packet(key, proto, flags, src_mac, port, now) {
                 Ok(c) => c,
                 Err(action) => return action,
             },
@@ -570,24 +577,17 @@ impl Pipeline {
         }
     }
 
-    /// A packet that matched no live connection: releases the expired one
-    /// it may have found, then opens a new connection (or says why not).
-    /// Returns the new entry's slot, direction, service and real server.
-    #[allow(clippy::too_many_arguments)]
-    fn first_packet(
-        &mut self,
-        missed: Lookup,
-        key: FlowKey,
-        proto: L4Proto,
-        flags: u8,
-        src_mac: MacAddr,
-        port: u16,
-        now: u64,
-    ) -> Result<(u32, Dir, u32, u32), Action> {
-        if let Lookup::Expired(c) = missed {
-            release(&mut self.services, &c, now);
-            self.counters.conns_expired.inc();
-        }
+    /// Counts the end of a connection the lookup found over.
+    #[cold]
+    fn release_expired(&mut self, c: &Conn, now: u64) {
+        release(&mut self.services, c, now);
+        self.counters.conns_expired.inc();
+    }
+
+    /// A packet that matched no live connection: opens a new connection
+    /// (or says why not). Returns the new entry's slot, direction, service
+    /// and real server.
+    fn first_packet(&mut self, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<(u32, Dir, u32, u32), Action> {
         match self.new_connection(key, proto, flags, src_mac, port, now) {
             Ok(slot) => {
                 let c = self.conns.get(slot);
@@ -625,7 +625,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn fullnat_in(&mut self, slot: u32, service: u32, dest: u32, flags: u8, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
         let c = self.conns.get(slot);
-        let (local, real, toa_pending, client, delta) = (c.local, c.real, c.toa_pending, c.client, c.nat[0]);
+        let (local, real, toa_pending, delta) = (c.local, c.real, c.toa_pending, c.nat[0]);
         let (Some(local), rport) = (local, self.services[service as usize].dests[dest as usize].port) else {
             return Action::Drop(DropReason::NoLocalPort);
         };
@@ -634,17 +634,26 @@ impl Pipeline {
             return Action::Drop(DropReason::MalformedL4);
         }
         if toa_pending && flags & proto::l4::tcp_flags::SYN == 0 {
-            self.conns.toa_sent(&client);
-            let ip_len = *len - ethernet::HEADER_LEN;
-            match toa::insert_toa(&mut buf[*head + ethernet::HEADER_LEN..], ip_len, Endpoint::v4(client.src, client.sport)) {
-                Ok(toa::Toa::Inserted { len: n }) => {
-                    *len = n + ethernet::HEADER_LEN;
-                    self.counters.toa_inserted.inc();
-                }
-                Ok(_) | Err(_) => self.counters.toa_skipped.inc(),
-            }
+            self.add_toa(slot, buf, *head, len);
         }
         self.send_to_real(service, dest, &mut buf[*head..*head + *len], now)
+    }
+
+    /// Puts the client's address in a TOA on the FullNAT segment at
+    /// `buf[head..]` (`*len` grows), once per connection.
+    #[cold]
+    #[inline(never)]
+    fn add_toa(&mut self, slot: u32, buf: &mut [u8], head: usize, len: &mut usize) {
+        let client = self.conns.get(slot).client;
+        self.conns.toa_sent(slot);
+        let ip_len = *len - ethernet::HEADER_LEN;
+        match toa::insert_toa(&mut buf[head + ethernet::HEADER_LEN..], ip_len, Endpoint::v4(client.src, client.sport)) {
+            Ok(toa::Toa::Inserted { len: n }) => {
+                *len = n + ethernet::HEADER_LEN;
+                self.counters.toa_inserted.inc();
+            }
+            Ok(_) | Err(_) => self.counters.toa_skipped.inc(),
+        }
     }
 
     /// FullNAT, server to client: back from the VIP to the client.
