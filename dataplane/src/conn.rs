@@ -15,9 +15,11 @@
 //! timeout period: amortized O(1) per packet. When the expiry moves
 //! earlier (FIN shortens 900 s to 120 s) it is refiled at once.
 
+mod index;
+
 use crate::config::{L4Proto, Timeouts};
 use core::net::Ipv4Addr;
-use hashbrown::HashMap;
+use index::TupleIndex;
 use proto::l4::tcp_flags;
 use proto::rewrite::nat::Delta4;
 use proto::MacAddr;
@@ -175,9 +177,20 @@ struct Ref {
     dir: Dir,
 }
 
+impl Ref {
+    /// As the index stores it: the slot, then one bit for the direction.
+    fn packed(self) -> u32 {
+        self.slot << 1 | u32::from(self.dir == Dir::Out)
+    }
+
+    fn unpack(r: u32) -> Self {
+        Ref { slot: r >> 1, dir: if r & 1 == 0 { Dir::In } else { Dir::Out } }
+    }
+}
+
 #[derive(Debug)]
 pub struct ConnTable {
-    index: HashMap<FlowKey, Ref>,
+    index: TupleIndex,
     slots: Vec<Slot>,
     free: Vec<u32>,
     len: usize,
@@ -193,8 +206,8 @@ pub struct ConnTable {
 impl ConnTable {
     pub fn new(capacity: usize, timeouts: Timeouts) -> Self {
         ConnTable {
-            // Two index entries per NAT connection.
-            index: HashMap::with_capacity(capacity.saturating_mul(2)),
+            // Two index entries per NAT connection (slots fit in 31 bits).
+            index: TupleIndex::with_capacity(capacity.min(1 << 30).saturating_mul(2)),
             slots: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             len: 0,
@@ -296,7 +309,7 @@ impl ConnTable {
     /// its state with this packet's TCP `flags` and refreshing its timeout.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, proto: L4Proto, flags: u8, now: u64) -> Lookup {
-        let Some(&r) = self.index.get(key) else { return Lookup::Miss };
+        let Some(r) = self.find(key) else { return Lookup::Miss };
         let slot = &mut self.slots[r.slot as usize];
         if slot.conn.expires <= now {
             let old = slot.conn;
@@ -333,6 +346,39 @@ impl ConnTable {
         Lookup::Hit { slot: r.slot, dir: r.dir, service, dest, was_active, active }
     }
 
+    /// The index entry of `key`, if a live or not yet swept connection has
+    /// that tuple.
+    #[inline(always)]
+    fn find(&self, key: &FlowKey) -> Option<Ref> {
+        let slots = &self.slots;
+        let r = self.index.find(self.index.hash(key), |r| {
+            let Ref { slot, dir } = Ref::unpack(r);
+            slots.get(slot as usize).is_some_and(|s| match dir {
+                Dir::In => s.conn.client == *key,
+                Dir::Out => s.out.as_ref() == Some(key),
+            })
+        })?;
+        Some(Ref::unpack(r))
+    }
+
+    /// The first of two prefetch stages for a burst of packets (`keys`
+    /// about to be looked up, a few at a time): starts loading `key`'s
+    /// index bucket.
+    #[inline]
+    pub fn prefetch_index(&self, key: &FlowKey) {
+        self.index.prefetch(self.index.hash(key));
+    }
+
+    /// The second stage, once the bucket has had time to arrive: starts
+    /// loading the slab entry it most likely names.
+    #[inline]
+    pub fn prefetch_entry(&self, key: &FlowKey) {
+        if let Some(s) = self.index.candidate(self.index.hash(key)).and_then(|r| self.slots.get(Ref::unpack(r).slot as usize)) {
+            crate::prefetch::line(&s.conn);
+            crate::prefetch::line(&s.out);
+        }
+    }
+
     /// The connection in `slot` (from [`Lookup::Hit`]).
     #[inline]
     pub fn get(&self, slot: u32) -> &Conn {
@@ -342,7 +388,7 @@ impl ConnTable {
     /// The live connection of `key` and the direction `key` stands for,
     /// without touching its state or timer (for ICMP errors about it).
     pub fn peek(&self, key: &FlowKey, now: u64) -> Option<(Conn, Dir)> {
-        let r = self.index.get(key)?;
+        let r = self.find(key)?;
         let c = self.slots[r.slot as usize].conn;
         (c.expires > now).then_some((c, r.dir))
     }
@@ -354,13 +400,12 @@ impl ConnTable {
 
     /// Removes `key`'s connection now; returns it.
     pub fn remove_key(&mut self, key: &FlowKey) -> Option<Conn> {
-        let r = *self.index.get(key)?;
+        let r = self.find(key)?;
         let c = self.slots[r.slot as usize].conn;
         self.remove(r.slot);
         Some(c)
     }
 
-    /// Marks the TOA of `key`'s connection as sent.
     /// Marks the TOA of the connection in `slot` as sent.
     pub fn toa_sent(&mut self, slot: u32) {
         if let Some(s) = self.slots.get_mut(slot as usize) {
@@ -376,9 +421,9 @@ impl ConnTable {
         s.live = false;
         let (client, out) = (s.conn.client, s.out);
         self.unlink(slot);
-        self.index.remove(&client);
+        self.index.remove(self.index.hash(&client), Ref { slot, dir: Dir::In }.packed());
         if let Some(out) = out {
-            self.index.remove(&out);
+            self.index.remove(self.index.hash(&out), Ref { slot, dir: Dir::Out }.packed());
         }
         self.free.push(slot);
         self.len -= 1;
@@ -389,7 +434,7 @@ impl ConnTable {
     /// `None` when the table is full or a tuple is already taken.
     #[inline]
     pub fn insert(&mut self, key: FlowKey, out: Option<FlowKey>, proto: L4Proto, flags: u8, to: Binding, now: u64) -> Option<u32> {
-        if self.len >= self.capacity || self.index.contains_key(&key) || out.is_some_and(|o| self.index.contains_key(&o)) {
+        if self.len >= self.capacity || self.find(&key).is_some() || out.is_some_and(|o| self.find(&o).is_some()) {
             return None;
         }
         let tcp = (proto == L4Proto::Tcp).then(|| Self::tcp_next(None, flags));
@@ -418,9 +463,9 @@ impl ConnTable {
             }
         };
         self.link(n);
-        self.index.insert(key, Ref { slot: n, dir: Dir::In });
+        self.index.insert(self.index.hash(&key), Ref { slot: n, dir: Dir::In }.packed());
         if let Some(o) = out {
-            self.index.insert(o, Ref { slot: n, dir: Dir::Out });
+            self.index.insert(self.index.hash(&o), Ref { slot: n, dir: Dir::Out }.packed());
         }
         self.len += 1;
         Some(n)

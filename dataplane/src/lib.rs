@@ -7,7 +7,8 @@
 //!   is read and no device touched inside, so tests drive it with crafted
 //!   frames and a simulated clock.
 //! - the DPDK glue ([`dpdk`]) and the worker loop ([`worker`]): EAL, ports,
-//!   mempools, owned mbufs, lcore launch. Every FFI `unsafe` lives there.
+//!   mempools, owned mbufs, lcore launch. Every FFI `unsafe` lives there;
+//!   the only other `unsafe` is the cache prefetch hint ([`prefetch`]).
 
 pub mod clock;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod health;
 pub mod local_ports;
 pub mod neighbor;
 pub mod pipeline;
+pub mod prefetch;
 pub mod published;
 pub mod view;
 pub mod worker;

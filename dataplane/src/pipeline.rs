@@ -158,6 +158,10 @@ fn nat_rewrite(ip: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Add
     nat::rewrite_v4_known(ip, src, dst, delta).is_some() || nat::rewrite(ip, endpoint(src), endpoint(dst)).is_ok()
 }
 
+/// Connections from which a worker prefetches each burst's table entries
+/// (about where the table stops fitting in a core's L2 cache).
+const PREFETCH_FROM: usize = 1 << 14;
+
 /// A MAC address as a number (below 2^48).
 #[inline]
 fn pack_mac(m: [u8; 6]) -> u64 {
@@ -416,6 +420,29 @@ impl Pipeline {
                 Err(_) => false,
             }
         });
+    }
+
+    /// Whether a burst's table entries are worth prefetching before it is
+    /// processed ([`Self::prefetch`]): only once the table has outgrown
+    /// the caches; below that the look ahead would only add work.
+    pub fn wants_prefetch(&self) -> bool {
+        self.conns.len() >= PREFETCH_FROM
+    }
+
+    /// Starts loading what `frame`'s lookup will read: its index bucket
+    /// (`entry` false), then, a burst later, the table entry the bucket
+    /// names (`entry` true). A hint only: the tuple is read at the offsets
+    /// of IPv4 without options; other frames cost a useless prefetch.
+    #[inline]
+    pub fn prefetch(&self, frame: &[u8], entry: bool) {
+        let Some(f) = frame.first_chunk::<38>() else { return };
+        let addr = |at: usize| Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3]);
+        let key = FlowKey { proto: f[23], src: addr(26), dst: addr(30), sport: u16::from_be_bytes([f[34], f[35]]), dport: u16::from_be_bytes([f[36], f[37]]) };
+        if entry {
+            self.conns.prefetch_entry(&key);
+        } else {
+            self.conns.prefetch_index(&key);
+        }
     }
 
     /// Decides the fate of one frame received on `port` at time `now` (ns).

@@ -152,6 +152,11 @@ impl Worker {
                 let n = port.rx(queue, &mut rx, self.settings.burst);
                 got += n;
                 counters.rx_packets.add(n as u64);
+                if n > 1 && self.pipeline.wants_prefetch() {
+                    // Every frame's cache misses at once, not one by one.
+                    rx.for_each_data(|f| self.pipeline.prefetch(f, false));
+                    rx.for_each_data(|f| self.pipeline.prefetch(f, true));
+                }
                 while let Some(m) = rx.pop() {
                     self.handle(port.id(), m, now, &mut out, &counters);
                 }

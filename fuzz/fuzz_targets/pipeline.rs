@@ -65,6 +65,9 @@ fuzz_target!(|data: &[u8]| {
             f[0..6].copy_from_slice(&LB_MAC.0);
         }
         let now = k as u64 * 1_000_000_000;
+        // The burst look ahead reads any frame.
+        p.prefetch(&f, false);
+        p.prefetch(&f, true);
         if let Action::Transmit { port } = p.process(0, &mut f, now) {
             assert_eq!(port, 0);
         }

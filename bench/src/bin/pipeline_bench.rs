@@ -2,7 +2,7 @@
 //!
 //!   pipeline_bench time                 ns/packet, established DR flows and new connections
 //!   pipeline_bench count MODE PACKETS   process PACKETS frames and exit (for callgrind)
-//!   pipeline_bench lookup               connection lookups at 1 thousand, 1 million, 10 million connections
+//!   pipeline_bench lookup [SIZES]       connection lookups at 1 thousand, 100 thousand, 1 million, 10 million connections
 //!
 //! MODE: `established` (64-byte UDP of 1,024 open DR connections, round
 //! robin), `established-dr`, `-nat`, `-fullnat`, `-tun`
@@ -194,10 +194,14 @@ fn time() {
     println!("new TCP connection (SYN -> schedule wlc -> create), incl. frame building: {ns:.1} ns/packet (median of 5 x 200k)");
 }
 
-fn lookup() {
-    println!("| connections in the table | ns per hit, 4,096 recurring flows | ns per hit, uniform over all | table bytes per connection |");
-    println!("|---|---|---|---|");
-    for n in [1_000usize, 1_000_000, 10_000_000] {
+/// Lookups in bursts of this many (the worker's rx burst).
+const BURST: usize = 32;
+
+/// `sizes`: the table sizes to measure (all four by default).
+fn lookup(sizes: &[usize]) {
+    println!("| connections in the table | ns per hit, 4,096 recurring flows | ns per hit, uniform over all | the same, bursts of {BURST} prefetched | uniform, bursts of {BURST} prefetched | table bytes per connection |");
+    println!("|---|---|---|---|---|---|");
+    for &n in sizes {
         let mut t = ConnTable::new(n, Timeouts::default());
         let rss0 = rss_bytes();
         let key = |i: u64| FlowKey { proto: 17, src: Ipv4Addr::from(0x6400_0000 + (i >> 16) as u32), dst: VIP, sport: i as u16, dport: 53 };
@@ -207,20 +211,39 @@ fn lookup() {
         }
         let per_conn = (rss_bytes().saturating_sub(rss0)) as f64 / n as f64;
         let mut rng = Rng(42);
-        let mut measure = |set: usize| {
-            let keys: Vec<FlowKey> = (0..set).map(|_| key(rng.next_u64() % n as u64)).collect();
+        let mut keys_of = |set: usize| -> Vec<FlowKey> { (0..set).map(|_| key(rng.next_u64() % n as u64)).collect() };
+        let (hot, uniform) = (keys_of(4096), keys_of(1 << 20));
+        // One lookup at a time, each waiting for its own cache misses.
+        let single = |t: &mut ConnTable, keys: &[FlowKey]| {
             let mut k = 0;
             median_ns_per_op(7, 1_000_000, |iters| {
                 for _ in 0..iters {
-                    let r = t.lookup(&keys[k & (set - 1)], L4Proto::Udp, 0, 1);
+                    let r = t.lookup(&keys[k & (keys.len() - 1)], L4Proto::Udp, 0, 1);
                     k += 1;
                     assert!(matches!(r, Lookup::Hit { .. }));
                 }
             })
         };
-        let hot = measure(4096);
-        let uniform = measure(1 << 20);
-        println!("| {n} | {hot:.1} | {uniform:.1} | {per_conn:.0} |");
+        // As the worker does with a large table: for a burst, start
+        // loading every key's index bucket, then every entry those name,
+        // then look them up (the misses overlap instead of queueing).
+        let burst = |t: &mut ConnTable, keys: &[FlowKey]| {
+            let mut k = 0;
+            median_ns_per_op(7, 1_000_000, |iters| {
+                for _ in 0..iters as usize / BURST {
+                    let b = &keys[k & (keys.len() - 1)..][..BURST];
+                    k += BURST;
+                    b.iter().for_each(|key| t.prefetch_index(key));
+                    b.iter().for_each(|key| t.prefetch_entry(key));
+                    for key in b {
+                        assert!(matches!(t.lookup(key, L4Proto::Udp, 0, 1), Lookup::Hit { .. }));
+                    }
+                }
+            })
+        };
+        let (h1, u1) = (single(&mut t, &hot), single(&mut t, &uniform));
+        let (h2, u2) = (burst(&mut t, &hot), burst(&mut t, &uniform));
+        println!("| {n} | {h1:.1} | {u1:.1} | {h2:.1} | {u2:.1} | {per_conn:.0} |");
     }
 }
 
@@ -234,7 +257,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("time") | None => time(),
-        Some("lookup") => lookup(),
+        Some("lookup") => {
+            let sizes: Vec<usize> = args[2..].iter().filter_map(|a| a.parse().ok()).collect();
+            lookup(if sizes.is_empty() { &[1_000, 100_000, 1_000_000, 10_000_000] } else { &sizes })
+        }
         Some("count") => {
             let mode = args.get(2).map(String::as_str).unwrap_or("established");
             let n: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100_000);

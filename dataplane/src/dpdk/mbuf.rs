@@ -199,6 +199,22 @@ impl Burst {
         Ok(())
     }
 
+    /// Calls `f` with the data of each mbuf in the burst, in order,
+    /// leaving them in (a look ahead before they are taken out).
+    pub fn for_each_data(&self, mut f: impl FnMut(&[u8])) {
+        for &p in &self.ptrs[self.head..self.len] {
+            // SAFETY: every pointer in head..len is an owned, valid mbuf,
+            // and the slice is its first segment's data (as `Mbuf::data`);
+            // `&self` keeps the burst, and so the mbuf, from changing
+            // while `f` reads it.
+            let data = unsafe {
+                let m = &*p;
+                std::slice::from_raw_parts((m.buf_addr as *const u8).add(usize::from(m.data_off)), usize::from(m.data_len))
+            };
+            f(data);
+        }
+    }
+
     /// Takes the next mbuf out, in order.
     #[inline]
     pub fn pop(&mut self) -> Option<Mbuf> {

@@ -273,6 +273,29 @@ fn connections_expire_and_table_capacity_is_enforced() {
 }
 
 #[test]
+fn only_a_table_past_the_caches_asks_for_prefetching() {
+    let mut p = Pipeline::new(snapshot(SchedulerKind::Rr, 1, 1, 1 << 15), Arc::default()).unwrap();
+    for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
+        p.process(0, &mut arp_frame(arp::OP_REPLY, mac, ip, LB_IP), 0);
+    }
+    let frame = udp(1, 53);
+    for sport in 1..PREFETCH_FROM as u16 {
+        let mut f = frame.clone();
+        f[34..36].copy_from_slice(&sport.to_be_bytes()); // no UDP checksum check
+        assert_eq!(p.process(0, &mut f, 0), Action::Transmit { port: 0 });
+    }
+    assert_eq!(p.connections(), PREFETCH_FROM - 1);
+    assert!(!p.wants_prefetch());
+    assert_eq!(p.process(0, &mut udp(u16::MAX, 53), 0), Action::Transmit { port: 0 });
+    assert!(p.wants_prefetch());
+    // A hint only: any frame, however short or odd, is fine.
+    for f in [vec![], vec![0u8; 37], frame.clone(), tcp(1, 80, SYN)] {
+        p.prefetch(&f, false);
+        p.prefetch(&f, true);
+    }
+}
+
+#[test]
 fn bad_and_foreign_input_is_counted_not_forwarded() {
     let mut p = resolved(SchedulerKind::Rr, 1, 1);
     let drop = |p: &mut Pipeline, mut f: Vec<u8>| p.process(0, &mut f, 0);
@@ -547,6 +570,8 @@ proptest! {
         let at = at % f.len();
         f[at] = value;
         f.truncate(f.len() - cut.min(f.len()));
+        p.prefetch(&f, false);
+        p.prefetch(&f, true);
         if let Action::Transmit { port } = p.process(0, &mut f, 0) {
             prop_assert_eq!(port, 0);
             prop_assert_eq!(&f[6..12], &LB_MAC.0[..]);
