@@ -94,7 +94,10 @@ pub struct Conn {
     pub service: u32,
     /// Index of the real server in the service's pool.
     pub dest: u32,
+    /// The real server's address and port (the port as of the server's
+    /// record; kept here so NAT needs nothing else per packet).
     pub real: Ipv4Addr,
+    pub real_port: u16,
     /// The client's tuple (VIP and virtual port are its destination).
     pub client: FlowKey,
     /// Where the client's first packet came from: replies go back to that
@@ -119,6 +122,7 @@ pub struct Binding {
     pub service: u32,
     pub dest: u32,
     pub real: Ipv4Addr,
+    pub real_port: u16,
     pub peer_mac: MacAddr,
     pub peer_port: u16,
     pub local: Option<(Ipv4Addr, u16)>,
@@ -442,6 +446,7 @@ impl ConnTable {
             service: to.service,
             dest: to.dest,
             real: to.real,
+            real_port: to.real_port,
             client: key,
             peer_mac: to.peer_mac,
             peer_port: to.peer_port,
@@ -540,7 +545,7 @@ mod tests {
     }
 
     fn b(service: u32, dest: u32) -> Binding {
-        Binding { service, dest, real: RS, peer_mac: MacAddr([2, 0, 0, 0, 0, 10]), peer_port: 0, local: None, nat: Default::default() }
+        Binding { service, dest, real: RS, real_port: 8080, peer_mac: MacAddr([2, 0, 0, 0, 0, 10]), peer_port: 0, local: None, nat: Default::default() }
     }
 
     /// Runs a lookup that must hit; returns a copy of the connection.

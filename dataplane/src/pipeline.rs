@@ -628,9 +628,8 @@ impl Pipeline {
     /// NAT, client to server: DNAT to the real server.
     fn nat_in(&mut self, slot: u32, service: u32, dest: u32, frame: &mut [u8], now: u64) -> Action {
         let c = self.conns.get(slot);
-        let (real, delta) = (c.real, c.nat[0]);
-        let rport = self.services[service as usize].dests[dest as usize].port;
-        if !nat_rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some((real, rport)), delta) {
+        let (real, delta) = ((c.real, c.real_port), c.nat[0]);
+        if !nat_rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(real), delta) {
             return Action::Drop(DropReason::MalformedL4);
         }
         self.send_to_real(service, dest, frame, now)
@@ -652,18 +651,19 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn fullnat_in(&mut self, slot: u32, service: u32, dest: u32, flags: u8, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
         let c = self.conns.get(slot);
-        let (local, real, toa_pending, delta) = (c.local, c.real, c.toa_pending, c.nat[0]);
-        let (Some(local), rport) = (local, self.services[service as usize].dests[dest as usize].port) else {
+        let (local, real, toa_pending, delta) = (c.local, (c.real, c.real_port), c.toa_pending, c.nat[0]);
+        let Some(local) = local else {
             return Action::Drop(DropReason::NoLocalPort);
         };
-        let ip = &mut buf[*head + ethernet::HEADER_LEN..*head + *len];
-        if !nat_rewrite(ip, Some(local), Some((real, rport)), delta) {
+        let frame = &mut buf[*head..*head + *len];
+        if !nat_rewrite(&mut frame[ethernet::HEADER_LEN..], Some(local), Some(real), delta) {
             return Action::Drop(DropReason::MalformedL4);
         }
         if toa_pending && flags & proto::l4::tcp_flags::SYN == 0 {
             self.add_toa(slot, buf, *head, len);
+            return self.send_to_real(service, dest, &mut buf[*head..*head + *len], now);
         }
-        self.send_to_real(service, dest, &mut buf[*head..*head + *len], now)
+        self.send_to_real(service, dest, frame, now)
     }
 
     /// Puts the client's address in a TOA on the FullNAT segment at
@@ -815,7 +815,7 @@ impl Pipeline {
             (ForwardingMode::FullNat, Some(l)) => [Delta4::new([client, vip], [Some(l), Some(server)]), Delta4::new([server, l], [Some(vip), Some(client)])],
             _ => Default::default(),
         };
-        let to = Binding { service: svc, dest: i as u32, real, peer_mac: src_mac, peer_port: port, local, nat };
+        let to = Binding { service: svc, dest: i as u32, real, real_port: rport, peer_mac: src_mac, peer_port: port, local, nat };
         let Some(conn) = self.conns.insert(key, out, proto, flags, to, now) else {
             s.pool.closed(i, active, flow.src, now);
             if let (Some(lp), Some(l)) = (s.local_ports.as_mut(), local) {
@@ -900,7 +900,7 @@ impl Pipeline {
             return Action::Drop(DropReason::IcmpNoConnection);
         };
         let s = &self.services[conn.service as usize];
-        let real = Endpoint::v4(conn.real, s.dests[conn.dest as usize].port);
+        let real = Endpoint::v4(conn.real, conn.real_port);
         let client = Endpoint::v4(conn.client.src, conn.client.sport);
         let vip = Endpoint::v4(conn.client.dst, conn.client.dport);
         let ip = &mut buf[*head + ethernet::HEADER_LEN..*head + *len];
@@ -1099,7 +1099,7 @@ impl Pipeline {
                 proto: s.proto,
                 client: (c.client.src, c.client.sport),
                 virt: (c.client.dst, c.client.dport),
-                real: (c.real, s.dests.get(c.dest as usize).map_or(0, |d| d.port)),
+                real: (c.real, c.real_port),
                 local: c.local,
                 state,
                 expires_in_s: (c.expires - now).div_ceil(1_000_000_000),

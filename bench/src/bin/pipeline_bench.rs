@@ -206,7 +206,7 @@ fn lookup(sizes: &[usize]) {
         let rss0 = rss_bytes();
         let key = |i: u64| FlowKey { proto: 17, src: Ipv4Addr::from(0x6400_0000 + (i >> 16) as u32), dst: VIP, sport: i as u16, dport: 53 };
         for i in 0..n as u64 {
-            let to = Binding { service: 0, dest: 0, real: VIP, peer_mac: LB_MAC, peer_port: 0, local: None, nat: Default::default() };
+            let to = Binding { service: 0, dest: 0, real: VIP, real_port: 53, peer_mac: LB_MAC, peer_port: 0, local: None, nat: Default::default() };
             t.insert(key(i), None, L4Proto::Udp, 0, to, 0).expect("capacity");
         }
         let per_conn = (rss_bytes().saturating_sub(rss0)) as f64 / n as f64;
