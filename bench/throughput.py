@@ -190,13 +190,16 @@ def main():
                 ratios[m].append(v / c if c else 0)
                 print(f"round {r + 1}: {m:8s} {v / 1e6:.2f} Mpps ({v / c:.2f} of ceiling){'  ' + ' '.join(drops) if drops else ''}", flush=True)
     print()
-    print("| forwarding | Mpps (median of rounds) | ratio to testpmd io (median of per-round ratios) | per round |")
-    print("|---|---|---|---|")
-    c = statistics.median(results["ceiling"])
-    print(f"| testpmd io (ceiling) | {c / 1e6:.2f} | 1.00 | {' '.join(f'{x / 1e6:.2f}' for x in results['ceiling'])} |")
+    # This machine's noise only ever slows a run down (a starved generator
+    # caps the ceiling and RVS alike), so the best round of each says what
+    # it can do; the median of same-round ratios is shown beside it.
+    print("| forwarding | Mpps (median of rounds) | Mpps (best round) | ratio, best to best | ratio, median of per-round ratios | per-round ratios |")
+    print("|---|---|---|---|---|---|")
+    c, cb = statistics.median(results["ceiling"]), max(results["ceiling"])
+    print(f"| testpmd io (ceiling) | {c / 1e6:.2f} | {cb / 1e6:.2f} | 1.00 | 1.00 | {' '.join(f'{x / 1e6:.2f}' for x in results['ceiling'])} Mpps |")
     for m in modes:
-        print(f"| RVS {m} | {statistics.median(results[m]) / 1e6:.2f} | {statistics.median(ratios[m]):.2f} | "
-              f"{' '.join(f'{x:.2f}' for x in ratios[m])} |")
+        print(f"| RVS {m} | {statistics.median(results[m]) / 1e6:.2f} | {max(results[m]) / 1e6:.2f} | {max(results[m]) / cb:.2f} | "
+              f"{statistics.median(ratios[m]):.2f} | {' '.join(f'{x:.2f}' for x in ratios[m])} |")
 
 
 main()
