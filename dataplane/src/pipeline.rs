@@ -162,6 +162,19 @@ fn nat_rewrite(ip: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Add
 /// (about where the table stops fitting in a core's L2 cache).
 const PREFETCH_FROM: usize = 1 << 14;
 
+/// A FullNAT local port kept from a connection that ended because its
+/// client reused the tuple (or it expired) for the connection that packet
+/// starts. The real server then sees the same local address and port as
+/// before, with the client's later sequence numbers, which its TIME_WAIT
+/// for that pair accepts; a fresh port may meet another TIME_WAIT the
+/// server keeps (from before a restart), whose sequence numbers the new
+/// SYN need not exceed, costing the client a 1 s retransmission.
+#[derive(Debug, Clone, Copy)]
+struct Carried {
+    service: u32,
+    local: (Ipv4Addr, u16),
+}
+
 /// A MAC address as a number (below 2^48).
 #[inline]
 fn pack_mac(m: [u8; 6]) -> u64 {
@@ -576,13 +589,13 @@ impl Pipeline {
                 (slot, dir, service, dest)
             }
             Lookup::Expired(c) => {
-                self.release_expired(&c, now);
-                match self.first_packet(key, proto, flags, src_mac, port, now) {
+                let carried = self.release_expired(&c, now);
+                match self.first_packet(key, proto, flags, src_mac, port, now, carried) {
                     Ok(c) => c,
                     Err(action) => return action,
                 }
             }
-            Lookup::Miss => match self.first_packet(key, proto, flags, src_mac, port, now) {
+            Lookup::Miss => match self.first_packet(key, proto, flags, src_mac, port, now, None) {
                 Ok(c) => c,
                 Err(action) => return action,
             },
@@ -604,18 +617,39 @@ impl Pipeline {
         }
     }
 
-    /// Counts the end of a connection the lookup found over.
+    /// Counts the end of a connection the lookup found over (a packet of
+    /// the same tuple is about to start a new one). Its FullNAT local port
+    /// is kept for that new connection, not given back: see [`Carried`].
     #[cold]
-    fn release_expired(&mut self, c: &Conn, now: u64) {
-        release(&mut self.services, c, now);
+    fn release_expired(&mut self, c: &Conn, now: u64) -> Option<Carried> {
+        let s = &mut self.services[c.service as usize];
+        s.pool.closed(c.dest as usize, c.is_active(), c.client.src.into(), now);
         self.counters.conns_expired.inc();
+        c.local.map(|local| Carried { service: c.service, local })
     }
 
     /// A packet that matched no live connection: opens a new connection
-    /// (or says why not). Returns the new entry's slot, direction, service
-    /// and real server.
-    fn first_packet(&mut self, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<(u32, Dir, u32, u32), Action> {
-        match self.new_connection(key, proto, flags, src_mac, port, now) {
+    /// (or says why not), with the local port `carried` over from the
+    /// connection its tuple had, if any (given back if not used). Returns
+    /// the new entry's slot, direction, service and real server.
+    #[allow(clippy::too_many_arguments)]
+    fn first_packet(
+        &mut self,
+        key: FlowKey,
+        proto: L4Proto,
+        flags: u8,
+        src_mac: MacAddr,
+        port: u16,
+        now: u64,
+        mut carried: Option<Carried>,
+    ) -> Result<(u32, Dir, u32, u32), Action> {
+        let made = self.new_connection(key, proto, flags, src_mac, port, now, &mut carried);
+        if let Some(Carried { service, local }) = carried {
+            if let Some(lp) = self.services[service as usize].local_ports.as_mut() {
+                lp.give_back(local);
+            }
+        }
+        match made {
             Ok(slot) => {
                 let c = self.conns.get(slot);
                 Ok((slot, Dir::In, c.service, c.dest))
@@ -766,9 +800,20 @@ impl Pipeline {
 
     /// Schedules a new connection for `key` and records it; returns its
     /// slot in the connection table. `Err(None)`: not to a VIP at all
-    /// (perhaps to us: see [`Self::not_ours`]).
+    /// (perhaps to us: see [`Self::not_ours`]). A FullNAT connection takes
+    /// the `carried` local port (leaving `None`) when it is its service's.
     #[inline(never)]
-    fn new_connection(&mut self, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<u32, Option<DropReason>> {
+    #[allow(clippy::too_many_arguments)]
+    fn new_connection(
+        &mut self,
+        key: FlowKey,
+        proto: L4Proto,
+        flags: u8,
+        src_mac: MacAddr,
+        port: u16,
+        now: u64,
+        carried: &mut Option<Carried>,
+    ) -> Result<u32, Option<DropReason>> {
         let Some(&svc) = self.by_key.get(&service_key(key.proto, key.dst, key.dport)) else {
             // Established traffic never gets here: the VIP check is
             // only paid by packets that match no connection.
@@ -790,7 +835,9 @@ impl Pipeline {
             return Err(Some(DropReason::NoRealServer));
         };
         let real = s.dests[i].addr;
+        let reused = carried.take_if(|c| c.service == svc).map(|c| c.local);
         let local = match s.local_ports.as_mut() {
+            Some(_) if reused.is_some() => reused,
             Some(lp) => match lp.take() {
                 Some(l) => Some(l),
                 None => {

@@ -631,6 +631,9 @@ mod nat_mode {
                 if fl & ACK != 0 {
                     t = t.ack(1);
                 }
+                if fl & FIN != 0 {
+                    t = t.fin();
+                }
                 t.write(&mut f, b"payload").unwrap()
             }
             None => b.udp(src.1, dst.1).write(&mut f, b"payload").unwrap(),
@@ -881,6 +884,44 @@ mod nat_mode {
 
         // Expiry gives the local port back.
         p.tick(2000 * SEC);
+        assert_eq!(p.local_ports_available(0), Some(free));
+    }
+
+    /// A client that reuses its port after the connection closed gets a
+    /// new connection with the same local port: the server sees the same
+    /// pair as before (its TIME_WAIT accepts the later sequence numbers).
+    /// An expired connection hands its port on too; a packet that starts
+    /// nothing gives it back.
+    #[test]
+    fn fullnat_a_reused_client_port_keeps_its_local_port() {
+        let mut p = fullnat_pipeline();
+        let free = p.local_ports_available(0).unwrap();
+        let client = (CLIENT_IP, 40000);
+        let local_port_of = |p: &mut Pipeline, flags: u8, now: u64| {
+            let mut f = frame(CLIENT_MAC, LB0, client, (NAT_VIP, 80), Some(flags));
+            assert_eq!(p.process(0, &mut f, now), Action::Transmit { port: 1 });
+            check(&f).2 .1
+        };
+        let first = local_port_of(&mut p, SYN, 0);
+        local_port_of(&mut p, ACK, SEC);
+        local_port_of(&mut p, FIN | ACK, SEC);
+        // A second connection from another client port takes another port.
+        let mut other = frame(CLIENT_MAC, LB0, (CLIENT_IP, 40001), (NAT_VIP, 80), Some(SYN));
+        p.process(0, &mut other, SEC);
+        assert_ne!(check(&other).2 .1, first);
+        let created = p.counters().conns_created.get();
+        assert_eq!(local_port_of(&mut p, SYN, 2 * SEC), first, "the same local port again");
+        assert_eq!(p.counters().conns_created.get(), created + 1, "as a new connection");
+        assert_eq!(p.local_ports_available(0), Some(free - 2));
+        // Expired (a SYN_RECV lasts 60 s): the next SYN takes it on too.
+        let mut arp = arp_frame(arp::OP_REPLY, RS1_MAC, RS1, LB_IP);
+        arp[0..6].copy_from_slice(&LB1.0);
+        p.process(1, &mut arp, 99 * SEC); // the server's MAC, fresh again
+        assert_eq!(local_port_of(&mut p, SYN, 100 * SEC), first);
+        // Expired again, and this packet starts nothing: the port goes back.
+        let mut stray = frame(CLIENT_MAC, LB0, client, (NAT_VIP, 80), Some(ACK));
+        assert_eq!(p.process(0, &mut stray, 200 * SEC), Action::Drop(DropReason::TcpNoConnection));
+        p.tick(300 * SEC);
         assert_eq!(p.local_ports_available(0), Some(free));
     }
 
