@@ -588,13 +588,10 @@ impl Pipeline {
                 }
                 (slot, dir, service, dest)
             }
-            Lookup::Expired(c) => {
-                let carried = self.release_expired(&c, now);
-                match self.first_packet(key, proto, flags, src_mac, port, now, carried) {
-                    Ok(c) => c,
-                    Err(action) => return action,
-                }
-            }
+            Lookup::Expired(c) => match self.reopen(&c, key, proto, flags, src_mac, port, now) {
+                Ok(c) => c,
+                Err(action) => return action,
+            },
             Lookup::Miss => match self.first_packet(key, proto, flags, src_mac, port, now, None) {
                 Ok(c) => c,
                 Err(action) => return action,
@@ -617,15 +614,19 @@ impl Pipeline {
         }
     }
 
-    /// Counts the end of a connection the lookup found over (a packet of
-    /// the same tuple is about to start a new one). Its FullNAT local port
-    /// is kept for that new connection, not given back: see [`Carried`].
+    /// A packet whose tuple's connection the lookup found over: counts its
+    /// end and opens the new one ([`Self::first_packet`]), which keeps the
+    /// old FullNAT local port ([`Carried`]). Out of line: the hot path
+    /// only calls it.
     #[cold]
-    fn release_expired(&mut self, c: &Conn, now: u64) -> Option<Carried> {
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn reopen(&mut self, c: &Conn, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<(u32, Dir, u32, u32), Action> {
         let s = &mut self.services[c.service as usize];
         s.pool.closed(c.dest as usize, c.is_active(), c.client.src.into(), now);
         self.counters.conns_expired.inc();
-        c.local.map(|local| Carried { service: c.service, local })
+        let carried = c.local.map(|local| Carried { service: c.service, local });
+        self.first_packet(key, proto, flags, src_mac, port, now, carried)
     }
 
     /// A packet that matched no live connection: opens a new connection

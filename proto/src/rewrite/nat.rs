@@ -140,16 +140,20 @@ impl Delta4 {
     }
 }
 
-/// As [`rewrite`] for an IPv4 TCP or UDP packet whose current tuple is the
-/// `old` that `delta` was made from (a connection's packet, found by its
-/// tuple): no old value is read, no change summed. `None`: not the plain
-/// shape (IP options, a fragment, not TCP/UDP, short); nothing written,
-/// use [`rewrite`].
+/// A 16-bit field of `h` as a number.
 #[inline(always)]
-pub fn rewrite_v4_known(p: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>, delta: Delta4) -> Option<()> {
+fn be16(h: &[u8; 40], at: usize) -> u32 {
+    u32::from(u16::from_be_bytes([h[at], h[at + 1]]))
+}
+
+/// The shape both one-pass rewrites handle: IPv4 without options, not a
+/// fragment, a complete TCP or UDP header within the first 40 bytes
+/// (shorter packets take the general path). Returns those bytes, where the
+/// L4 checksum is, and whether it is UDP's.
+#[inline(always)]
+fn plain_v4(p: &mut [u8]) -> Option<(&mut [u8; 40], usize, bool)> {
     let len = p.len();
     let h: &mut [u8; 40] = p.get_mut(..40)?.try_into().ok()?;
-    let be16 = |h: &[u8; 40], at: usize| u32::from(u16::from_be_bytes([h[at], h[at + 1]]));
     let total = be16(h, 2) as usize;
     if h[0] != 0x45 || be16(h, 6) & 0x3fff != 0 || total > len {
         return None;
@@ -159,6 +163,17 @@ pub fn rewrite_v4_known(p: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<
         protocol::UDP if total >= 28 => (26, true),
         _ => return None,
     };
+    Some((h, check_at, udp))
+}
+
+/// As [`rewrite`] for an IPv4 TCP or UDP packet whose current tuple is the
+/// `old` that `delta` was made from (a connection's packet, found by its
+/// tuple): no old value is read, no change summed. `None`: not the plain
+/// shape (IP options, a fragment, not TCP/UDP, short); nothing written,
+/// use [`rewrite`].
+#[inline(always)]
+pub fn rewrite_v4_known(p: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>, delta: Delta4) -> Option<()> {
+    let (h, check_at, udp) = plain_v4(p)?;
     for (new, addr_at, port_at) in [(src, 12, 20), (dst, 16, 22)] {
         if let Some((a, port)) = new {
             h[addr_at..addr_at + 4].copy_from_slice(&a.octets());
@@ -219,20 +234,7 @@ fn halves(x: u32) -> u32 {
 /// shape, nothing written (the general path decides).
 #[inline(always)]
 fn rewrite_v4_plain(p: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>) -> Option<()> {
-    // 40 bytes: the header and a TCP header (or UDP's and more); shorter
-    // packets take the general path.
-    let len = p.len();
-    let h: &mut [u8; 40] = p.get_mut(..40)?.try_into().ok()?;
-    let be16 = |h: &[u8; 40], at: usize| u32::from(u16::from_be_bytes([h[at], h[at + 1]]));
-    let total = be16(h, 2) as usize;
-    if h[0] != 0x45 || be16(h, 6) & 0x3fff != 0 || total > len {
-        return None;
-    }
-    let (check_at, udp) = match h[9] {
-        protocol::TCP if total >= 40 => (36, false),
-        protocol::UDP if total >= 28 => (26, true),
-        _ => return None,
-    };
+    let (h, check_at, udp) = plain_v4(p)?;
     let mut addr_delta = 0u32;
     let mut port_delta = 0u32;
     for (new, addr_at, port_at) in [(src, 12, 20), (dst, 16, 22)] {
