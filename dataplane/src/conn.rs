@@ -153,8 +153,13 @@ pub enum Lookup {
         active: bool,
     },
     /// Found but over (expired, or its client port reused for a new
-    /// connection): removed now (release its counts).
-    Expired(Conn),
+    /// connection): removed now. Its last state is still in `slot` (read
+    /// it with [`ConnTable::get`] to release its counts) until the next
+    /// insert. A slot, not a copy: the answer stays small enough for
+    /// registers on the hot path.
+    Expired {
+        slot: u32,
+    },
     Miss,
 }
 
@@ -316,9 +321,8 @@ impl ConnTable {
         let Some(r) = self.find(key) else { return Lookup::Miss };
         let slot = &mut self.slots[r.slot as usize];
         if slot.conn.expires <= now {
-            let old = slot.conn;
             self.remove(r.slot);
-            return Lookup::Expired(old);
+            return Lookup::Expired { slot: r.slot };
         }
         // UDP and ICMP flows are always active; a TCP one as its state.
         let (mut was_active, mut active) = (true, true);
@@ -328,9 +332,8 @@ impl ConnTable {
             // scheduled afresh, not tied to the old server, which may
             // have left meanwhile.
             if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN && matches!(s, TcpState::FinWait | TcpState::Close) && r.dir == Dir::In {
-                let old = slot.conn;
                 self.remove(r.slot);
-                return Lookup::Expired(old);
+                return Lookup::Expired { slot: r.slot };
             }
             let next = Self::tcp_next(Some(s), flags);
             if next != s {
@@ -383,7 +386,8 @@ impl ConnTable {
         }
     }
 
-    /// The connection in `slot` (from [`Lookup::Hit`]).
+    /// The connection in `slot` (from [`Lookup::Hit`], or the last state
+    /// of the one a [`Lookup::Expired`] ended).
     #[inline]
     pub fn get(&self, slot: u32) -> &Conn {
         &self.slots[slot as usize].conn
@@ -575,7 +579,7 @@ mod tests {
         assert_eq!(c.tcp, Some(TcpState::FinWait));
         let (c, _, _) = hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, RST, 4 * SEC));
         assert_eq!((c.tcp, c.expires), (Some(TcpState::Close), 14 * SEC));
-        assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, ACK, 14 * SEC), Lookup::Expired(c) if c.tcp == Some(TcpState::Close)));
+        assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, ACK, 14 * SEC), Lookup::Expired { slot } if t.get(slot).tcp == Some(TcpState::Close)));
         assert_eq!(t.lookup(&key(1), L4Proto::Tcp, ACK, 14 * SEC), Lookup::Miss);
         assert!(t.is_empty());
     }
@@ -593,7 +597,7 @@ mod tests {
             // Only the client's SYN (not a SYN-ACK, not from the server side) starts over.
             hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, SYN | ACK, 3 * SEC));
             hit_of(&mut t, |t| t.lookup(&reply(1), L4Proto::Tcp, SYN, 3 * SEC));
-            assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, SYN, 3 * SEC), Lookup::Expired(c) if c.client == key(1)));
+            assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, SYN, 3 * SEC), Lookup::Expired { slot } if t.get(slot).client == key(1)));
             assert_eq!(t.lookup(&reply(1), L4Proto::Tcp, ACK, 3 * SEC), Lookup::Miss, "both index entries gone");
             assert!(t.is_empty());
         }
@@ -728,7 +732,7 @@ mod tests {
                                 proptest::prop_assert!(m.is_some_and(|m| m.1 > now));
                                 model.insert(port, (proto, conn.expires, conn.tcp));
                             }
-                            Lookup::Expired(_) | Lookup::Miss => {
+                            Lookup::Expired { .. } | Lookup::Miss => {
                                 proptest::prop_assert!(model.get(&port).is_none_or(|m| m.1 <= now));
                                 model.remove(&port);
                             }

@@ -588,7 +588,7 @@ impl Pipeline {
                 }
                 (slot, dir, service, dest)
             }
-            Lookup::Expired(c) => match self.reopen(&c, key, proto, flags, src_mac, port, now) {
+            Lookup::Expired { slot } => match self.reopen(slot, key, proto, flags, src_mac, port, now) {
                 Ok(c) => c,
                 Err(action) => return action,
             },
@@ -621,7 +621,8 @@ impl Pipeline {
     #[cold]
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
-    fn reopen(&mut self, c: &Conn, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<(u32, Dir, u32, u32), Action> {
+    fn reopen(&mut self, ended: u32, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<(u32, Dir, u32, u32), Action> {
+        let c = *self.conns.get(ended);
         let s = &mut self.services[c.service as usize];
         s.pool.closed(c.dest as usize, c.is_active(), c.client.src.into(), now);
         self.counters.conns_expired.inc();
