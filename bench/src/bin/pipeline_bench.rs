@@ -202,8 +202,10 @@ fn lookup(sizes: &[usize]) {
     println!("| connections in the table | ns per hit, 4,096 recurring flows | ns per hit, uniform over all | the same, bursts of {BURST} prefetched | uniform, bursts of {BURST} prefetched | table bytes per connection |");
     println!("|---|---|---|---|---|---|");
     for &n in sizes {
-        let mut t = ConnTable::new(n, Timeouts::default());
+        // Memory from before the table exists: its index is written when
+        // it is made, the slab as connections come.
         let rss0 = rss_bytes();
+        let mut t = ConnTable::new(n, Timeouts::default());
         let key = |i: u64| FlowKey { proto: 17, src: Ipv4Addr::from(0x6400_0000 + (i >> 16) as u32), dst: VIP, sport: i as u16, dport: 53 };
         for i in 0..n as u64 {
             let to = Binding { service: 0, dest: 0, real: VIP, real_port: 53, peer_mac: LB_MAC, peer_port: 0, local: None, nat: Default::default() };
