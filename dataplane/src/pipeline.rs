@@ -162,6 +162,18 @@ fn nat_rewrite(ip: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Add
 /// (about where the table stops fitting in a core's L2 cache).
 const PREFETCH_FROM: usize = 1 << 14;
 
+/// What a packet that may start a connection brings: its tuple, protocol,
+/// TCP flags, the MAC and port it came from, and when.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    key: FlowKey,
+    proto: L4Proto,
+    flags: u8,
+    src_mac: MacAddr,
+    port: u16,
+    now: u64,
+}
+
 /// A FullNAT local port kept from a connection that ended because its
 /// client reused the tuple (or it expired) for the connection that packet
 /// starts. The real server then sees the same local address and port as
@@ -588,11 +600,11 @@ impl Pipeline {
                 }
                 (slot, dir, service, dest)
             }
-            Lookup::Expired { slot } => match self.reopen(slot, key, proto, flags, src_mac, port, now) {
+            Lookup::Expired { slot } => match self.reopen(slot, Arrival { key, proto, flags, src_mac, port, now }) {
                 Ok(c) => c,
                 Err(action) => return action,
             },
-            Lookup::Miss => match self.first_packet(key, proto, flags, src_mac, port, now, None) {
+            Lookup::Miss => match self.first_packet(Arrival { key, proto, flags, src_mac, port, now }, None) {
                 Ok(c) => c,
                 Err(action) => return action,
             },
@@ -620,32 +632,21 @@ impl Pipeline {
     /// only calls it.
     #[cold]
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn reopen(&mut self, ended: u32, key: FlowKey, proto: L4Proto, flags: u8, src_mac: MacAddr, port: u16, now: u64) -> Result<(u32, Dir, u32, u32), Action> {
+    fn reopen(&mut self, ended: u32, a: Arrival) -> Result<(u32, Dir, u32, u32), Action> {
         let c = *self.conns.get(ended);
         let s = &mut self.services[c.service as usize];
-        s.pool.closed(c.dest as usize, c.is_active(), c.client.src.into(), now);
+        s.pool.closed(c.dest as usize, c.is_active(), c.client.src.into(), a.now);
         self.counters.conns_expired.inc();
         let carried = c.local.map(|local| Carried { service: c.service, local });
-        self.first_packet(key, proto, flags, src_mac, port, now, carried)
+        self.first_packet(a, carried)
     }
 
     /// A packet that matched no live connection: opens a new connection
     /// (or says why not), with the local port `carried` over from the
     /// connection its tuple had, if any (given back if not used). Returns
     /// the new entry's slot, direction, service and real server.
-    #[allow(clippy::too_many_arguments)]
-    fn first_packet(
-        &mut self,
-        key: FlowKey,
-        proto: L4Proto,
-        flags: u8,
-        src_mac: MacAddr,
-        port: u16,
-        now: u64,
-        mut carried: Option<Carried>,
-    ) -> Result<(u32, Dir, u32, u32), Action> {
-        let made = self.new_connection(key, proto, flags, src_mac, port, now, &mut carried);
+    fn first_packet(&mut self, a: Arrival, mut carried: Option<Carried>) -> Result<(u32, Dir, u32, u32), Action> {
+        let made = self.new_connection(&a, &mut carried);
         if let Some(Carried { service, local }) = carried {
             if let Some(lp) = self.services[service as usize].local_ports.as_mut() {
                 lp.give_back(local);
@@ -656,7 +657,7 @@ impl Pipeline {
                 let c = self.conns.get(slot);
                 Ok((slot, Dir::In, c.service, c.dest))
             }
-            Err(None) => Err(self.not_ours(port, key.dst)),
+            Err(None) => Err(self.not_ours(a.port, a.key.dst)),
             Err(Some(reason)) => Err(Action::Drop(reason)),
         }
     }
@@ -805,17 +806,8 @@ impl Pipeline {
     /// (perhaps to us: see [`Self::not_ours`]). A FullNAT connection takes
     /// the `carried` local port (leaving `None`) when it is its service's.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn new_connection(
-        &mut self,
-        key: FlowKey,
-        proto: L4Proto,
-        flags: u8,
-        src_mac: MacAddr,
-        port: u16,
-        now: u64,
-        carried: &mut Option<Carried>,
-    ) -> Result<u32, Option<DropReason>> {
+    fn new_connection(&mut self, a: &Arrival, carried: &mut Option<Carried>) -> Result<u32, Option<DropReason>> {
+        let Arrival { key, proto, flags, src_mac, port, now } = *a;
         let Some(&svc) = self.by_key.get(&service_key(key.proto, key.dst, key.dport)) else {
             // Established traffic never gets here: the VIP check is
             // only paid by packets that match no connection.
