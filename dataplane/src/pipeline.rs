@@ -572,14 +572,13 @@ impl Pipeline {
         let frame = &mut buf[*head..*head + *len];
         // Nearly every packet has the common shape: read it in one pass.
         // Anything else goes through the views, which explain the drops.
-        let (key, proto, flags, src_mac) = match fast_parse(frame) {
-            Some(p) => p,
+        let ((key, proto, flags, src_mac), frame) = match fast_parse(frame) {
+            Some(p) => (p, frame),
             None => match self.parse_slow(port, buf, head, len, now) {
-                Ok(p) => p,
+                Ok(p) => (p, &mut buf[*head..*head + *len]),
                 Err(action) => return action,
             },
         };
-        let frame = &mut buf[*head..*head + *len];
 
         if self.steering {
             if let Some(owner) = self.owner(&key) {
