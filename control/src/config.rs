@@ -868,6 +868,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
             burst: burst.clamp(1, dataplane::dpdk::MAX_BURST as u32) as usize,
             idle_sleep: Duration::from_micros(w.idle_sleep_us),
             idle_polls: *w.idle_polls.get_ref(),
+            ..WorkerSettings::default()
         },
         connections_per_core: *raw.limits.connections_per_core.get_ref() as usize,
         expire_nodest_conn: raw.connections.expire_nodest_conn,

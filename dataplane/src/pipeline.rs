@@ -158,10 +158,6 @@ fn nat_rewrite(ip: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Add
     nat::rewrite_v4_known(ip, src, dst, delta).is_some() || nat::rewrite(ip, endpoint(src), endpoint(dst)).is_ok()
 }
 
-/// Connections from which a worker prefetches each burst's table entries
-/// (about where the table stops fitting in a core's L2 cache).
-const PREFETCH_FROM: usize = 1 << 14;
-
 /// What a packet that may start a connection brings: its tuple, protocol,
 /// TCP flags, the MAC and port it came from, and when.
 #[derive(Debug, Clone, Copy)]
@@ -445,13 +441,6 @@ impl Pipeline {
                 Err(_) => false,
             }
         });
-    }
-
-    /// Whether a burst's table entries are worth prefetching before it is
-    /// processed ([`Self::prefetch`]): only once the table has outgrown
-    /// the caches; below that the look ahead would only add work.
-    pub fn wants_prefetch(&self) -> bool {
-        self.conns.len() >= PREFETCH_FROM
     }
 
     /// Starts loading what `frame`'s lookup will read: its index bucket

@@ -23,11 +23,17 @@ pub struct WorkerSettings {
     /// zero = busy-poll always (a dedicated core).
     pub idle_sleep: Duration,
     pub idle_polls: u32,
+    /// Connections on this core from which each rx burst's table entries
+    /// are prefetched before it is processed (`Pipeline::prefetch`):
+    /// below, the table fits the caches and the look ahead only adds work.
+    pub prefetch_from: usize,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        WorkerSettings { burst: 32, idle_sleep: Duration::from_micros(100), idle_polls: 256 }
+        // 16,384 connections: about where the table outgrows a core's L2
+        // (bench/RESULTS.md: bursts win from 100,000, lose at 1,000).
+        WorkerSettings { burst: 32, idle_sleep: Duration::from_micros(100), idle_polls: 256, prefetch_from: 1 << 14 }
     }
 }
 
@@ -152,7 +158,7 @@ impl Worker {
                 let n = port.rx(queue, &mut rx, self.settings.burst);
                 got += n;
                 counters.rx_packets.add(n as u64);
-                if n > 1 && self.pipeline.wants_prefetch() {
+                if n > 1 && self.pipeline.connections() >= self.settings.prefetch_from {
                     // Every frame's cache misses at once, not one by one.
                     rx.for_each_data(|f| self.pipeline.prefetch(f, false));
                     rx.for_each_data(|f| self.pipeline.prefetch(f, true));

@@ -273,26 +273,18 @@ fn connections_expire_and_table_capacity_is_enforced() {
 }
 
 #[test]
-fn only_a_table_past_the_caches_asks_for_prefetching() {
-    let mut p = Pipeline::new(snapshot(SchedulerKind::Rr, 1, 1, 1 << 15), Arc::default()).unwrap();
-    for (mac, ip) in [(RS1_MAC, RS1), (RS2_MAC, RS2)] {
-        p.process(0, &mut arp_frame(arp::OP_REPLY, mac, ip, LB_IP), 0);
-    }
-    let frame = udp(1, 53);
-    for sport in 1..PREFETCH_FROM as u16 {
-        let mut f = frame.clone();
-        f[34..36].copy_from_slice(&sport.to_be_bytes()); // no UDP checksum check
-        assert_eq!(p.process(0, &mut f, 0), Action::Transmit { port: 0 });
-    }
-    assert_eq!(p.connections(), PREFETCH_FROM - 1);
-    assert!(!p.wants_prefetch());
-    assert_eq!(p.process(0, &mut udp(u16::MAX, 53), 0), Action::Transmit { port: 0 });
-    assert!(p.wants_prefetch());
-    // A hint only: any frame, however short or odd, is fine.
-    for f in [vec![], vec![0u8; 37], frame.clone(), tcp(1, 80, SYN)] {
+fn prefetching_is_a_hint_any_frame_will_do() {
+    let mut p = resolved(SchedulerKind::Rr, 1, 1);
+    let mut f = udp(1, 53);
+    assert_eq!(p.process(0, &mut f, 0), Action::Transmit { port: 0 });
+    for f in [vec![], vec![0u8; 37], udp(1, 53), udp(2, 53), tcp(1, 80, SYN)] {
         p.prefetch(&f, false);
         p.prefetch(&f, true);
     }
+    // Nothing changed: the connection is still the only one, still found.
+    assert_eq!(p.connections(), 1);
+    assert_eq!(p.process(0, &mut udp(1, 53), SEC), Action::Transmit { port: 0 });
+    assert_eq!(p.counters().conns_created.get(), 1);
 }
 
 #[test]
