@@ -149,11 +149,17 @@ pub struct Pipeline {
 }
 
 /// The NAT rewrite of a connection's IP packet `ip`, with the checksum
-/// change worked out when the connection was made; packets of other
-/// shapes (IP options, ICMP echoes) through the general rewrite. False:
-/// malformed.
+/// change worked out when the connection was made. `shape`: `Some(udp)`
+/// when the fast parser found the packet plain (IPv4 without options, not
+/// a fragment, TCP or UDP, 40 bytes or more), so nothing is checked again;
+/// packets of other shapes (IP options, ICMP echoes) through the general
+/// rewrite. False: malformed.
 #[inline(always)]
-fn nat_rewrite(ip: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>, delta: Delta4) -> bool {
+fn nat_rewrite(ip: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>, delta: Delta4, shape: Option<bool>) -> bool {
+    if let (Some(udp), Some(h)) = (shape, ip.first_chunk_mut::<40>()) {
+        nat::rewrite_v4_known_shape(h, udp, src, dst, delta);
+        return true;
+    }
     let endpoint = |e: Option<(Ipv4Addr, u16)>| e.map(|(a, p)| Endpoint::v4(a, p));
     nat::rewrite_v4_known(ip, src, dst, delta).is_some() || nat::rewrite(ip, endpoint(src), endpoint(dst)).is_ok()
 }
@@ -561,13 +567,15 @@ impl Pipeline {
         let frame = &mut buf[*head..*head + *len];
         // Nearly every packet has the common shape: read it in one pass.
         // Anything else goes through the views, which explain the drops.
-        let ((key, proto, flags, src_mac), frame) = match fast_parse(frame) {
-            Some(p) => (p, frame),
+        let ((key, proto, flags, src_mac), frame, plain) = match fast_parse(frame) {
+            Some(p) => (p, frame, true),
             None => match self.parse_slow(port, buf, head, len, now) {
-                Ok(p) => (p, &mut buf[*head..*head + *len]),
+                Ok(p) => (p, &mut buf[*head..*head + *len], false),
                 Err(action) => return action,
             },
         };
+        // What the NAT rewrites need not check again (see `nat_rewrite`).
+        let shape = plain.then_some(proto == L4Proto::Udp);
 
         if self.steering {
             if let Some(owner) = self.owner(&key) {
@@ -601,10 +609,10 @@ impl Pipeline {
         // reads only what it needs from the entry.
         match (self.services[service as usize].mode, dir) {
             (ForwardingMode::DirectRoute, Dir::In) => self.send_to_real(service, dest, frame, now),
-            (ForwardingMode::Nat, Dir::In) => self.nat_in(slot, service, dest, frame, now),
-            (ForwardingMode::Nat, Dir::Out) => self.nat_out(slot, service, dest, frame),
-            (ForwardingMode::FullNat, Dir::In) => self.fullnat_in(slot, service, dest, flags, buf, head, len, now),
-            (ForwardingMode::FullNat, Dir::Out) => self.fullnat_out(slot, service, dest, flags, frame),
+            (ForwardingMode::Nat, Dir::In) => self.nat_in(slot, service, dest, frame, shape, now),
+            (ForwardingMode::Nat, Dir::Out) => self.nat_out(slot, service, dest, frame, shape),
+            (ForwardingMode::FullNat, Dir::In) => self.fullnat_in(slot, service, dest, flags, shape, buf, head, len, now),
+            (ForwardingMode::FullNat, Dir::Out) => self.fullnat_out(slot, service, dest, flags, shape, frame),
             (ForwardingMode::Tun, Dir::In) => {
                 let real = self.conns.get(slot).real;
                 self.tunnel_to_real(service, dest, real, port, buf, head, len, now)
@@ -651,20 +659,20 @@ impl Pipeline {
     }
 
     /// NAT, client to server: DNAT to the real server.
-    fn nat_in(&mut self, slot: u32, service: u32, dest: u32, frame: &mut [u8], now: u64) -> Action {
+    fn nat_in(&mut self, slot: u32, service: u32, dest: u32, frame: &mut [u8], shape: Option<bool>, now: u64) -> Action {
         let c = self.conns.get(slot);
         let (real, delta) = ((c.real, c.real_port), c.nat[0]);
-        if !nat_rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(real), delta) {
+        if !nat_rewrite(&mut frame[ethernet::HEADER_LEN..], None, Some(real), delta, shape) {
             return Action::Drop(DropReason::MalformedL4);
         }
         self.send_to_real(service, dest, frame, now)
     }
 
     /// NAT, server to client: SNAT back to the VIP.
-    fn nat_out(&mut self, slot: u32, service: u32, dest: u32, frame: &mut [u8]) -> Action {
+    fn nat_out(&mut self, slot: u32, service: u32, dest: u32, frame: &mut [u8], shape: Option<bool>) -> Action {
         let c = self.conns.get(slot);
         let (client, peer, delta) = (c.client, (c.peer_port, c.peer_mac), c.nat[1]);
-        if !nat_rewrite(&mut frame[ethernet::HEADER_LEN..], Some((client.dst, client.dport)), None, delta) {
+        if !nat_rewrite(&mut frame[ethernet::HEADER_LEN..], Some((client.dst, client.dport)), None, delta, shape) {
             return Action::Drop(DropReason::MalformedL4);
         }
         self.send_to_client(service, dest, peer, frame)
@@ -674,14 +682,25 @@ impl Pipeline {
     /// server, with the client's address in a TOA on the first segment
     /// after the SYN (it may grow the frame into `buf`'s tail room).
     #[allow(clippy::too_many_arguments)]
-    fn fullnat_in(&mut self, slot: u32, service: u32, dest: u32, flags: u8, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
+    fn fullnat_in(
+        &mut self,
+        slot: u32,
+        service: u32,
+        dest: u32,
+        flags: u8,
+        shape: Option<bool>,
+        buf: &mut [u8],
+        head: &mut usize,
+        len: &mut usize,
+        now: u64,
+    ) -> Action {
         let c = self.conns.get(slot);
         let (local, real, toa_pending, delta) = (c.local, (c.real, c.real_port), c.toa_pending, c.nat[0]);
         let Some(local) = local else {
             return Action::Drop(DropReason::NoLocalPort);
         };
         let frame = &mut buf[*head..*head + *len];
-        if !nat_rewrite(&mut frame[ethernet::HEADER_LEN..], Some(local), Some(real), delta) {
+        if !nat_rewrite(&mut frame[ethernet::HEADER_LEN..], Some(local), Some(real), delta, shape) {
             return Action::Drop(DropReason::MalformedL4);
         }
         if toa_pending && flags & proto::l4::tcp_flags::SYN == 0 {
@@ -709,7 +728,7 @@ impl Pipeline {
     }
 
     /// FullNAT, server to client: back from the VIP to the client.
-    fn fullnat_out(&mut self, slot: u32, service: u32, dest: u32, flags: u8, frame: &mut [u8]) -> Action {
+    fn fullnat_out(&mut self, slot: u32, service: u32, dest: u32, flags: u8, shape: Option<bool>, frame: &mut [u8]) -> Action {
         let c = self.conns.get(slot);
         let (client, peer, delta) = (c.client, (c.peer_port, c.peer_mac), c.nat[1]);
         let ip = &mut frame[ethernet::HEADER_LEN..];
@@ -717,7 +736,7 @@ impl Pipeline {
         if flags & proto::l4::tcp_flags::SYN != 0 {
             let _ = toa::clamp_mss(ip, toa::toa_len(client.src.into()) as u16);
         }
-        if !nat_rewrite(ip, Some((client.dst, client.dport)), Some((client.src, client.sport)), delta) {
+        if !nat_rewrite(ip, Some((client.dst, client.dport)), Some((client.src, client.sport)), delta, shape) {
             return Action::Drop(DropReason::MalformedL4);
         }
         self.send_to_client(service, dest, peer, frame)

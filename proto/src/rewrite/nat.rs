@@ -173,7 +173,19 @@ fn plain_v4(p: &mut [u8]) -> Option<(&mut [u8; 40], usize, bool)> {
 /// use [`rewrite`].
 #[inline(always)]
 pub fn rewrite_v4_known(p: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>, delta: Delta4) -> Option<()> {
-    let (h, check_at, udp) = plain_v4(p)?;
+    let (h, _, udp) = plain_v4(p)?;
+    rewrite_v4_known_shape(h, udp, src, dst, delta);
+    Some(())
+}
+
+/// As [`rewrite_v4_known`] for the first 40 bytes `h` of a packet the
+/// caller has already found to be of the plain shape (IPv4 without
+/// options, not a fragment, a complete UDP header when `udp`, else TCP's):
+/// nothing is checked again. On a packet of another shape it writes the
+/// wrong places (within `h`).
+#[inline(always)]
+pub fn rewrite_v4_known_shape(h: &mut [u8; 40], udp: bool, src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>, delta: Delta4) {
+    let check_at = if udp { 26 } else { 36 };
     for (new, addr_at, port_at) in [(src, 12, 20), (dst, 16, 22)] {
         if let Some((a, port)) = new {
             h[addr_at..addr_at + 4].copy_from_slice(&a.octets());
@@ -191,7 +203,6 @@ pub fn rewrite_v4_known(p: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<
         }
         h[check_at..check_at + 2].copy_from_slice(&c.to_be_bytes());
     }
-    Some(())
 }
 
 #[inline(never)]
