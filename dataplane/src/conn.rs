@@ -357,12 +357,13 @@ impl ConnTable {
     /// that tuple.
     #[inline(always)]
     fn find(&self, key: &FlowKey) -> Option<Ref> {
-        let slots = &self.slots;
-        let r = self.index.find(self.index.hash(key), |r| {
+        // By value into the closure: its fields can stay in registers.
+        let (key, slots) = (*key, &self.slots);
+        let r = self.index.find(self.index.hash(&key), move |r| {
             let Ref { slot, dir } = Ref::unpack(r);
             slots.get(slot as usize).is_some_and(|s| match dir {
-                Dir::In => s.conn.client == *key,
-                Dir::Out => s.out.as_ref() == Some(key),
+                Dir::In => s.conn.client == key,
+                Dir::Out => s.out == Some(key),
             })
         })?;
         Some(Ref::unpack(r))
