@@ -189,6 +189,12 @@ struct Carried {
     local: (Ipv4Addr, u16),
 }
 
+/// The source MAC of a frame of at least 14 bytes (parsed ones are): only
+/// a connection's first packet needs it, so it is read there.
+fn src_mac(frame: &[u8]) -> MacAddr {
+    MacAddr(frame.get(6..12).and_then(|m| m.try_into().ok()).unwrap_or_default())
+}
+
 /// A MAC address as a number (below 2^48).
 #[inline]
 fn pack_mac(m: [u8; 6]) -> u64 {
@@ -567,7 +573,7 @@ impl Pipeline {
         let frame = &mut buf[*head..*head + *len];
         // Nearly every packet has the common shape: read it in one pass.
         // Anything else goes through the views, which explain the drops.
-        let ((key, proto, flags, src_mac), frame, plain) = match fast_parse(frame) {
+        let ((key, proto, flags), frame, plain) = match fast_parse(frame) {
             Some(p) => (p, frame, true),
             None => match self.parse_slow(port, buf, head, len, now) {
                 Ok(p) => (p, &mut buf[*head..*head + *len], false),
@@ -596,11 +602,11 @@ impl Pipeline {
                 }
                 (slot, dir, service, dest)
             }
-            Lookup::Expired { slot } => match self.reopen(slot, Arrival { key, proto, flags, src_mac, port, now }) {
+            Lookup::Expired { slot } => match self.reopen(slot, Arrival { key, proto, flags, src_mac: src_mac(frame), port, now }) {
                 Ok(c) => c,
                 Err(action) => return action,
             },
-            Lookup::Miss => match self.first_packet(Arrival { key, proto, flags, src_mac, port, now }, None) {
+            Lookup::Miss => match self.first_packet(Arrival { key, proto, flags, src_mac: src_mac(frame), port, now }, None) {
                 Ok(c) => c,
                 Err(action) => return action,
             },
@@ -749,7 +755,7 @@ impl Pipeline {
     /// hot path stays small.
     #[cold]
     #[inline(never)]
-    fn parse_slow(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Result<(FlowKey, L4Proto, u8, MacAddr), Action> {
+    fn parse_slow(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Result<(FlowKey, L4Proto, u8), Action> {
         let frame = &mut buf[*head..*head + *len];
         let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
             return Err(Action::Drop(DropReason::MalformedFrame));
@@ -793,7 +799,7 @@ impl Pipeline {
             }
             _ => return Err(self.not_ours_or(port, dst, DropReason::UnsupportedProtocol)),
         };
-        Ok((FlowKey { proto: proto.number(), src: ip.src(), dst, sport, dport }, proto, flags, eth.src()))
+        Ok((FlowKey { proto: proto.number(), src: ip.src(), dst, sport, dport }, proto, flags))
     }
 
     /// IPVS's `expire_nodest_conn`: a packet of a connection whose real
@@ -1211,11 +1217,11 @@ fn echo_ports(icmp: &[u8]) -> Option<(u16, u16, bool)> {
 
 /// The flow of an Ethernet frame carrying IPv4 without options, not a
 /// fragment, with a valid header checksum and a complete TCP or UDP
-/// header: (key, protocol, TCP flags, source MAC). `None` for every other
-/// frame (the general parser then decides); never accepts a frame the
-/// general parser would refuse, and reads the same fields (tested).
+/// header: (key, protocol, TCP flags). `None` for every other frame (the
+/// general parser then decides); never accepts a frame the general parser
+/// would refuse, and reads the same fields (tested).
 #[inline]
-fn fast_parse(f: &[u8]) -> Option<(FlowKey, L4Proto, u8, MacAddr)> {
+fn fast_parse(f: &[u8]) -> Option<(FlowKey, L4Proto, u8)> {
     const IP: usize = ethernet::HEADER_LEN;
     const L4: usize = IP + 20;
     // Ethernet, IPv4 and a TCP header without options: 54 bytes. Shorter
@@ -1250,9 +1256,7 @@ fn fast_parse(f: &[u8]) -> Option<(FlowKey, L4Proto, u8, MacAddr)> {
     };
     let addr = |at: usize| Ipv4Addr::new(h[at], h[at + 1], h[at + 2], h[at + 3]);
     let key = FlowKey { proto: proto.number(), src: addr(IP + 12), dst: addr(IP + 16), sport: be16(L4), dport: be16(L4 + 2) };
-    let mut src_mac = [0u8; 6];
-    src_mac.copy_from_slice(&h[6..12]);
-    Some((key, proto, flags, MacAddr(src_mac)))
+    Some((key, proto, flags))
 }
 
 /// Checks what a snapshot promises the data plane.
