@@ -33,17 +33,19 @@ struct Slot {
     confirmed_at: AtomicU64,
 }
 
+/// The MAC in the word's low six bytes in memory order (so unpacking is
+/// a plain store of them), and the valid bit at the top.
 fn pack(mac: MacAddr) -> u64 {
     let b = mac.0;
-    VALID | u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+    VALID | u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], 0, 0])
 }
 
 fn unpack(word: u64) -> Option<MacAddr> {
     if word & VALID == 0 {
         return None;
     }
-    let b = word.to_be_bytes();
-    Some(MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]]))
+    let b = word.to_le_bytes();
+    Some(MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]]))
 }
 
 /// The resolved addresses, shared by every worker.
