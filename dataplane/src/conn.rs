@@ -213,10 +213,13 @@ pub struct ConnTable {
 }
 
 impl ConnTable {
+    /// A table for at most `capacity` connections (at most 2^30: the index
+    /// keeps a slot number in 31 bits).
     pub fn new(capacity: usize, timeouts: Timeouts) -> Self {
+        let capacity = capacity.min(1 << 30);
         ConnTable {
-            // Two index entries per NAT connection (slots fit in 31 bits).
-            index: TupleIndex::with_capacity(capacity.min(1 << 30).saturating_mul(2)),
+            // Two index entries per NAT connection; sized so they always fit.
+            index: TupleIndex::with_capacity(capacity * 2),
             slots: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             len: 0,
@@ -473,9 +476,12 @@ impl ConnTable {
             }
         };
         self.link(n);
-        self.index.insert(self.index.hash(&key), Ref { slot: n, dir: Dir::In }.packed());
+        // Cannot fail: the index has room for two entries per connection.
+        let placed = self.index.insert(self.index.hash(&key), Ref { slot: n, dir: Dir::In }.packed());
+        debug_assert!(placed);
         if let Some(o) = out {
-            self.index.insert(self.index.hash(&o), Ref { slot: n, dir: Dir::Out }.packed());
+            let placed = self.index.insert(self.index.hash(&o), Ref { slot: n, dir: Dir::Out }.packed());
+            debug_assert!(placed);
         }
         self.len += 1;
         Some(n)
@@ -646,6 +652,27 @@ mod tests {
         assert_eq!((c.tcp, c.service, c.dest, c.expires, c.is_active()), (None, 3, 1, 5 + 300 * SEC, true));
         assert!(ConnTable::starts_active(L4Proto::Udp, 0));
         assert!(!ConnTable::starts_active(L4Proto::Tcp, SYN));
+    }
+
+    /// Full of NAT connections (two index entries each): every one is
+    /// found from both sides, and removing them all empties the index.
+    #[test]
+    fn a_full_table_of_nat_connections_finds_every_tuple() {
+        let n = 5000u16;
+        let mut t = ConnTable::new(usize::from(n), Timeouts::default());
+        for p in 0..n {
+            t.insert(key(p), Some(reply(p)), L4Proto::Tcp, SYN, b(0, 0), 0).expect("room for capacity connections");
+        }
+        assert!(t.insert(key(n), None, L4Proto::Tcp, SYN, b(0, 0), 0).is_none(), "full");
+        for p in 0..n {
+            assert_eq!(hit_of(&mut t, |t| t.lookup(&key(p), L4Proto::Tcp, ACK, SEC)).1, Dir::In);
+            assert_eq!(hit_of(&mut t, |t| t.lookup(&reply(p), L4Proto::Tcp, ACK, SEC)).1, Dir::Out);
+        }
+        for p in 0..n {
+            assert!(t.remove_key(&key(p)).is_some());
+        }
+        assert!(t.is_empty());
+        assert_eq!(t.lookup(&reply(7), L4Proto::Tcp, ACK, SEC), Lookup::Miss);
     }
 
     #[test]
