@@ -1,7 +1,8 @@
 //! End to end, metrics: scraped during real traffic, the counters match
 //! what the test sent, exactly; the text parses with an independent parser
-//! (prometheus_client); bad requests get 4xx; many concurrent scrapes do
-//! not disturb forwarding. Needs root.
+//! (prometheus_client); bad requests get 4xx; a slow client delays no
+//! other scrape; many concurrent scrapes do not disturb forwarding. Needs
+//! root.
 
 mod common;
 
@@ -65,6 +66,21 @@ fn metrics_match_the_traffic_and_the_endpoint_is_robust() {
     assert!(raw_request(&lab, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
     let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n", "a".repeat(20000));
     assert!(raw_request(&lab, &huge).starts_with("HTTP/1.1 431"));
+
+    // A slow client (half a request, then nothing) delays nobody: a scrape
+    // made meanwhile is answered at once.
+    let mut slow = lab
+        .exec("lb")
+        .args(["python3", "-c", "import socket,time;s=socket.create_connection(('127.0.0.1',9100));s.sendall(b'GET /metrics HTTP/1.1\\r\\n');time.sleep(5)"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    assert!(!lab.scrape().is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "a scrape waited {:?} behind a slow client", started.elapsed());
+    assert!(slow.try_wait().unwrap().is_none(), "the slow client was still connected");
+    let _ = slow.kill();
+    let _ = slow.wait();
 
     // 40 concurrent scrapes while requests flow: all served, no request fails.
     let ns = lab.ns_name("lb");
