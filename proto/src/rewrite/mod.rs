@@ -8,16 +8,18 @@ pub mod tunnel;
 
 pub use nat::Endpoint;
 
-use crate::error::Result;
-use crate::ethernet::{EthernetFrame, MacAddr};
+use crate::error::{Error, Result};
+use crate::ethernet::{MacAddr, HEADER_LEN};
 
 /// DR (direct routing): the IP packet is untouched; only the Ethernet
 /// addresses change, so the frame reaches the real server, which owns the
 /// VIP on a non-ARPing interface and replies to the client directly.
+/// Written on the header's bytes (it is on every forwarded packet's path).
+#[inline]
 pub fn direct_route(frame: &mut [u8], src: MacAddr, dst: MacAddr) -> Result<()> {
-    let mut eth = EthernetFrame::new_checked(frame)?;
-    eth.set_src(src);
-    eth.set_dst(dst);
+    let h = frame.first_chunk_mut::<HEADER_LEN>().ok_or(Error::Truncated)?;
+    h[..6].copy_from_slice(&dst.0);
+    h[6..12].copy_from_slice(&src.0);
     Ok(())
 }
 
