@@ -148,22 +148,22 @@ fn be16(h: &[u8; 40], at: usize) -> u32 {
 
 /// The shape both one-pass rewrites handle: IPv4 without options, not a
 /// fragment, a complete TCP or UDP header within the first 40 bytes
-/// (shorter packets take the general path). Returns those bytes, where the
-/// L4 checksum is, and whether it is UDP's.
+/// (shorter packets take the general path). Returns those bytes and
+/// whether it is UDP.
 #[inline(always)]
-fn plain_v4(p: &mut [u8]) -> Option<(&mut [u8; 40], usize, bool)> {
+fn plain_v4(p: &mut [u8]) -> Option<(&mut [u8; 40], bool)> {
     let len = p.len();
     let h: &mut [u8; 40] = p.get_mut(..40)?.try_into().ok()?;
     let total = be16(h, 2) as usize;
     if h[0] != 0x45 || be16(h, 6) & 0x3fff != 0 || total > len {
         return None;
     }
-    let (check_at, udp) = match h[9] {
-        protocol::TCP if total >= 40 => (36, false),
-        protocol::UDP if total >= 28 => (26, true),
+    let udp = match h[9] {
+        protocol::TCP if total >= 40 => false,
+        protocol::UDP if total >= 28 => true,
         _ => return None,
     };
-    Some((h, check_at, udp))
+    Some((h, udp))
 }
 
 /// As [`rewrite`] for an IPv4 TCP or UDP packet whose current tuple is the
@@ -173,7 +173,7 @@ fn plain_v4(p: &mut [u8]) -> Option<(&mut [u8; 40], usize, bool)> {
 /// use [`rewrite`].
 #[inline(always)]
 pub fn rewrite_v4_known(p: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>, delta: Delta4) -> Option<()> {
-    let (h, _, udp) = plain_v4(p)?;
+    let (h, udp) = plain_v4(p)?;
     rewrite_v4_known_shape(h, udp, src, dst, delta);
     Some(())
 }
@@ -239,34 +239,16 @@ fn halves(x: u32) -> u32 {
 }
 
 /// The common case in one pass: IPv4 without options, not a fragment,
-/// carrying a complete TCP or UDP header. The address and port changes are
-/// summed once (RFC 1624: the checksum moves by the sum of ~old + new over
-/// the changed words) and applied to both checksums. `None`: not that
-/// shape, nothing written (the general path decides).
+/// carrying a complete TCP or UDP header. The change of the tuple it
+/// carries is worked out ([`Delta4`]) and applied to both checksums at
+/// once. `None`: not that shape, nothing written (the general path
+/// decides).
 #[inline(always)]
 fn rewrite_v4_plain(p: &mut [u8], src: Option<(Ipv4Addr, u16)>, dst: Option<(Ipv4Addr, u16)>) -> Option<()> {
-    let (h, check_at, udp) = plain_v4(p)?;
-    let mut addr_delta = 0u32;
-    let mut port_delta = 0u32;
-    for (new, addr_at, port_at) in [(src, 12, 20), (dst, 16, 22)] {
-        let Some((a, port)) = new else { continue };
-        let old = u32::from_be_bytes([h[addr_at], h[addr_at + 1], h[addr_at + 2], h[addr_at + 3]]);
-        addr_delta += halves(!old) + halves(u32::from(a));
-        h[addr_at..addr_at + 4].copy_from_slice(&a.octets());
-        port_delta += (!be16(h, port_at) & 0xffff) + u32::from(port);
-        h[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-    }
-    let ip_check = !crate::checksum::fold((!be16(h, 10) & 0xffff) + addr_delta);
-    h[10..12].copy_from_slice(&ip_check.to_be_bytes());
-    let old = be16(h, check_at);
-    // UDP over IPv4 with checksum 0 carries none, and keeps none.
-    if !(udp && old == 0) {
-        let mut c = !crate::checksum::fold((!old & 0xffff) + addr_delta + port_delta);
-        if udp && c == 0 {
-            c = 0xffff;
-        }
-        h[check_at..check_at + 2].copy_from_slice(&c.to_be_bytes());
-    }
+    let (h, udp) = plain_v4(p)?;
+    let at = |a: usize, port: usize| (Ipv4Addr::new(h[a], h[a + 1], h[a + 2], h[a + 3]), be16(h, port) as u16);
+    let delta = Delta4::new([at(12, 20), at(16, 22)], [src, dst]);
+    rewrite_v4_known_shape(h, udp, src, dst, delta);
     Some(())
 }
 
