@@ -462,8 +462,7 @@ impl Pipeline {
     #[inline]
     pub fn prefetch(&self, frame: &[u8], entry: bool) {
         let Some(f) = frame.first_chunk::<38>() else { return };
-        let addr = |at: usize| Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3]);
-        let key = FlowKey { proto: f[23], src: addr(26), dst: addr(30), sport: u16::from_be_bytes([f[34], f[35]]), dport: u16::from_be_bytes([f[36], f[37]]) };
+        let key = tuple_at(f, f[23]);
         if entry {
             self.conns.prefetch_entry(&key);
         } else {
@@ -1255,9 +1254,17 @@ fn fast_parse(f: &[u8]) -> Option<(FlowKey, L4Proto, u8)> {
         }
         _ => return None,
     };
-    let addr = |at: usize| Ipv4Addr::new(h[at], h[at + 1], h[at + 2], h[at + 3]);
-    let key = FlowKey { proto: proto.number(), src: addr(IP + 12), dst: addr(IP + 16), sport: be16(L4), dport: be16(L4 + 2) };
-    Some((key, proto, flags))
+    Some((tuple_at(h, proto.number()), proto, flags))
+}
+
+/// The tuple of an Ethernet frame carrying IPv4 without options, read at
+/// its fixed offsets (its first `N` >= 38 bytes), with protocol `proto`.
+#[inline(always)]
+fn tuple_at<const N: usize>(f: &[u8; N], proto: u8) -> FlowKey {
+    const { assert!(N >= 38) };
+    let addr = |at: usize| Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3]);
+    let port = |at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
+    FlowKey { proto, src: addr(26), dst: addr(30), sport: port(34), dport: port(36) }
 }
 
 /// Checks what a snapshot promises the data plane.
