@@ -26,34 +26,36 @@ fn advise(p: *mut u8, size: usize) {
     }
 }
 
+/// `System`'s `alloc` or `alloc_zeroed` (`with`) for `layout`, a big one
+/// 2 MiB-aligned and advised onto huge pages.
+///
+/// # Safety
+/// As `GlobalAlloc::alloc`: `layout` has a non-zero size.
+unsafe fn allocate(layout: Layout, with: unsafe fn(&System, Layout) -> *mut u8) -> *mut u8 {
+    match big(layout) {
+        Some(l) => {
+            // SAFETY: `l` is non-zero-sized (at least 2 MiB) and valid.
+            let p = unsafe { with(&System, l) };
+            advise(p, l.size());
+            p
+        }
+        // SAFETY: forwarded as received.
+        None => unsafe { with(&System, layout) },
+    }
+}
+
 // SAFETY: every call is forwarded to `System` with a layout of at least the
 // requested size and alignment, and freed with the same layout it was
 // allocated with (`big` is a pure function of the caller's layout).
 unsafe impl GlobalAlloc for HugePageAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match big(layout) {
-            Some(l) => {
-                // SAFETY: `l` is non-zero-sized (at least 2 MiB) and valid.
-                let p = unsafe { System.alloc(l) };
-                advise(p, l.size());
-                p
-            }
-            // SAFETY: forwarded as received.
-            None => unsafe { System.alloc(layout) },
-        }
+        // SAFETY: forwarded under this impl's contract.
+        unsafe { allocate(layout, <System as GlobalAlloc>::alloc) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match big(layout) {
-            Some(l) => {
-                // SAFETY: as in `alloc`.
-                let p = unsafe { System.alloc_zeroed(l) };
-                advise(p, l.size());
-                p
-            }
-            // SAFETY: forwarded as received.
-            None => unsafe { System.alloc_zeroed(layout) },
-        }
+        // SAFETY: as in `alloc`.
+        unsafe { allocate(layout, <System as GlobalAlloc>::alloc_zeroed) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
