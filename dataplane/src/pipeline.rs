@@ -81,8 +81,10 @@ struct Dest {
     neighbor_slot: u32,
     out_port: u16,
     out_mac: MacAddr,
-    /// The interface of `out_port` (TUN's outer source address and MTU).
-    out_iface: u8,
+    /// The MTU of `out_port`'s interface, and TUN's outer header template
+    /// from that interface's address to this server.
+    out_mtu: u16,
+    tunnel: tunnel::Outer,
     /// Its slot on the snapshot's health board (`u32::MAX`: none, e.g.
     /// removed by a reload).
     health_slot: u32,
@@ -301,7 +303,9 @@ impl Pipeline {
                 let iface = port.and_then(|p| self.iface_of_port.get(usize::from(p))).filter(|&&k| k != u8::MAX);
                 match (slot, port, iface) {
                     (Some(slot), Some(port), Some(&k)) => {
-                        (d.neighbor_slot, d.out_port, d.out_mac, d.out_iface) = (slot as u32, port, self.snapshot.interfaces[usize::from(k)].mac, k);
+                        let iface = &self.snapshot.interfaces[usize::from(k)];
+                        (d.neighbor_slot, d.out_port, d.out_mac) = (slot as u32, port, iface.mac);
+                        (d.out_mtu, d.tunnel) = (iface.mtu, tunnel::Outer::new(iface.addr, d.addr));
                     }
                     _ => d.neighbor_slot = u32::MAX,
                 }
@@ -618,10 +622,7 @@ impl Pipeline {
             (ForwardingMode::Nat, Dir::Out) => self.nat_out(slot, service, dest, frame, shape),
             (ForwardingMode::FullNat, Dir::In) => self.fullnat_in(slot, service, dest, flags, shape, buf, head, len, now),
             (ForwardingMode::FullNat, Dir::Out) => self.fullnat_out(slot, service, dest, flags, shape, frame),
-            (ForwardingMode::Tun, Dir::In) => {
-                let real = self.conns.get(slot).real;
-                self.tunnel_to_real(service, dest, real, port, buf, head, len, now)
-            }
+            (ForwardingMode::Tun, Dir::In) => self.tunnel_to_real(service, dest, plain, port, buf, head, len, now),
             // DR and TUN connections have no reply tuple.
             (ForwardingMode::DirectRoute | ForwardingMode::Tun, Dir::Out) => Action::Drop(DropReason::NotForUs),
         }
@@ -987,35 +988,43 @@ impl Pipeline {
 
     /// TUN: wraps the client's packet in IPIP from our address on the
     /// server's subnet to the server, using the buffer's headroom.
+    /// `plain`: the parser found a 20-byte IPv4 header that fits the frame.
     #[allow(clippy::too_many_arguments)]
-    fn tunnel_to_real(&mut self, service: u32, dest: u32, real: Ipv4Addr, in_port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
+    fn tunnel_to_real(&mut self, service: u32, dest: u32, plain: bool, in_port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
         let d = &mut self.services[service as usize].dests[dest as usize];
         // Counted as received (as IPVS), without the outer header.
         d.traffic.pkts_in += 1;
         d.traffic.bytes_in += *len as u64;
-        let (slot, out_port, out_mac, out_iface) = (d.neighbor_slot as usize, d.out_port, d.out_mac, d.out_iface);
+        let (slot, out_port, out_mac, mtu, outer) = (d.neighbor_slot as usize, d.out_port, d.out_mac, d.out_mtu, d.tunnel);
         let Some(real_mac) = self.neighbors.mac_of_slot(slot, now) else {
             self.neighbors.request_soon_slot(slot, now);
             return Action::Drop(DropReason::NeighborUnresolved);
         };
-        let Some(iface) = self.snapshot.interfaces.get(usize::from(out_iface)) else {
-            return Action::Drop(DropReason::NeighborUnresolved);
-        };
-        let (addr, mtu) = (iface.addr, iface.mtu);
         self.ip_ident = self.ip_ident.wrapping_add(1);
-        match tunnel::ipip_encapsulate(buf, *head, *len, addr, real, self.ip_ident, mtu) {
+        let encapsulated = if plain {
+            tunnel::ipip_encapsulate_plain(buf, *head, &outer, self.ip_ident, mtu, out_mac, real_mac)
+        } else {
+            tunnel::ipip_encapsulate(buf, *head, *len, &outer, self.ip_ident, mtu, out_mac, real_mac)
+        };
+        match encapsulated {
             Ok(new_head) => {
                 *head = new_head;
                 *len += tunnel::OVERHEAD;
-                self.send_from(out_port, out_mac, real_mac, &mut buf[*head..*head + *len])
+                self.counters.forwarded.inc();
+                Action::Transmit { port: out_port }
             }
-            Err(tunnel::EncapError::NeedsFragmentation { mtu }) => {
-                let h = *head;
-                self.frag_needed_reply(in_port, &mut buf[h..], len, mtu)
-            }
-            Err(tunnel::EncapError::TooBig) => Action::Drop(DropReason::TooBig),
-            Err(tunnel::EncapError::NoHeadroom) => Action::Drop(DropReason::NoHeadroom),
-            Err(tunnel::EncapError::Invalid(_)) => Action::Drop(DropReason::MalformedIpv4),
+            Err(e) => self.tunnel_failed(e, in_port, buf, *head, len),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tunnel_failed(&mut self, e: tunnel::EncapError, in_port: u16, buf: &mut [u8], head: usize, len: &mut usize) -> Action {
+        match e {
+            tunnel::EncapError::NeedsFragmentation { mtu } => self.frag_needed_reply(in_port, &mut buf[head..], len, mtu),
+            tunnel::EncapError::TooBig => Action::Drop(DropReason::TooBig),
+            tunnel::EncapError::NoHeadroom => Action::Drop(DropReason::NoHeadroom),
+            tunnel::EncapError::Invalid(_) => Action::Drop(DropReason::MalformedIpv4),
         }
     }
 
@@ -1310,7 +1319,17 @@ fn dest_config(s: &Service, r: &crate::config::RealServer, cores: u32) -> DestCo
 impl Dest {
     /// A real server as configured; its neighbor slot is set by `reindex`.
     fn new(addr: Ipv4Addr, port: u16, health_slot: u32) -> Self {
-        Dest { addr, port, neighbor_slot: u32::MAX, out_port: 0, out_mac: MacAddr::ZERO, out_iface: 0, health_slot, traffic: Traffic::default() }
+        Dest {
+            addr,
+            port,
+            neighbor_slot: u32::MAX,
+            out_port: 0,
+            out_mac: MacAddr::ZERO,
+            out_mtu: 0,
+            tunnel: tunnel::Outer::new(Ipv4Addr::UNSPECIFIED, addr),
+            health_slot,
+            traffic: Traffic::default(),
+        }
     }
 }
 

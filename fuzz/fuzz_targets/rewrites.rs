@@ -38,7 +38,14 @@ fuzz_target!(|data: &[u8]| {
     let head = usize::from(params[19] % 40);
     let mut buf = vec![0u8; head];
     buf.extend_from_slice(packet);
-    if let Ok(start) = tunnel::ipip_encapsulate(&mut buf, head, packet.len(), a4(0), a4(4), port(8), port(10)) {
+    let outer = tunnel::Outer::new(a4(0), a4(4));
+    let (smac, dmac) = (MacAddr([1; 6]), MacAddr([2; 6]));
+    if let Ok(start) = tunnel::ipip_encapsulate(&mut buf.clone(), head, packet.len(), &outer, port(8), port(10), smac, dmac) {
+        assert!(start + packet.len() + tunnel::OVERHEAD <= buf.len());
+    }
+    // The per-packet path trusts its caller's parse, but arbitrary bytes
+    // still give an error or a frame, never a panic.
+    if let Ok(start) = tunnel::ipip_encapsulate_plain(&mut buf, head, &outer, port(8), port(10), smac, dmac) {
         assert!(start + packet.len() + tunnel::OVERHEAD <= buf.len());
     }
     let mut out = [0u8; 128];

@@ -11,7 +11,7 @@
 
 use crate::checksum;
 use crate::error::{Error, Result};
-use crate::ethernet::{self, EthernetFrame};
+use crate::ethernet::{self, EthernetFrame, MacAddr};
 use crate::ipv4::{protocol, Ipv4Packet, MIN_HEADER_LEN};
 use core::net::Ipv4Addr;
 
@@ -38,19 +38,55 @@ impl From<Error> for EncapError {
     }
 }
 
+/// One tunnel's fixed part: the outer addresses and their share of the
+/// outer header's checksum, worked out once per real server instead of
+/// once per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    src: [u8; 4],
+    dst: [u8; 4],
+    /// One's complement sum (unfolded) of the addresses and of the fields
+    /// that never change: version, header length and protocol.
+    fixed_sum: u32,
+}
+
+impl Outer {
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr) -> Self {
+        let (s, d) = (u32::from(src), u32::from(dst));
+        let fixed_sum = (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff) + 0x4500 + u32::from(protocol::IPIP);
+        Outer { src: src.octets(), dst: dst.octets(), fixed_sum }
+    }
+
+    /// The outer IPv4 header, `total` bytes long with what it carries.
+    #[inline(always)]
+    fn header(&self, tos: u8, total: u16, ident: u16, df: bool, ttl: u8) -> [u8; MIN_HEADER_LEN] {
+        let flags: u16 = if df { 0x4000 } else { 0 };
+        // At most nine 16-bit terms: no overflow of the u32.
+        let sum = self.fixed_sum + u32::from(tos) + u32::from(total) + u32::from(ident) + u32::from(flags) + (u32::from(ttl) << 8);
+        let [t0, t1] = total.to_be_bytes();
+        let [i0, i1] = ident.to_be_bytes();
+        let [f0, f1] = flags.to_be_bytes();
+        let [c0, c1] = (!checksum::fold(sum)).to_be_bytes();
+        let ([s0, s1, s2, s3], [d0, d1, d2, d3]) = (self.src, self.dst);
+        [0x45, tos, t0, t1, i0, i1, f0, f1, ttl, protocol::IPIP, c0, c1, s0, s1, s2, s3, d0, d1, d2, d3]
+    }
+}
+
 /// Encapsulates the Ethernet frame at `buf[start..start + len]` (IPv4
-/// inside) in IPIP from `outer_src` to `outer_dst`, with IP id `ident`, for
-/// an egress `mtu` (IP bytes). Returns the new start; the frame grew by
-/// [`OVERHEAD`]. On error nothing was changed.
-#[inline]
+/// inside) in IPIP through `outer`, with IP id `ident`, for an egress
+/// `mtu` (IP bytes), and writes the hop's Ethernet addresses, `src_mac` to
+/// `dst_mac`. Returns the new start; the frame grew by [`OVERHEAD`]. On
+/// error nothing was changed.
+#[allow(clippy::too_many_arguments)]
 pub fn ipip_encapsulate(
     buf: &mut [u8],
     start: usize,
     len: usize,
-    outer_src: Ipv4Addr,
-    outer_dst: Ipv4Addr,
+    outer: &Outer,
     ident: u16,
     mtu: u16,
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
 ) -> core::result::Result<usize, EncapError> {
     let frame = buf.get(start..start + len).ok_or(Error::Truncated)?;
     let eth = EthernetFrame::new_checked(frame)?;
@@ -58,35 +94,59 @@ pub fn ipip_encapsulate(
         return Err(Error::Malformed("not IPv4").into());
     }
     let inner = Ipv4Packet::new_checked(eth.payload())?;
-    let outer_len = inner.total_len() + OVERHEAD;
-    if outer_len > usize::from(mtu) {
-        return Err(if inner.dont_fragment() { EncapError::NeedsFragmentation { mtu: mtu.saturating_sub(OVERHEAD as u16) } } else { EncapError::TooBig });
-    }
-    if outer_len > usize::from(u16::MAX) {
-        return Err(Error::Malformed("too long to encapsulate").into());
-    }
-    if start < OVERHEAD {
-        return Err(EncapError::NoHeadroom);
-    }
-    let (tos, ttl, df) = (inner.tos(), inner.ttl(), inner.dont_fragment());
-    let new_start = start - OVERHEAD;
-    // The Ethernet header moves to the front (a fixed-size copy, no call).
-    let eth: [u8; ethernet::HEADER_LEN] = buf[start..start + ethernet::HEADER_LEN].try_into().map_err(|_| Error::Truncated)?;
-    buf[new_start..new_start + ethernet::HEADER_LEN].copy_from_slice(&eth);
-    let h: &mut [u8; MIN_HEADER_LEN] = (&mut buf[new_start + ethernet::HEADER_LEN..start + ethernet::HEADER_LEN]).try_into().map_err(|_| Error::Truncated)?;
-    h[0] = 0x45;
-    h[1] = tos;
-    h[2..4].copy_from_slice(&(outer_len as u16).to_be_bytes());
-    h[4..6].copy_from_slice(&ident.to_be_bytes());
-    h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
-    h[8] = ttl;
-    h[9] = protocol::IPIP;
-    h[10..12].copy_from_slice(&[0, 0]);
-    h[12..16].copy_from_slice(&outer_src.octets());
-    h[16..20].copy_from_slice(&outer_dst.octets());
-    let c = checksum::header20(h);
-    h[10..12].copy_from_slice(&c.to_be_bytes());
+    let outer_len = fits(inner.total_len(), inner.dont_fragment(), mtu)?;
+    let new_start = start.checked_sub(OVERHEAD).ok_or(EncapError::NoHeadroom)?;
+    let h = outer.header(inner.tos(), outer_len, ident, inner.dont_fragment(), inner.ttl());
+    write_head(&mut buf[new_start..start + ethernet::HEADER_LEN], &h, src_mac, dst_mac)?;
     Ok(new_start)
+}
+
+/// As [`ipip_encapsulate`] for the frame at `buf[start..]` whose parser
+/// already found IPv4 with a 20-byte header and a total length within the
+/// frame (TUN's per-packet path: nothing is checked again), through
+/// `outer`; it also writes the hop's Ethernet addresses, `src_mac` to
+/// `dst_mac`. Only the first 34 bytes of the frame are read.
+#[inline]
+pub fn ipip_encapsulate_plain(
+    buf: &mut [u8],
+    start: usize,
+    outer: &Outer,
+    ident: u16,
+    mtu: u16,
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+) -> core::result::Result<usize, EncapError> {
+    const ETH: usize = ethernet::HEADER_LEN;
+    let inner: &[u8; MIN_HEADER_LEN] = buf.get(start + ETH..start + ETH + MIN_HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(Error::Truncated)?;
+    let (tos, total, df, ttl) = (inner[1], u16::from_be_bytes([inner[2], inner[3]]), inner[6] & 0x40 != 0, inner[8]);
+    let outer_len = fits(usize::from(total), df, mtu)?;
+    let new_start = start.checked_sub(OVERHEAD).ok_or(EncapError::NoHeadroom)?;
+    let h = outer.header(tos, outer_len, ident, df, ttl);
+    write_head(&mut buf[new_start..start + ETH], &h, src_mac, dst_mac)?;
+    Ok(new_start)
+}
+
+/// Writes the new Ethernet header and the outer IPv4 header `h` into
+/// `head` (their 34 bytes).
+#[inline(always)]
+fn write_head(head: &mut [u8], h: &[u8; MIN_HEADER_LEN], src_mac: MacAddr, dst_mac: MacAddr) -> Result<()> {
+    let head: &mut [u8; ethernet::HEADER_LEN + MIN_HEADER_LEN] = head.try_into().map_err(|_| Error::Truncated)?;
+    head[..6].copy_from_slice(&dst_mac.0);
+    head[6..12].copy_from_slice(&src_mac.0);
+    head[12..14].copy_from_slice(&ethernet::ethertype::IPV4.to_be_bytes());
+    head[ethernet::HEADER_LEN..].copy_from_slice(h);
+    Ok(())
+}
+
+/// The outer packet's length for an inner packet of `inner_len` bytes, if
+/// it fits the egress `mtu`; otherwise why not (`df`: the inner DF bit).
+#[inline(always)]
+fn fits(inner_len: usize, df: bool, mtu: u16) -> core::result::Result<u16, EncapError> {
+    let outer_len = inner_len + OVERHEAD;
+    if outer_len > usize::from(mtu) {
+        return Err(if df { EncapError::NeedsFragmentation { mtu: mtu.saturating_sub(OVERHEAD as u16) } } else { EncapError::TooBig });
+    }
+    u16::try_from(outer_len).map_err(|_| Error::Malformed("too long to encapsulate").into())
 }
 
 /// Writes into `out` the IPv4 packet of an ICMP "fragmentation needed"
@@ -122,6 +182,14 @@ pub fn frag_needed(out: &mut [u8], original: &[u8], from: Ipv4Addr, mtu: u16, id
 mod tests {
     use super::*;
 
+    const SMAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 9]);
+    const DMAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 8]);
+
+    /// The general path from `src` to `dst`, between SMAC and DMAC.
+    fn encap(buf: &mut [u8], start: usize, len: usize, src: Ipv4Addr, dst: Ipv4Addr, ident: u16, mtu: u16) -> core::result::Result<usize, EncapError> {
+        ipip_encapsulate(buf, start, len, &Outer::new(src, dst), ident, mtu, SMAC, DMAC)
+    }
+
     fn frame(payload_len: usize, df: bool) -> Vec<u8> {
         let mut f = Vec::new();
         // etherparse sets DF; it is cleared below when not wanted.
@@ -140,11 +208,11 @@ mod tests {
         let f = frame(100, true);
         let mut buf = vec![0u8; 64];
         buf.extend_from_slice(&f);
-        let start = ipip_encapsulate(&mut buf, 64, f.len(), Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 11), 7, 1500).unwrap();
+        let start = encap(&mut buf, 64, f.len(), Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 11), 7, 1500).unwrap();
         assert_eq!(start, 44);
         let out = &buf[start..];
         assert_eq!(out.len(), f.len() + 20);
-        assert_eq!(&out[..14], &f[..14], "Ethernet header moved intact");
+        assert_eq!((&out[..6], &out[6..12], &out[12..14]), (&DMAC.0[..], &SMAC.0[..], &[8u8, 0][..]), "the hop's Ethernet header");
         assert_eq!(&out[34..], &f[14..], "inner packet untouched");
         let outer = etherparse::Ipv4HeaderSlice::from_slice(&out[14..]).unwrap();
         assert_eq!(outer.protocol(), etherparse::IpNumber::IPV4);
@@ -161,7 +229,7 @@ mod tests {
         let mut buf = vec![0u8; 64];
         buf.extend_from_slice(&f);
         let before = buf.clone();
-        let e = ipip_encapsulate(&mut buf, 64, f.len(), Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 11), 1, 1500);
+        let e = encap(&mut buf, 64, f.len(), Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 11), 1, 1500);
         assert_eq!(e, Err(EncapError::NeedsFragmentation { mtu: 1480 }));
         assert_eq!(buf, before);
         // The ICMP the client gets.
@@ -189,7 +257,7 @@ mod tests {
             let f = frame(payload_len, df);
             let mut buf = vec![0u8; 32];
             buf.extend_from_slice(&f);
-            let r = ipip_encapsulate(&mut buf, 32, f.len(), Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 11), ident, mtu);
+            let r = encap(&mut buf, 32, f.len(), Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 11), ident, mtu);
             let inner_len = f.len() - 14;
             if inner_len + 20 > usize::from(mtu) {
                 proptest::prop_assert_eq!(r, Err(if df { EncapError::NeedsFragmentation { mtu: mtu - 20 } } else { EncapError::TooBig }));
@@ -207,21 +275,56 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The per-packet path (plain frames, nothing checked again) gives
+        /// the very bytes, or the very error, of the general path, for any
+        /// plain frame, addresses, TOS, TTL, MTU and headroom.
+        #[test]
+        fn plain_path_matches_the_general_one(
+            payload_len in 0usize..1600, df in proptest::bool::ANY, mtu in 576u16..1600, ident in proptest::num::u16::ANY,
+            src in proptest::num::u32::ANY, dst in proptest::num::u32::ANY, tos in proptest::num::u8::ANY, ttl in proptest::num::u8::ANY,
+            headroom in 0usize..40,
+        ) {
+            let mut f = frame(payload_len, df);
+            f[15] = tos;
+            f[22] = ttl;
+            Ipv4Packet::new_checked(&mut f[14..]).unwrap().fill_checksum();
+            let (src, dst) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+            let mut general = vec![0u8; headroom];
+            general.extend_from_slice(&f);
+            let mut plain = general.clone();
+            let g = encap(&mut general, headroom, f.len(), src, dst, ident, mtu);
+            let p = ipip_encapsulate_plain(&mut plain, headroom, &Outer::new(src, dst), ident, mtu, SMAC, DMAC);
+            proptest::prop_assert_eq!(p, g);
+            proptest::prop_assert_eq!(plain, general);
+        }
+    }
+
+    #[test]
+    fn plain_path_refuses_short_buffers() {
+        let outer = Outer::new(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST);
+        assert!(matches!(ipip_encapsulate_plain(&mut [0u8; 40], 20, &outer, 0, 1500, MacAddr::ZERO, MacAddr::ZERO), Err(EncapError::Invalid(_))));
+        let f = frame(10, true);
+        let mut buf = f.clone();
+        assert_eq!(ipip_encapsulate_plain(&mut buf, 0, &outer, 0, 1500, MacAddr::ZERO, MacAddr::ZERO), Err(EncapError::NoHeadroom));
+        assert_eq!(buf, f);
+    }
+
     #[test]
     fn headroom_and_input_errors() {
         let f = frame(10, true);
         let mut buf = f.clone();
-        assert_eq!(ipip_encapsulate(&mut buf, 0, f.len(), Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 0, 1500), Err(EncapError::NoHeadroom));
+        assert_eq!(encap(&mut buf, 0, f.len(), Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 0, 1500), Err(EncapError::NoHeadroom));
         assert_eq!(buf, f);
         let mut arp = vec![0u8; 80];
         arp[20 + 12] = 0x08;
         arp[20 + 13] = 0x06;
-        assert!(matches!(ipip_encapsulate(&mut arp, 20, 60, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 0, 1500), Err(EncapError::Invalid(_))));
-        assert!(ipip_encapsulate(&mut [0u8; 10], 5, 50, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 0, 1500).is_err());
+        assert!(matches!(encap(&mut arp, 20, 60, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 0, 1500), Err(EncapError::Invalid(_))));
+        assert!(encap(&mut [0u8; 10], 5, 50, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 0, 1500).is_err());
         let f = frame(1460, false);
         let mut buf = vec![0u8; 20];
         buf.extend_from_slice(&f);
-        assert_eq!(ipip_encapsulate(&mut buf, 20, f.len(), Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 0, 1500), Err(EncapError::TooBig));
+        assert_eq!(encap(&mut buf, 20, f.len(), Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 0, 1500), Err(EncapError::TooBig));
         assert!(frag_needed(&mut [0u8; 20], &f[14..], Ipv4Addr::LOCALHOST, 1480, 0).is_err());
     }
 }
