@@ -86,11 +86,12 @@ impl Entry for Key {
     }
 }
 
-/// `a / wa < b / wb` for keys: loads below 2^41 and weights below 2^16
-/// keep both products below 2^57, so plain u64 multiplication is exact.
-#[inline]
-fn key_ratio_less(a: u64, wa: u32, b: u64, wb: u32) -> bool {
-    a * u64::from(wb) < b * u64::from(wa)
+/// A key's load times another key's weight, the two sides of `a / wa <
+/// b / wb` cross-multiplied: loads below 2^48 (the empty key's included)
+/// and weights below 2^16 keep it below 2^64, so it is exact in u64.
+#[inline(always)]
+fn scaled(load: u64, weight: u32) -> u64 {
+    load * u64::from(weight)
 }
 
 impl Order {
@@ -112,14 +113,19 @@ impl Order {
         Key { load, weight: d.weight().min(0xffff), idx: i as u32 }
     }
 
-    /// `better` on keys: the same order as [`Order::better`].
+    /// `better` on keys: the same order as [`Order::better`], its ties
+    /// broken by the lower index (a strict total order, as the tree
+    /// wants).
     #[inline(always)]
     fn key_better(self, a: &Key, b: &Key) -> bool {
-        match self {
-            Order::Lc => a.load < b.load,
-            Order::Wlc | Order::Sed | Order::Nq => key_ratio_less(a.load, a.weight, b.load, b.weight),
-            Order::Fo | Order::Ovf => a.weight > b.weight,
-        }
+        let (x, y) = match self {
+            Order::Lc => (a.load, b.load),
+            // a.load / a.weight < b.load / b.weight, cross-multiplied.
+            Order::Wlc | Order::Sed | Order::Nq => (scaled(a.load, b.weight), scaled(b.load, a.weight)),
+            // Heavier first.
+            Order::Fo | Order::Ovf => (u64::from(b.weight), u64::from(a.weight)),
+        };
+        x < y || (x == y && a.idx < b.idx)
     }
 
     /// Whether connection counts enter the order (fo and ovf rank by
@@ -285,7 +291,8 @@ mod layout {
 
     #[test]
     fn u64_ratios_are_exact_at_the_extremes() {
-        use super::{key_ratio_less, ratio_less};
+        use super::{ratio_less, scaled};
+        let key_ratio_less = |a: u64, wa: u32, b: u64, wb: u32| scaled(a, wb) < scaled(b, wa);
         let max_overhead = (u64::from(u32::MAX) << 8) + u64::from(u32::MAX);
         for (a, wa, b, wb) in [(max_overhead, 1, max_overhead - 1, 1), (max_overhead, 65535, max_overhead, 65534), (1, 65535, max_overhead, 1)] {
             assert_eq!(key_ratio_less(a, wa, b, wb), ratio_less(a, wa, b, wb));

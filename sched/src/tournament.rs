@@ -11,9 +11,8 @@
 //! first node whose entry did not change: the nodes above depend on
 //! nothing else.
 //!
-//! Ties go to the lower index (leaves are in index order and, among
-//! siblings, the leftmost best wins), which is IPVS's "first in the list"
-//! rule.
+//! Ties go to the lower index, which is IPVS's "first in the list" rule:
+//! the orders compare the index last, so no two real entries tie.
 
 /// What a node holds: a destination's sort key and index.
 pub(crate) trait Entry: Copy + PartialEq {
@@ -62,7 +61,8 @@ fn first_child(j: usize) -> usize {
 
 impl<E: Entry> Tournament<E> {
     /// Builds over `n` destinations: `entry(i)` is `E::EMPTY` for an
-    /// ineligible one; `better(a, b)` is true when `a` must win over `b`.
+    /// ineligible one; `better(a, b)` is true when `a` must win over `b`
+    /// (a strict total order on real entries: see [`Self::update`]).
     pub(crate) fn build(n: usize, entry: impl Fn(usize) -> E, better: impl Fn(&E, &E) -> bool) -> Self {
         let mut width = ARITY;
         let mut internal = 1; // nodes above the leaves
@@ -95,11 +95,15 @@ impl<E: Entry> Tournament<E> {
     }
 
     /// Replays destination `i` after its key or eligibility changed.
+    /// `better` must be a strict total order on real entries (ties broken
+    /// by index), so the order of the siblings does not matter.
     ///
     /// At each level the changed entry meets the best of its three
     /// siblings, which do not depend on the replay: the processor works
     /// them out ahead, and the chain from one level to the next is a single
-    /// comparison. A replay stops where a node keeps its entry.
+    /// comparison. Siblings are chosen by value, never by a computed
+    /// position, so no comparison waits on an index or a bounds check. A
+    /// replay stops where a node keeps its entry.
     #[inline]
     pub(crate) fn update(&mut self, i: usize, entry: E, better: impl Fn(&E, &E) -> bool) {
         let mut j = self.first_leaf + i;
@@ -107,35 +111,12 @@ impl<E: Entry> Tournament<E> {
         *self.node_mut(j) = cur;
         while j > ROOT {
             let p = parent(j);
-            let c = first_child(p);
-            let pos = j - c;
-            let g = &self.groups[c / ARITY].0;
-            // The siblings in list order, the leftmost winning ties.
-            let [s0, s1, s2] = match pos {
-                0 => [1, 2, 3],
-                1 => [0, 2, 3],
-                2 => [0, 1, 3],
-                _ => [0, 1, 2],
-            };
-            let mut sib = s0;
-            if better(&g[s1], &g[sib]) {
-                sib = s1;
-            }
-            if better(&g[s2], &g[sib]) {
-                sib = s2;
-            }
-            // The one further left needs only not to lose.
-            let new = if pos < sib {
-                if better(&g[sib], &cur) {
-                    g[sib]
-                } else {
-                    cur
-                }
-            } else if better(&cur, &g[sib]) {
-                cur
-            } else {
-                g[sib]
-            };
+            let pos = j % ARITY;
+            let g = &self.groups[j / ARITY].0;
+            let (a, b, c) = (g[(pos + 1) % ARITY], g[(pos + 2) % ARITY], g[(pos + 3) % ARITY]);
+            let ab = if better(&b, &a) { b } else { a };
+            let sib = if better(&c, &ab) { c } else { ab };
+            let new = if better(&sib, &cur) { sib } else { cur };
             let node = self.node_mut(p);
             if new == *node {
                 return;
@@ -182,7 +163,7 @@ mod tests {
             assert!((c..c + ARITY).all(|k| parent(k) == p));
         }
         assert_eq!(core::mem::align_of::<Group<V>>(), 64);
-        let t = Tournament::build(ARITY + 1, |i| V(1, i as u32), |a: &V, b: &V| a.0 < b.0);
+        let t = Tournament::build(ARITY + 1, |i| V(1, i as u32), |a: &V, b: &V| (a.0, a.1) < (b.0, b.1));
         assert_eq!((t.capacity(), t.first_leaf), (ARITY * ARITY, ROOT + 1 + ARITY));
         assert_eq!(t.best(), Some(0));
     }
@@ -197,11 +178,13 @@ mod tests {
             let mut keys = init.clone();
             let n = keys.len();
             let entry = |k: &Vec<(bool, u32)>, i: usize| if k[i].0 { V(k[i].1, i as u32) } else { V::EMPTY };
-            let mut t = Tournament::build(n, |i| entry(&keys, i), |a: &V, b: &V| a.0 < b.0);
+            // Value first, then index: a strict total order.
+            let better = |a: &V, b: &V| (a.0, a.1) < (b.0, b.1);
+            let mut t = Tournament::build(n, |i| entry(&keys, i), better);
             for (i, e, v) in changes {
                 let i = i % n;
                 keys[i] = (e, v);
-                t.update(i, entry(&keys, i), |a, b| a.0 < b.0);
+                t.update(i, entry(&keys, i), better);
             }
             let want = keys.iter().enumerate().filter(|(_, k)| k.0).min_by_key(|(i, k)| (k.1, *i)).map(|(i, _)| i);
             prop_assert_eq!(t.best(), want);

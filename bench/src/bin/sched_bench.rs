@@ -5,7 +5,9 @@
 //! oldest of 1,024 open ones, so counts move as they do in production and
 //! the count-driven schedulers pay their updates. Each figure is the median
 //! of 7 runs. Weights are 200..800 (ovf needs room for the 1,024 open
-//! connections). Run: `cargo run --release -p bench --bin sched_bench`.
+//! connections). Run: `cargo run --release -p bench --bin sched_bench`;
+//! `-- wlc 10000` (a scheduler, then sizes) runs only those, e.g. under a
+//! profiler.
 
 use bench::{median_duration, median_ns_per_op, Rng};
 use sched::{DestConfig, Flow, Pool, SchedulerKind, SchedulerSpec};
@@ -35,35 +37,52 @@ fn flows(rng: &mut Rng) -> Vec<Flow> {
         .collect()
 }
 
+/// Median ns per operation (schedule one, close the oldest) for `kind`
+/// over `n` servers.
+fn schedule_cost(kind: SchedulerKind, n: usize, flows: &[Flow], rng: &mut Rng) -> f64 {
+    let dests = servers(n, rng);
+    let mut pool = Pool::new(SchedulerSpec::new(kind), &dests, None).expect("valid pool");
+    let mut open: VecDeque<(usize, IpAddr)> = VecDeque::with_capacity(OPEN + 1);
+    let mut k = 0usize;
+    let mut misses = 0u64;
+    let ns = median_ns_per_op(RUNS, ITERS, |iters| {
+        for _ in 0..iters {
+            let f = &flows[k & 0xfff];
+            k = k.wrapping_add(1);
+            match pool.schedule(f, true, k as u64) {
+                Some(i) => open.push_back((i, f.src)),
+                None => misses += 1,
+            }
+            if open.len() > OPEN {
+                let (i, src) = open.pop_front().expect("non-empty");
+                pool.closed(i, true, src, k as u64);
+            }
+        }
+    });
+    assert!(misses < ITERS, "{kind} at {n}: no server found");
+    ns
+}
+
 fn main() {
     let mut rng = Rng(0x5eed);
     let flows = flows(&mut rng);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only_kind = args.first().cloned();
+    let sizes: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
+    if only_kind.is_some() {
+        for kind in SchedulerKind::ALL.into_iter().filter(|k| Some(k.to_string()) == only_kind) {
+            for &n in if sizes.is_empty() { &SIZES[..] } else { &sizes[..] } {
+                println!("{kind} at {n}: {:.1} ns", schedule_cost(kind, n, &flows, &mut rng));
+            }
+        }
+        return;
+    }
     println!("| scheduler | 10 | 100 | 1,000 | 10,000 | 10,000 / 10 |");
     println!("|---|---|---|---|---|---|");
     for kind in SchedulerKind::ALL {
         let mut row = Vec::new();
         for &n in &SIZES {
-            let dests = servers(n, &mut rng);
-            let mut pool = Pool::new(SchedulerSpec::new(kind), &dests, None).expect("valid pool");
-            let mut open: VecDeque<(usize, IpAddr)> = VecDeque::with_capacity(OPEN + 1);
-            let mut k = 0usize;
-            let mut misses = 0u64;
-            let ns = median_ns_per_op(RUNS, ITERS, |iters| {
-                for _ in 0..iters {
-                    let f = &flows[k & 0xfff];
-                    k = k.wrapping_add(1);
-                    match pool.schedule(f, true, k as u64) {
-                        Some(i) => open.push_back((i, f.src)),
-                        None => misses += 1,
-                    }
-                    if open.len() > OPEN {
-                        let (i, src) = open.pop_front().expect("non-empty");
-                        pool.closed(i, true, src, k as u64);
-                    }
-                }
-            });
-            assert!(misses < ITERS, "{kind} at {n}: no server found");
-            row.push(ns);
+            row.push(schedule_cost(kind, n, &flows, &mut rng));
         }
         let cells: Vec<String> = row.iter().map(|ns| format!("{ns:.1}")).collect();
         println!("| {kind} | {} | {:.2}x |", cells.join(" | "), row[3] / row[0]);
