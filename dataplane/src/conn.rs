@@ -45,22 +45,49 @@ fn timer_class(proto: L4Proto, tcp: Option<TcpState>) -> u8 {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A connection's tuple. Laid out as the bytes of an IPv4 header and its
+/// ports are (addresses, then ports, then the protocol), so that its two
+/// [`FlowKey::words`] are two loads wherever it is in memory.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
 pub struct FlowKey {
-    pub proto: u8,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     pub sport: u16,
     pub dport: u16,
+    pub proto: u8,
 }
+
+impl FlowKey {
+    /// The tuple as two integers: the addresses in memory order, and the
+    /// ports and the protocol (on a little-endian machine, the key's own
+    /// bytes: one load each). Equal tuples, equal
+    /// words; the hash and the comparison take these, not five fields.
+    #[inline(always)]
+    pub fn words(&self) -> (u64, u64) {
+        let addrs = u64::from(u32::from_ne_bytes(self.src.octets())) | u64::from(u32::from_ne_bytes(self.dst.octets())) << 32;
+        let rest = u64::from(self.sport) | u64::from(self.dport) << 16 | u64::from(self.proto) << 32;
+        (addrs, rest)
+    }
+}
+
+impl PartialEq for FlowKey {
+    #[inline(always)]
+    fn eq(&self, other: &Self) -> bool {
+        self.words() == other.words()
+    }
+}
+
+impl Eq for FlowKey {}
 
 /// Hashed as two words (the derived impl would feed each address as a
 /// length-prefixed slice: several times the work per packet).
 impl core::hash::Hash for FlowKey {
     #[inline]
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64((u64::from(u32::from(self.src)) << 32) | u64::from(u32::from(self.dst)));
-        state.write_u64((u64::from(self.sport) << 32) | (u64::from(self.dport) << 16) | u64::from(self.proto));
+        let (a, b) = self.words();
+        state.write_u64(a);
+        state.write_u64(b);
     }
 }
 
@@ -721,6 +748,30 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t.sweep(5000 * SEC, |_, _| {}), 0);
         assert_eq!(t.sweep(5001 * SEC, |_, _| {}), 1);
+    }
+
+    proptest::proptest! {
+        /// Two tuples compare equal exactly when every field does: the
+        /// two words lose nothing.
+        #[test]
+        fn tuples_are_equal_exactly_when_their_fields_are(
+            a in proptest::prelude::any::<(u8, u32, u32, u16, u16)>(),
+            flip in 0usize..6,
+            bit in 0u32..32,
+        ) {
+            let key = |(proto, src, dst, sport, dport): (u8, u32, u32, u16, u16)| FlowKey { proto, src: src.into(), dst: dst.into(), sport, dport };
+            let mut b = a;
+            match flip {
+                0 => b.0 ^= 1 << (bit % 8),
+                1 => b.1 ^= 1 << bit,
+                2 => b.2 ^= 1 << bit,
+                3 => b.3 ^= 1 << (bit % 16),
+                4 => b.4 ^= 1 << (bit % 16),
+                _ => {}
+            }
+            proptest::prop_assert_eq!(key(a) == key(b), a == b);
+            proptest::prop_assert_eq!(key(a).words() == key(b).words(), a == b);
+        }
     }
 
     proptest::proptest! {

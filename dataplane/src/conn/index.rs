@@ -72,9 +72,8 @@ impl TupleIndex {
     /// The hash of `key` (which bucket, and the tag in its top bits).
     #[inline(always)]
     pub(super) fn hash(&self, key: &FlowKey) -> u64 {
-        // Addresses in memory order: no byte swap, the hash does not care.
-        let a = (u64::from(u32::from_ne_bytes(key.src.octets())) << 32) | u64::from(u32::from_ne_bytes(key.dst.octets()));
-        let b = (u64::from(key.sport) << 32) | (u64::from(key.dport) << 16) | u64::from(key.proto);
+        // In memory order: no byte swap, the hash does not care.
+        let (a, b) = key.words();
         // Two rounds: a single product of the two words spreads structured
         // tuples (one client's consecutive ports) badly over the buckets.
         fold_mul(fold_mul(a ^ self.seed[0], b ^ self.seed[1]), 0x9E37_79B9_7F4A_7C15)
