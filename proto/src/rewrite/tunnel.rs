@@ -117,13 +117,32 @@ pub fn ipip_encapsulate_plain(
     dst_mac: MacAddr,
 ) -> core::result::Result<usize, EncapError> {
     const ETH: usize = ethernet::HEADER_LEN;
-    let inner: &[u8; MIN_HEADER_LEN] = buf.get(start + ETH..start + ETH + MIN_HEADER_LEN).and_then(|h| h.try_into().ok()).ok_or(Error::Truncated)?;
+    // One window, one bounds check: the headroom the outer header takes,
+    // the Ethernet header, and the inner IPv4 header.
+    let window = start.checked_sub(OVERHEAD).and_then(|s| buf.get_mut(s..start + ETH + MIN_HEADER_LEN));
+    let Some(w) = window.and_then(|w| <&mut [u8; OVERHEAD + ETH + MIN_HEADER_LEN]>::try_from(w).ok()) else {
+        return Err(plain_refused(buf, start, mtu));
+    };
+    let inner = &w[OVERHEAD + ETH..];
     let (tos, total, df, ttl) = (inner[1], u16::from_be_bytes([inner[2], inner[3]]), inner[6] & 0x40 != 0, inner[8]);
     let outer_len = fits(usize::from(total), df, mtu)?;
-    let new_start = start.checked_sub(OVERHEAD).ok_or(EncapError::NoHeadroom)?;
     let h = outer.header(tos, outer_len, ident, df, ttl);
-    write_head(&mut buf[new_start..start + ETH], &h, src_mac, dst_mac)?;
-    Ok(new_start)
+    write_head(&mut w[..ETH + MIN_HEADER_LEN], &h, src_mac, dst_mac)?;
+    Ok(start - OVERHEAD)
+}
+
+/// Why [`ipip_encapsulate_plain`] could not take the window it needs:
+/// the error the general path gives (the MTU is judged first).
+#[cold]
+fn plain_refused(buf: &[u8], start: usize, mtu: u16) -> EncapError {
+    let ip = start + ethernet::HEADER_LEN;
+    let Some(inner) = buf.get(ip..ip + MIN_HEADER_LEN) else {
+        return Error::Truncated.into();
+    };
+    match fits(usize::from(u16::from_be_bytes([inner[2], inner[3]])), inner[6] & 0x40 != 0, mtu) {
+        Err(e) => e,
+        Ok(_) => EncapError::NoHeadroom,
+    }
 }
 
 /// Writes the new Ethernet header and the outer IPv4 header `h` into
