@@ -9,7 +9,10 @@
 //! cache line: a replay from a leaf to the root reads one line per level,
 //! 7 at 10,000 servers where a binary tree reads 14. A replay stops at the
 //! first node whose entry did not change: the nodes above depend on
-//! nothing else.
+//! nothing else. An entry that got better (a connection closed) needs
+//! less: it climbs while it beats the node above, one comparison per level
+//! and no siblings; only one that got worse (a connection scheduled) meets
+//! its siblings on the way up.
 //!
 //! Ties go to the lower index, which is IPVS's "first in the list" rule:
 //! the orders compare the index last, so no two real entries tie.
@@ -97,18 +100,51 @@ impl<E: Entry> Tournament<E> {
     /// Replays destination `i` after its key or eligibility changed.
     /// `better` must be a strict total order on real entries (ties broken
     /// by index), so the order of the siblings does not matter.
-    ///
-    /// At each level the changed entry meets the best of its three
-    /// siblings, which do not depend on the replay: the processor works
-    /// them out ahead, and the chain from one level to the next is a single
-    /// comparison. Siblings are chosen by value, never by a computed
-    /// position, so no comparison waits on an index or a bounds check. A
-    /// replay stops where a node keeps its entry.
     #[inline]
     pub(crate) fn update(&mut self, i: usize, entry: E, better: impl Fn(&E, &E) -> bool) {
-        let mut j = self.first_leaf + i;
+        let j = self.first_leaf + i;
+        let leaf = self.node_mut(j);
+        let old = *leaf;
+        if entry == old {
+            return;
+        }
+        *leaf = entry;
+        if better(&entry, &old) {
+            self.improve(j, entry, better);
+        } else {
+            self.worsen(j, entry, better);
+        }
+    }
+
+    /// The entry at node `j` got better: each node above holds either its
+    /// old entry (which the new one beats) or one that beat the old one,
+    /// from elsewhere in its subtree; so the new entry only has to meet the
+    /// node itself, one comparison per level and no siblings, and the climb
+    /// stops at the first node it does not win. (A connection closing, the
+    /// other half of every connection's accounting, is always this case.)
+    #[inline]
+    fn improve(&mut self, mut j: usize, entry: E, better: impl Fn(&E, &E) -> bool) {
+        while j > ROOT {
+            j = parent(j);
+            let node = self.node_mut(j);
+            if !better(&entry, node) {
+                return;
+            }
+            *node = entry;
+        }
+    }
+
+    /// The entry at node `j` got worse (or ineligible): wherever it was
+    /// winning, the best of its siblings may win instead. At each level the
+    /// changed entry meets the best of its three siblings, which do not
+    /// depend on the replay: the processor works them out ahead, and the
+    /// chain from one level to the next is a single comparison. Siblings
+    /// are chosen by value, never by a computed position, so no comparison
+    /// waits on an index or a bounds check. A replay stops where a node
+    /// keeps its entry.
+    #[inline]
+    fn worsen(&mut self, mut j: usize, entry: E, better: impl Fn(&E, &E) -> bool) {
         let mut cur = entry;
-        *self.node_mut(j) = cur;
         while j > ROOT {
             let p = parent(j);
             let pos = j % ARITY;
@@ -188,6 +224,33 @@ mod tests {
             }
             let want = keys.iter().enumerate().filter(|(_, k)| k.0).min_by_key(|(i, k)| (k.1, *i)).map(|(i, _)| i);
             prop_assert_eq!(t.best(), want);
+        }
+
+        /// Counts the way a pool moves them, one up or down at a time (so
+        /// both the climb of an improved entry and the replay of a worse
+        /// one run often, with many ties): the root is the first minimum
+        /// after every step, and every node holds its subtree's best.
+        #[test]
+        fn unit_steps_keep_every_node_right(
+            n in 1usize..70,
+            steps in proptest::collection::vec((any::<usize>(), any::<bool>()), 1..300),
+        ) {
+            let mut keys = vec![2u32; n];
+            let better = |a: &V, b: &V| (a.0, a.1) < (b.0, b.1);
+            let mut t = Tournament::build(n, |i| V(keys[i], i as u32), better);
+            for (i, up) in steps {
+                let i = i % n;
+                keys[i] = if up { keys[i] + 1 } else { keys[i].saturating_sub(1) };
+                t.update(i, V(keys[i], i as u32), better);
+                let want = (0..n).min_by_key(|&i| (keys[i], i));
+                prop_assert_eq!(t.best(), want);
+            }
+            for p in (ROOT..t.first_leaf).rev() {
+                let c = first_child(p);
+                let kids: Vec<V> = (c..c + ARITY).map(|k| t.groups[k / ARITY].0[k % ARITY]).collect();
+                let best = kids.iter().copied().fold(V::EMPTY, |b, k| if better(&k, &b) { k } else { b });
+                prop_assert_eq!(t.groups[p / ARITY].0[p % ARITY], best, "node {}", p);
+            }
         }
     }
 }
