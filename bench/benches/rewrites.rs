@@ -55,10 +55,11 @@ fn benches(c: &mut Criterion) {
 
     let mut buf = vec![0u8; 20 + f.len()];
     let outer = tunnel::Outer::new(lip.addr_v4(), rs.addr_v4());
+    let to = tunnel::Hop { outer: &outer, ident: 1, mtu: 1500, src_mac: MacAddr::ZERO, dst_mac: MacAddr::ZERO };
     g.bench_function("ipip_encap_incl_copy", |b| {
         b.iter(|| {
             buf[20..].copy_from_slice(&f);
-            tunnel::ipip_encapsulate(black_box(&mut buf), 20, f.len(), &outer, 1, 1500, MacAddr::ZERO, MacAddr::ZERO).unwrap()
+            tunnel::ipip_encapsulate(black_box(&mut buf), 20, f.len(), &to).unwrap()
         })
     });
 

@@ -1003,11 +1003,11 @@ impl Pipeline {
             return Action::Drop(DropReason::NeighborUnresolved);
         };
         self.ip_ident = self.ip_ident.wrapping_add(1);
-        let encapsulated = if plain {
-            tunnel::ipip_encapsulate_plain(buf, *head, &outer, self.ip_ident, mtu, out_mac, real_mac)
-        } else {
-            tunnel::ipip_encapsulate(buf, *head, *len, &outer, self.ip_ident, mtu, out_mac, real_mac)
-        };
+        // Made where it is used: the general path is out of line, and a
+        // hop shared with it would have to be built in memory.
+        let ident = self.ip_ident;
+        let to = || tunnel::Hop { outer: &outer, ident, mtu, src_mac: out_mac, dst_mac: real_mac };
+        let encapsulated = if plain { tunnel::ipip_encapsulate_plain(buf, *head, &to()) } else { tunnel::ipip_encapsulate(buf, *head, *len, &to()) };
         match encapsulated {
             Ok(new_head) => {
                 *head = new_head;

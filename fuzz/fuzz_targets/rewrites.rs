@@ -40,12 +40,13 @@ fuzz_target!(|data: &[u8]| {
     buf.extend_from_slice(packet);
     let outer = tunnel::Outer::new(a4(0), a4(4));
     let (smac, dmac) = (MacAddr([1; 6]), MacAddr([2; 6]));
-    if let Ok(start) = tunnel::ipip_encapsulate(&mut buf.clone(), head, packet.len(), &outer, port(8), port(10), smac, dmac) {
+    let to = tunnel::Hop { outer: &outer, ident: port(8), mtu: port(10), src_mac: smac, dst_mac: dmac };
+    if let Ok(start) = tunnel::ipip_encapsulate(&mut buf.clone(), head, packet.len(), &to) {
         assert!(start + packet.len() + tunnel::OVERHEAD <= buf.len());
     }
     // The per-packet path trusts its caller's parse, but arbitrary bytes
     // still give an error or a frame, never a panic.
-    if let Ok(start) = tunnel::ipip_encapsulate_plain(&mut buf, head, &outer, port(8), port(10), smac, dmac) {
+    if let Ok(start) = tunnel::ipip_encapsulate_plain(&mut buf, head, &to) {
         assert!(start + packet.len() + tunnel::OVERHEAD <= buf.len());
     }
     let mut out = [0u8; 128];

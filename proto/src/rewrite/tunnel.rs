@@ -72,62 +72,54 @@ impl Outer {
     }
 }
 
+/// Where an encapsulated frame goes: through `outer`, with IP id `ident`,
+/// out of an interface of `mtu` (IP bytes), from `src_mac` to the hop's
+/// `dst_mac`.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop<'a> {
+    pub outer: &'a Outer,
+    pub ident: u16,
+    pub mtu: u16,
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
+}
+
 /// Encapsulates the Ethernet frame at `buf[start..start + len]` (IPv4
-/// inside) in IPIP through `outer`, with IP id `ident`, for an egress
-/// `mtu` (IP bytes), and writes the hop's Ethernet addresses, `src_mac` to
-/// `dst_mac`. Returns the new start; the frame grew by [`OVERHEAD`]. On
+/// inside) in IPIP for the hop `to`, and writes the hop's Ethernet
+/// addresses. Returns the new start; the frame grew by [`OVERHEAD`]. On
 /// error nothing was changed.
-#[allow(clippy::too_many_arguments)]
-pub fn ipip_encapsulate(
-    buf: &mut [u8],
-    start: usize,
-    len: usize,
-    outer: &Outer,
-    ident: u16,
-    mtu: u16,
-    src_mac: MacAddr,
-    dst_mac: MacAddr,
-) -> core::result::Result<usize, EncapError> {
+pub fn ipip_encapsulate(buf: &mut [u8], start: usize, len: usize, to: &Hop) -> core::result::Result<usize, EncapError> {
     let frame = buf.get(start..start + len).ok_or(Error::Truncated)?;
     let eth = EthernetFrame::new_checked(frame)?;
     if eth.ethertype() != ethernet::ethertype::IPV4 {
         return Err(Error::Malformed("not IPv4").into());
     }
     let inner = Ipv4Packet::new_checked(eth.payload())?;
-    let outer_len = fits(inner.total_len(), inner.dont_fragment(), mtu)?;
+    let outer_len = fits(inner.total_len(), inner.dont_fragment(), to.mtu)?;
     let new_start = start.checked_sub(OVERHEAD).ok_or(EncapError::NoHeadroom)?;
-    let h = outer.header(inner.tos(), outer_len, ident, inner.dont_fragment(), inner.ttl());
-    write_head(&mut buf[new_start..start + ethernet::HEADER_LEN], &h, src_mac, dst_mac)?;
+    let h = to.outer.header(inner.tos(), outer_len, to.ident, inner.dont_fragment(), inner.ttl());
+    write_head(&mut buf[new_start..start + ethernet::HEADER_LEN], &h, to)?;
     Ok(new_start)
 }
 
 /// As [`ipip_encapsulate`] for the frame at `buf[start..]` whose parser
 /// already found IPv4 with a 20-byte header and a total length within the
-/// frame (TUN's per-packet path: nothing is checked again), through
-/// `outer`; it also writes the hop's Ethernet addresses, `src_mac` to
-/// `dst_mac`. Only the first 34 bytes of the frame are read.
+/// frame (TUN's per-packet path: nothing is checked again). Only the first
+/// 34 bytes of the frame are read.
 #[inline]
-pub fn ipip_encapsulate_plain(
-    buf: &mut [u8],
-    start: usize,
-    outer: &Outer,
-    ident: u16,
-    mtu: u16,
-    src_mac: MacAddr,
-    dst_mac: MacAddr,
-) -> core::result::Result<usize, EncapError> {
+pub fn ipip_encapsulate_plain(buf: &mut [u8], start: usize, to: &Hop) -> core::result::Result<usize, EncapError> {
     const ETH: usize = ethernet::HEADER_LEN;
     // One window, one bounds check: the headroom the outer header takes,
     // the Ethernet header, and the inner IPv4 header.
     let window = start.checked_sub(OVERHEAD).and_then(|s| buf.get_mut(s..start + ETH + MIN_HEADER_LEN));
     let Some(w) = window.and_then(|w| <&mut [u8; OVERHEAD + ETH + MIN_HEADER_LEN]>::try_from(w).ok()) else {
-        return Err(plain_refused(buf, start, mtu));
+        return Err(plain_refused(buf, start, to.mtu));
     };
     let inner = &w[OVERHEAD + ETH..];
     let (tos, total, df, ttl) = (inner[1], u16::from_be_bytes([inner[2], inner[3]]), inner[6] & 0x40 != 0, inner[8]);
-    let outer_len = fits(usize::from(total), df, mtu)?;
-    let h = outer.header(tos, outer_len, ident, df, ttl);
-    write_head(&mut w[..ETH + MIN_HEADER_LEN], &h, src_mac, dst_mac)?;
+    let outer_len = fits(usize::from(total), df, to.mtu)?;
+    let h = to.outer.header(tos, outer_len, to.ident, df, ttl);
+    write_head(&mut w[..ETH + MIN_HEADER_LEN], &h, to)?;
     Ok(start - OVERHEAD)
 }
 
@@ -148,10 +140,10 @@ fn plain_refused(buf: &[u8], start: usize, mtu: u16) -> EncapError {
 /// Writes the new Ethernet header and the outer IPv4 header `h` into
 /// `head` (their 34 bytes).
 #[inline(always)]
-fn write_head(head: &mut [u8], h: &[u8; MIN_HEADER_LEN], src_mac: MacAddr, dst_mac: MacAddr) -> Result<()> {
+fn write_head(head: &mut [u8], h: &[u8; MIN_HEADER_LEN], to: &Hop) -> Result<()> {
     let head: &mut [u8; ethernet::HEADER_LEN + MIN_HEADER_LEN] = head.try_into().map_err(|_| Error::Truncated)?;
-    head[..6].copy_from_slice(&dst_mac.0);
-    head[6..12].copy_from_slice(&src_mac.0);
+    head[..6].copy_from_slice(&to.dst_mac.0);
+    head[6..12].copy_from_slice(&to.src_mac.0);
     head[12..14].copy_from_slice(&ethernet::ethertype::IPV4.to_be_bytes());
     head[ethernet::HEADER_LEN..].copy_from_slice(h);
     Ok(())
@@ -206,7 +198,7 @@ mod tests {
 
     /// The general path from `src` to `dst`, between SMAC and DMAC.
     fn encap(buf: &mut [u8], start: usize, len: usize, src: Ipv4Addr, dst: Ipv4Addr, ident: u16, mtu: u16) -> core::result::Result<usize, EncapError> {
-        ipip_encapsulate(buf, start, len, &Outer::new(src, dst), ident, mtu, SMAC, DMAC)
+        ipip_encapsulate(buf, start, len, &Hop { outer: &Outer::new(src, dst), ident, mtu, src_mac: SMAC, dst_mac: DMAC })
     }
 
     fn frame(payload_len: usize, df: bool) -> Vec<u8> {
@@ -313,7 +305,7 @@ mod tests {
             general.extend_from_slice(&f);
             let mut plain = general.clone();
             let g = encap(&mut general, headroom, f.len(), src, dst, ident, mtu);
-            let p = ipip_encapsulate_plain(&mut plain, headroom, &Outer::new(src, dst), ident, mtu, SMAC, DMAC);
+            let p = ipip_encapsulate_plain(&mut plain, headroom, &Hop { outer: &Outer::new(src, dst), ident, mtu, src_mac: SMAC, dst_mac: DMAC });
             proptest::prop_assert_eq!(p, g);
             proptest::prop_assert_eq!(plain, general);
         }
@@ -322,10 +314,11 @@ mod tests {
     #[test]
     fn plain_path_refuses_short_buffers() {
         let outer = Outer::new(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST);
-        assert!(matches!(ipip_encapsulate_plain(&mut [0u8; 40], 20, &outer, 0, 1500, MacAddr::ZERO, MacAddr::ZERO), Err(EncapError::Invalid(_))));
+        let to = Hop { outer: &outer, ident: 0, mtu: 1500, src_mac: MacAddr::ZERO, dst_mac: MacAddr::ZERO };
+        assert!(matches!(ipip_encapsulate_plain(&mut [0u8; 40], 20, &to), Err(EncapError::Invalid(_))));
         let f = frame(10, true);
         let mut buf = f.clone();
-        assert_eq!(ipip_encapsulate_plain(&mut buf, 0, &outer, 0, 1500, MacAddr::ZERO, MacAddr::ZERO), Err(EncapError::NoHeadroom));
+        assert_eq!(ipip_encapsulate_plain(&mut buf, 0, &to), Err(EncapError::NoHeadroom));
         assert_eq!(buf, f);
     }
 
