@@ -45,9 +45,9 @@ fn timer_class(proto: L4Proto, tcp: Option<TcpState>) -> u8 {
     }
 }
 
-/// A connection's tuple. Laid out as the bytes of an IPv4 header and its
-/// ports are (addresses, then ports, then the protocol), so that its two
-/// [`FlowKey::words`] are two loads wherever it is in memory.
+/// A connection's tuple. Laid out as in a packet (addresses, then ports,
+/// then the protocol), so that a stored key's [`FlowKey::words`] are two
+/// loads.
 #[derive(Debug, Clone, Copy)]
 #[repr(C)]
 pub struct FlowKey {
@@ -58,14 +58,18 @@ pub struct FlowKey {
     pub proto: u8,
 }
 
+/// A tuple as two integers (see [`FlowKey::words`]).
+pub type TupleWords = (u64, u64);
+
 impl FlowKey {
-    /// The tuple as two integers: the addresses in memory order, and the
-    /// ports and the protocol (on a little-endian machine, the key's own
-    /// bytes: one load each). Equal tuples, equal
-    /// words; the hash and the comparison take these, not five fields.
+    /// The tuple as two integers: the addresses as their 8 bytes lie in a
+    /// packet (little-endian), and the ports and the protocol. Equal
+    /// tuples, equal words; the hash and the comparison take these, not
+    /// five fields. (A parser can read the first from the frame with one
+    /// load: see the pipeline's `tuple_words_at`.)
     #[inline(always)]
-    pub fn words(&self) -> (u64, u64) {
-        let addrs = u64::from(u32::from_ne_bytes(self.src.octets())) | u64::from(u32::from_ne_bytes(self.dst.octets())) << 32;
+    pub fn words(&self) -> TupleWords {
+        let addrs = u64::from(u32::from_le_bytes(self.src.octets())) | u64::from(u32::from_le_bytes(self.dst.octets())) << 32;
         let rest = u64::from(self.sport) | u64::from(self.dport) << 16 | u64::from(self.proto) << 32;
         (addrs, rest)
     }
@@ -348,7 +352,15 @@ impl ConnTable {
     /// its state with this packet's TCP `flags` and refreshing its timeout.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, proto: L4Proto, flags: u8, now: u64) -> Lookup {
-        let Some(r) = self.find(key) else { return Lookup::Miss };
+        self.lookup_words(key.words(), proto, flags, now)
+    }
+
+    /// As [`Self::lookup`], for a tuple given as its words (a parser that
+    /// read them from the frame: a key it wrote field by field and then
+    /// read back whole would stall on the store-to-load forwarding).
+    #[inline]
+    pub fn lookup_words(&mut self, words: TupleWords, proto: L4Proto, flags: u8, now: u64) -> Lookup {
+        let Some(r) = self.find(words) else { return Lookup::Miss };
         let slot = &mut self.slots[r.slot as usize];
         if slot.conn.expires <= now {
             self.remove(r.slot);
@@ -386,14 +398,13 @@ impl ConnTable {
     /// The index entry of `key`, if a live or not yet swept connection has
     /// that tuple.
     #[inline(always)]
-    fn find(&self, key: &FlowKey) -> Option<Ref> {
-        // By value into the closure: its fields can stay in registers.
-        let (key, slots) = (*key, &self.slots);
-        let r = self.index.find(self.index.hash(&key), move |r| {
+    fn find(&self, words: TupleWords) -> Option<Ref> {
+        let slots = &self.slots;
+        let r = self.index.find(self.index.hash(words), move |r| {
             let Ref { slot, dir } = Ref::unpack(r);
             slots.get(slot as usize).is_some_and(|s| match dir {
-                Dir::In => s.conn.client == key,
-                Dir::Out => s.out == Some(key),
+                Dir::In => s.conn.client.words() == words,
+                Dir::Out => s.out.is_some_and(|o| o.words() == words),
             })
         })?;
         Some(Ref::unpack(r))
@@ -404,14 +415,14 @@ impl ConnTable {
     /// index bucket.
     #[inline]
     pub fn prefetch_index(&self, key: &FlowKey) {
-        self.index.prefetch(self.index.hash(key));
+        self.index.prefetch(self.index.hash(key.words()));
     }
 
     /// The second stage, once the bucket has had time to arrive: starts
     /// loading the slab entry it most likely names.
     #[inline]
     pub fn prefetch_entry(&self, key: &FlowKey) {
-        if let Some(s) = self.index.candidate(self.index.hash(key)).and_then(|r| self.slots.get(Ref::unpack(r).slot as usize)) {
+        if let Some(s) = self.index.candidate(self.index.hash(key.words())).and_then(|r| self.slots.get(Ref::unpack(r).slot as usize)) {
             crate::prefetch::line(&s.conn);
             crate::prefetch::line(&s.out);
         }
@@ -427,7 +438,7 @@ impl ConnTable {
     /// The live connection of `key` and the direction `key` stands for,
     /// without touching its state or timer (for ICMP errors about it).
     pub fn peek(&self, key: &FlowKey, now: u64) -> Option<(Conn, Dir)> {
-        let r = self.find(key)?;
+        let r = self.find(key.words())?;
         let c = self.slots[r.slot as usize].conn;
         (c.expires > now).then_some((c, r.dir))
     }
@@ -439,7 +450,7 @@ impl ConnTable {
 
     /// Removes `key`'s connection now; returns it.
     pub fn remove_key(&mut self, key: &FlowKey) -> Option<Conn> {
-        let r = self.find(key)?;
+        let r = self.find(key.words())?;
         let c = self.slots[r.slot as usize].conn;
         self.remove(r.slot);
         Some(c)
@@ -460,9 +471,9 @@ impl ConnTable {
         s.live = false;
         let (client, out) = (s.conn.client, s.out);
         self.unlink(slot);
-        self.index.remove(self.index.hash(&client), Ref { slot, dir: Dir::In }.packed());
+        self.index.remove(self.index.hash(client.words()), Ref { slot, dir: Dir::In }.packed());
         if let Some(out) = out {
-            self.index.remove(self.index.hash(&out), Ref { slot, dir: Dir::Out }.packed());
+            self.index.remove(self.index.hash(out.words()), Ref { slot, dir: Dir::Out }.packed());
         }
         self.free.push(slot);
         self.len -= 1;
@@ -473,7 +484,7 @@ impl ConnTable {
     /// `None` when the table is full or a tuple is already taken.
     #[inline]
     pub fn insert(&mut self, key: FlowKey, out: Option<FlowKey>, proto: L4Proto, flags: u8, to: Binding, now: u64) -> Option<u32> {
-        if self.len >= self.capacity || self.find(&key).is_some() || out.is_some_and(|o| self.find(&o).is_some()) {
+        if self.len >= self.capacity || self.find(key.words()).is_some() || out.is_some_and(|o| self.find(o.words()).is_some()) {
             return None;
         }
         let tcp = (proto == L4Proto::Tcp).then(|| Self::tcp_next(None, flags));
@@ -504,10 +515,10 @@ impl ConnTable {
         };
         self.link(n);
         // Cannot fail: the index has room for two entries per connection.
-        let placed = self.index.insert(self.index.hash(&key), Ref { slot: n, dir: Dir::In }.packed());
+        let placed = self.index.insert(self.index.hash(key.words()), Ref { slot: n, dir: Dir::In }.packed());
         debug_assert!(placed);
         if let Some(o) = out {
-            let placed = self.index.insert(self.index.hash(&o), Ref { slot: n, dir: Dir::Out }.packed());
+            let placed = self.index.insert(self.index.hash(o.words()), Ref { slot: n, dir: Dir::Out }.packed());
             debug_assert!(placed);
         }
         self.len += 1;

@@ -2,7 +2,7 @@
 //! decision out. The frame is rewritten in place when it is to be sent.
 
 use crate::config::{ForwardingMode, L4Proto, Service, Snapshot};
-use crate::conn::{Binding, Conn, ConnTable, Dir, FlowKey, Lookup};
+use crate::conn::{Binding, Conn, ConnTable, Dir, FlowKey, Lookup, TupleWords};
 use crate::counters::{CoreCounters, DropReason};
 use crate::local_ports::LocalPorts;
 use crate::neighbor::{NeighborTable, SharedNeighbors};
@@ -578,10 +578,10 @@ impl Pipeline {
         let frame = &mut buf[*head..head.saturating_add(*len)];
         // Nearly every packet has the common shape: read it in one pass.
         // Anything else goes through the views, which explain the drops.
-        let ((key, proto, flags), frame, plain) = match fast_parse(frame) {
+        let ((key, words, proto, flags), frame, plain) = match fast_parse(frame) {
             Some(p) => (p, frame, true),
             None => match self.parse_slow(port, buf, head, len, now) {
-                Ok(p) => (p, &mut buf[*head..*head + *len], false),
+                Ok((key, proto, flags)) => ((key, key.words(), proto, flags), &mut buf[*head..*head + *len], false),
                 Err(action) => return action,
             },
         };
@@ -597,7 +597,7 @@ impl Pipeline {
             }
         }
 
-        let (slot, dir, service, dest) = match self.conns.lookup(&key, proto, flags, now) {
+        let (slot, dir, service, dest) = match self.conns.lookup_words(words, proto, flags, now) {
             Lookup::Hit { slot, dir, service, dest, was_active, active } => {
                 if active != was_active {
                     self.services[service as usize].pool.set_active(dest as usize, active);
@@ -1228,11 +1228,11 @@ fn echo_ports(icmp: &[u8]) -> Option<(u16, u16, bool)> {
 
 /// The flow of an Ethernet frame carrying IPv4 without options, not a
 /// fragment, with a valid header checksum and a complete TCP or UDP
-/// header: (key, protocol, TCP flags). `None` for every other frame (the
-/// general parser then decides); never accepts a frame the general parser
-/// would refuse, and reads the same fields (tested).
+/// header: (key, the key's words, protocol, TCP flags). `None` for every
+/// other frame (the general parser then decides); never accepts a frame
+/// the general parser would refuse, and reads the same fields (tested).
 #[inline]
-fn fast_parse(f: &[u8]) -> Option<(FlowKey, L4Proto, u8)> {
+fn fast_parse(f: &[u8]) -> Option<(FlowKey, TupleWords, L4Proto, u8)> {
     const IP: usize = ethernet::HEADER_LEN;
     const L4: usize = IP + 20;
     // Ethernet, IPv4 and a TCP header without options: 54 bytes. Shorter
@@ -1265,7 +1265,7 @@ fn fast_parse(f: &[u8]) -> Option<(FlowKey, L4Proto, u8)> {
         }
         _ => return None,
     };
-    Some((tuple_at(h, proto.number()), proto, flags))
+    Some((tuple_at(h, proto.number()), tuple_words_at(h, proto.number()), proto, flags))
 }
 
 /// The tuple of an Ethernet frame carrying IPv4 without options, read at
@@ -1276,6 +1276,16 @@ fn tuple_at<const N: usize>(f: &[u8; N], proto: u8) -> FlowKey {
     let addr = |at: usize| Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3]);
     let port = |at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
     FlowKey { proto, src: addr(26), dst: addr(30), sport: port(34), dport: port(36) }
+}
+
+/// [`FlowKey::words`] of [`tuple_at`]'s key, read from the frame itself:
+/// the addresses in one load.
+#[inline(always)]
+fn tuple_words_at<const N: usize>(f: &[u8; N], proto: u8) -> TupleWords {
+    const { assert!(N >= 38) };
+    let addrs = u64::from_le_bytes([f[26], f[27], f[28], f[29], f[30], f[31], f[32], f[33]]);
+    let port = |at: usize| u64::from(u16::from_be_bytes([f[at], f[at + 1]]));
+    (addrs, port(34) | port(36) << 16 | u64::from(proto) << 32)
 }
 
 /// Checks what a snapshot promises the data plane.
