@@ -395,8 +395,8 @@ impl ConnTable {
         Lookup::Hit { slot: r.slot, dir: r.dir, service, dest, was_active, active }
     }
 
-    /// The index entry of `key`, if a live or not yet swept connection has
-    /// that tuple.
+    /// The index entry of the tuple whose words are `words`, if a live or
+    /// not yet swept connection has that tuple.
     #[inline(always)]
     fn find(&self, words: TupleWords) -> Option<Ref> {
         let slots = &self.slots;

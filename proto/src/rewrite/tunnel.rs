@@ -3,9 +3,11 @@
 //! server, which decapsulates it and answers the client directly.
 //!
 //! The outer header goes between the Ethernet header and the packet, using
-//! headroom before the frame (an mbuf has 128 bytes of it): the 14 Ethernet
-//! bytes move 20 bytes to the front, nothing else moves. DF, TOS and TTL are
-//! copied from the inner header. When the result would exceed the egress
+//! headroom before the frame (an mbuf has 128 bytes of it): a new Ethernet
+//! header for the hop to the server is written 20 bytes further to the
+//! front, nothing else moves. DF, TOS and TTL are copied from the inner
+//! header; the outer addresses and their part of the checksum come from a
+//! per-server template ([`Outer`]). When the result would exceed the egress
 //! MTU and DF is set, the packet cannot go: [`frag_needed`] builds the ICMP
 //! "fragmentation needed" for the client, with the MTU it must use.
 
