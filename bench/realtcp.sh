@@ -105,8 +105,15 @@ start_lb() { # contender
         sed -i '/^  expect_body = /d' "$WORK/rvs.toml"
         # At 13,000 connections/s one local address runs out of ports the
         # servers do not hold in TIME_WAIT (64,000 per minute per server):
-        # four, as an operator would configure for this load (README).
-        sed -i 's|^local_addresses = \["198.18.0.3"\]|local_addresses = ["198.18.0.3", "198.18.0.4", "198.18.0.5", "198.18.0.6"]|' "$WORK/rvs.toml"
+        # four, as an operator would configure for this load (README). A
+        # fresh set each round: the servers still hold the last round's
+        # connections in TIME_WAIT for 60 s, and a new rvsd that met them
+        # again would measure that restart, not forwarding (one run had a
+        # round at 228 connections/s that way).
+        local base=$((200 + 4 * ((ROUND - 1) % 12)))
+        local addrs="\"198.18.0.$base\", \"198.18.0.$((base + 1))\", \"198.18.0.$((base + 2))\", \"198.18.0.$((base + 3))\""
+        sed -i "s|^local_addresses = \\[\"198.18.0.3\"\\]|local_addresses = [$addrs]|" "$WORK/rvs.toml"
+        grep -q "^local_addresses = \[$addrs\]" "$WORK/rvs.toml" || [ "$1" = rvs-nat ] || { echo "realtcp: could not set the local addresses" >&2; exit 1; }
         printf '\n[admin]\nsocket = "%s/rvsd.sock"\n' "$WORK" >>"$WORK/rvs.toml"
         ip netns exec "$P-lb" "$RVSD" --config "$WORK/rvs.toml" 2>"$WORK/rvsd.log" &
         LB_PID=$!
@@ -184,6 +191,7 @@ RESULTS=$WORK/results
 : >"$RESULTS"
 read -r -a CONTENDERS <<<"${CONTENDERS:-rvs-nat rvs-fullnat nft haproxy}"
 for round in $(seq "$ROUNDS"); do
+    ROUND=$round
     # PAUSE=SECONDS between rounds (e.g. to let the servers' TIME_WAITs expire).
     [ "$round" -gt 1 ] && sleep "${PAUSE:-0}"
     for c in "${CONTENDERS[@]}"; do
