@@ -43,10 +43,7 @@ protocol bgp lb {
 #[test]
 fn bird_peers_with_the_lb_through_the_exception_path() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lab = Lab::up("rvse2ebgp");
-    lab.start_real_servers();
-    let cfg = lab.config((1, 1));
-    lab.start_rvsd(&cfg);
+    let mut lab = Lab::serving("rvse2ebgp", (1, 1), "wrr", 1);
 
     // One BIRD per namespace, each with its own control socket.
     for (ns, id, protocols) in [("lb", "198.18.0.2", LB_PROTOCOLS), ("cl", "198.18.0.10", ROUTER_PROTOCOLS)] {

@@ -15,10 +15,7 @@ fn dr_tcp_wrr_one_to_two_over_300_connections() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let prefix = "rvse2ea";
     {
-        let mut lab = Lab::up(prefix);
-        lab.start_real_servers();
-        let cfg = lab.config((1, 2));
-        lab.start_rvsd(&cfg);
+        let mut lab = Lab::serving(prefix, (1, 2), "wrr", 1);
         // Data towards the servers crosses the load balancer in DR: uploads.
         let up = lab.client_args("upload", 12, &["1048576", "4"]);
         assert_eq!(tally(&up).values().sum::<usize>(), 12, "{up:?}");
@@ -43,10 +40,7 @@ fn dr_tcp_wrr_one_to_two_over_300_connections() {
 #[test]
 fn dr_udp_rr_and_garbage_frames_are_counted_drops() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lab = Lab::up("rvse2eb");
-    lab.start_real_servers();
-    let cfg = lab.config((1, 1));
-    lab.start_rvsd(&cfg);
+    let mut lab = Lab::serving("rvse2eb", (1, 1), "wrr", 1);
 
     let lines = lab.client("udp", 100);
     let by_server = tally(&lines);
@@ -93,10 +87,7 @@ fn dr_udp_rr_and_garbage_frames_are_counted_drops() {
 #[test]
 fn dr_source_hashing_keeps_a_client_on_one_server() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lab = Lab::up("rvse2ec");
-    lab.start_real_servers();
-    let cfg = lab.config_with((1, 1), "sh");
-    lab.start_rvsd(&cfg);
+    let mut lab = Lab::serving("rvse2ec", (1, 1), "sh", 1);
     let by_server = tally(&lab.client("http", 60));
     assert_eq!(by_server.len(), 1, "sh sends one client to one server: {by_server:?}");
     assert_eq!(by_server.values().sum::<usize>(), 60);
@@ -106,10 +97,7 @@ fn dr_source_hashing_keeps_a_client_on_one_server() {
 #[test]
 fn dr_a_reused_client_port_is_scheduled_afresh() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lab = Lab::up("rvse2ere");
-    lab.start_real_servers();
-    let cfg = lab.config((1, 1));
-    lab.start_rvsd(&cfg);
+    let mut lab = Lab::serving("rvse2ere", (1, 1), "wrr", 1);
     // 20 connections one after the other on one 4-tuple: each finds the
     // last one closing in the table and must be a new connection (IPVS's
     // conn_reuse_mode), so rr alternates instead of pinning them all.
@@ -123,10 +111,7 @@ fn dr_a_reused_client_port_is_scheduled_afresh() {
 #[test]
 fn dr_two_workers_each_with_a_queue() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut lab = Lab::up("rvse2ed");
-    lab.start_real_servers();
-    let cfg = lab.config_full((1, 1), "rr", 2);
-    lab.start_rvsd(&cfg);
+    let mut lab = Lab::serving("rvse2ed", (1, 1), "rr", 2);
     assert!(lab.log().contains("running: 2 worker(s) on lcores [1, 2]"), "{}", lab.log());
     let by_server = tally(&lab.client("http", 200));
     assert_eq!(by_server.values().sum::<usize>(), 200);

@@ -123,6 +123,17 @@ impl Lab {
         }
     }
 
+    /// The usual start of a DR test: topology `prefix` up, both real
+    /// servers, rvsd on the demo config with `scheduler`, `weights` and
+    /// `workers` worker lcores.
+    pub(crate) fn serving(prefix: &str, weights: (u32, u32), scheduler: &str, workers: u32) -> Lab {
+        let mut lab = Lab::up(prefix);
+        lab.start_real_servers();
+        let cfg = lab.config_full(weights, scheduler, workers);
+        lab.start_rvsd(&cfg);
+        lab
+    }
+
     pub(crate) fn config(&self, weights: (u32, u32)) -> PathBuf {
         self.config_with(weights, "wrr")
     }
