@@ -410,19 +410,19 @@ impl ConnTable {
         Some(Ref::unpack(r))
     }
 
-    /// The first of two prefetch stages for a burst of packets (`keys`
-    /// about to be looked up, a few at a time): starts loading `key`'s
-    /// index bucket.
+    /// The first of two prefetch stages for a burst of packets (tuples
+    /// about to be looked up, a few at a time): starts loading the index
+    /// bucket of the tuple with these `words`.
     #[inline]
-    pub fn prefetch_index(&self, key: &FlowKey) {
-        self.index.prefetch(self.index.hash(key.words()));
+    pub fn prefetch_index(&self, words: TupleWords) {
+        self.index.prefetch(self.index.hash(words));
     }
 
     /// The second stage, once the bucket has had time to arrive: starts
     /// loading the slab entry it most likely names.
     #[inline]
-    pub fn prefetch_entry(&self, key: &FlowKey) {
-        if let Some(s) = self.index.candidate(self.index.hash(key.words())).and_then(|r| self.slots.get(Ref::unpack(r).slot as usize)) {
+    pub fn prefetch_entry(&self, words: TupleWords) {
+        if let Some(s) = self.index.candidate(self.index.hash(words)).and_then(|r| self.slots.get(Ref::unpack(r).slot as usize)) {
             crate::prefetch::line(&s.conn);
             crate::prefetch::line(&s.out);
         }

@@ -466,11 +466,11 @@ impl Pipeline {
     #[inline]
     pub fn prefetch(&self, frame: &[u8], entry: bool) {
         let Some(f) = frame.first_chunk::<38>() else { return };
-        let key = tuple_at(f, f[23]);
+        let words = tuple_words_at(f, f[23]);
         if entry {
-            self.conns.prefetch_entry(&key);
+            self.conns.prefetch_entry(words);
         } else {
-            self.conns.prefetch_index(&key);
+            self.conns.prefetch_index(words);
         }
     }
 

@@ -235,8 +235,8 @@ fn lookup(sizes: &[usize]) {
                 for _ in 0..iters as usize / BURST {
                     let b = &keys[k & (keys.len() - 1)..][..BURST];
                     k += BURST;
-                    b.iter().for_each(|key| t.prefetch_index(key));
-                    b.iter().for_each(|key| t.prefetch_entry(key));
+                    b.iter().for_each(|key| t.prefetch_index(key.words()));
+                    b.iter().for_each(|key| t.prefetch_entry(key.words()));
                     for key in b {
                         assert!(matches!(t.lookup(key, L4Proto::Udp, 0, 1), Lookup::Hit { .. }));
                     }
