@@ -73,6 +73,19 @@ impl FlowKey {
         let rest = u64::from(self.sport) | u64::from(self.dport) << 16 | u64::from(self.proto) << 32;
         (addrs, rest)
     }
+
+    /// The tuple whose [`Self::words`] these are (the hot path carries
+    /// only the words; the few paths that need fields rebuild them).
+    #[inline]
+    pub fn from_words((addrs, rest): TupleWords) -> Self {
+        FlowKey {
+            src: Ipv4Addr::from((addrs as u32).to_le_bytes()),
+            dst: Ipv4Addr::from(((addrs >> 32) as u32).to_le_bytes()),
+            sport: rest as u16,
+            dport: (rest >> 16) as u16,
+            proto: (rest >> 32) as u8,
+        }
+    }
 }
 
 impl PartialEq for FlowKey {
@@ -782,6 +795,8 @@ mod tests {
             }
             proptest::prop_assert_eq!(key(a) == key(b), a == b);
             proptest::prop_assert_eq!(key(a).words() == key(b).words(), a == b);
+            let back = FlowKey::from_words(key(a).words());
+            proptest::prop_assert_eq!((back.proto, back.src, back.dst, back.sport, back.dport), (a.0, a.1.into(), a.2.into(), a.3, a.4));
         }
     }
 

@@ -578,10 +578,12 @@ impl Pipeline {
         let frame = &mut buf[*head..head.saturating_add(*len)];
         // Nearly every packet has the common shape: read it in one pass.
         // Anything else goes through the views, which explain the drops.
-        let ((key, words, proto, flags), frame, plain) = match fast_parse(frame) {
+        // The tuple travels as its two words (what the lookup takes); the
+        // few paths that need its fields rebuild the key from them.
+        let ((words, proto, flags), frame, plain) = match fast_parse(frame) {
             Some(p) => (p, frame, true),
             None => match self.parse_slow(port, buf, head, len, now) {
-                Ok((key, proto, flags)) => ((key, key.words(), proto, flags), &mut buf[*head..*head + *len], false),
+                Ok((key, proto, flags)) => ((key.words(), proto, flags), &mut buf[*head..*head + *len], false),
                 Err(action) => return action,
             },
         };
@@ -589,7 +591,7 @@ impl Pipeline {
         let shape = plain.then_some(proto == L4Proto::Udp);
 
         if self.steering {
-            if let Some(owner) = self.owner(&key) {
+            if let Some(owner) = self.owner(&FlowKey::from_words(words)) {
                 if owner != self.core {
                     self.counters.redirected.inc();
                     return Action::Redirect { core: owner };
@@ -603,15 +605,17 @@ impl Pipeline {
                     self.services[service as usize].pool.set_active(dest as usize, active);
                 }
                 if self.expire_nodest_conn && self.services[service as usize].pool.dest(dest as usize).removed {
-                    return self.expire_nodest(&key, now);
+                    return self.expire_nodest(&FlowKey::from_words(words), now);
                 }
                 (slot, dir, service, dest)
             }
-            Lookup::Expired { slot } => match self.reopen(slot, Arrival { key, proto, flags, src_mac: src_mac(frame), port, now }) {
-                Ok(c) => c,
-                Err(action) => return action,
-            },
-            Lookup::Miss => match self.first_packet(Arrival { key, proto, flags, src_mac: src_mac(frame), port, now }, None) {
+            Lookup::Expired { slot } => {
+                match self.reopen(slot, Arrival { key: FlowKey::from_words(words), proto, flags, src_mac: src_mac(frame), port, now }) {
+                    Ok(c) => c,
+                    Err(action) => return action,
+                }
+            }
+            Lookup::Miss => match self.first_packet(Arrival { key: FlowKey::from_words(words), proto, flags, src_mac: src_mac(frame), port, now }, None) {
                 Ok(c) => c,
                 Err(action) => return action,
             },
@@ -1228,11 +1232,11 @@ fn echo_ports(icmp: &[u8]) -> Option<(u16, u16, bool)> {
 
 /// The flow of an Ethernet frame carrying IPv4 without options, not a
 /// fragment, with a valid header checksum and a complete TCP or UDP
-/// header: (key, the key's words, protocol, TCP flags). `None` for every
+/// header: (the tuple's words, protocol, TCP flags). `None` for every
 /// other frame (the general parser then decides); never accepts a frame
 /// the general parser would refuse, and reads the same fields (tested).
 #[inline]
-fn fast_parse(f: &[u8]) -> Option<(FlowKey, TupleWords, L4Proto, u8)> {
+fn fast_parse(f: &[u8]) -> Option<(TupleWords, L4Proto, u8)> {
     const IP: usize = ethernet::HEADER_LEN;
     const L4: usize = IP + 20;
     // Ethernet, IPv4 and a TCP header without options: 54 bytes. Shorter
@@ -1265,21 +1269,12 @@ fn fast_parse(f: &[u8]) -> Option<(FlowKey, TupleWords, L4Proto, u8)> {
         }
         _ => return None,
     };
-    Some((tuple_at(h, proto.number()), tuple_words_at(h, proto.number()), proto, flags))
+    Some((tuple_words_at(h, proto.number()), proto, flags))
 }
 
-/// The tuple of an Ethernet frame carrying IPv4 without options, read at
-/// its fixed offsets (its first `N` >= 38 bytes), with protocol `proto`.
-#[inline(always)]
-fn tuple_at<const N: usize>(f: &[u8; N], proto: u8) -> FlowKey {
-    const { assert!(N >= 38) };
-    let addr = |at: usize| Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3]);
-    let port = |at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
-    FlowKey { proto, src: addr(26), dst: addr(30), sport: port(34), dport: port(36) }
-}
-
-/// [`FlowKey::words`] of [`tuple_at`]'s key, read from the frame itself:
-/// the addresses in one load.
+/// [`FlowKey::words`] of the tuple of an Ethernet frame carrying IPv4
+/// without options (its first `N` >= 38 bytes), with protocol `proto`,
+/// read at its fixed offsets: the addresses in one load.
 #[inline(always)]
 fn tuple_words_at<const N: usize>(f: &[u8; N], proto: u8) -> TupleWords {
     const { assert!(N >= 38) };

@@ -1323,14 +1323,15 @@ fn lists_connections_with_state_expiry_and_a_cap() {
 mod fast_parse_oracle {
     use super::*;
 
-    /// The general path's reading of a frame, through the views: what
-    /// `fast_parse`'s answer, its tuple words checked against the key's.
+    /// `fast_parse`'s answer, its tuple words as the key they stand for.
     fn fast(f: &[u8]) -> Option<(FlowKey, L4Proto, u8)> {
-        let (key, words, proto, flags) = fast_parse(f)?;
-        assert_eq!(words, key.words(), "the words read from the frame are the key's");
+        let (words, proto, flags) = fast_parse(f)?;
+        let key = FlowKey::from_words(words);
+        assert_eq!(key.words(), words, "the words are a key's");
         Some((key, proto, flags))
     }
 
+    /// The general path's reading of a frame, through the views: what
     /// `fast_parse` must agree with whenever it accepts a frame.
     fn by_views(f: &[u8]) -> Option<(FlowKey, L4Proto, u8)> {
         let eth = EthernetFrame::new_checked(f).ok()?;
