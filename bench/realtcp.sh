@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Real TCP through namespaces (issue 8, part 3): wrk against a VIP served
-# by RVS (NAT, FullNAT), by the kernel's nftables DNAT with numgen, and by
-# haproxy in TCP mode, on the same topology (scripts/topology.sh nat), in
-# the same run, rounds interleaved so drift hits every contender alike.
+# by RVS (DR, NAT, FullNAT), by the kernel's nftables DNAT with numgen, and
+# by haproxy in TCP mode, on the same topology (scripts/topology.sh nat),
+# in the same run, rounds interleaved so drift hits every contender alike.
+# DR's replies bypass the load balancer, so its rounds give them a way
+# around it: the client gets a second leg on the servers' switch
+# (198.18.0.10) and the servers route the clients' subnet to it, with the
+# VIP on their loopback (the LVS-DR real-server set-up).
 #
 #   bench/realtcp.sh [ROUNDS] [SECONDS]      (as root; default 3 rounds of 5 s)
 #   CONTENDERS="nft haproxy" bench/realtcp.sh   (a subset)
@@ -94,8 +98,49 @@ kernel_lb_down() {
     for h in cl rs1 rs2; do ip -n "$P-$h" neigh flush all; done
 }
 
+# DR: the servers answer from the VIP (on lo, never ARPed for) straight
+# to the client, over the client's leg on their switch.
+dr_paths_up() {
+    ip link add eth1 netns "$P-cl" type veth peer name cl netns "$P-sw"
+    ip -n "$P-sw" link set cl master br0 up
+    ip -n "$P-cl" link set eth1 up
+    for ns_dev in sw:cl cl:eth1; do
+        ip netns exec "$P-${ns_dev%%:*}" ethtool -K "${ns_dev#*:}" tx off tso off gso off gro off rx off >/dev/null 2>&1 || true
+    done
+    ip -n "$P-cl" addr add 198.18.0.10/24 dev eth1
+    # Replies from the VIP arrive on eth1, whose subnet is not the VIP's.
+    ip netns exec "$P-cl" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth1.rp_filter=0
+    for rs in rs1 rs2; do
+        ip -n "$P-$rs" addr add "$VIP/32" dev lo
+        ip netns exec "$P-$rs" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+            net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2
+        ip -n "$P-$rs" route add 198.18.1.0/24 via 198.18.0.10
+    done
+}
+dr_paths_down() {
+    for rs in rs1 rs2; do
+        ip -n "$P-$rs" route del 198.18.1.0/24 via 198.18.0.10
+        ip -n "$P-$rs" addr del "$VIP/32" dev lo
+        ip -n "$P-$rs" neigh flush all
+    done
+    ip -n "$P-cl" link del eth1
+    ip -n "$P-cl" neigh flush all
+}
+
 start_lb() { # contender
     case $1 in
+    rvs-dr)
+        dr_paths_up
+        # The NAT configuration with DR forwarding: same interfaces and
+        # servers, no port mapping (DR cannot map ports; nginx listens on 80).
+        sed -e "s|@FILE_PREFIX@|$P-$$|" -e 's|^forwarding = "nat"|forwarding = "dr"|' -e '/^  port = 8080$/d' -e '/^  expect_body = /d' configs/nat.toml >"$WORK/rvs.toml"
+        grep -q '^forwarding = "dr"' "$WORK/rvs.toml" && ! grep -q '^  port = 8080' "$WORK/rvs.toml" || { echo "realtcp: could not make the DR configuration" >&2; exit 1; }
+        [ -n "${IDLE_SLEEP_US:-}" ] && sed -i "s|^idle_sleep_us = .*|idle_sleep_us = $IDLE_SLEEP_US|" "$WORK/rvs.toml"
+        printf '\n[admin]\nsocket = "%s/rvsd.sock"\n' "$WORK" >>"$WORK/rvs.toml"
+        ip netns exec "$P-lb" "$RVSD" --config "$WORK/rvs.toml" 2>"$WORK/rvsd.log" &
+        LB_PID=$!
+        for _ in $(seq 100); do grep -q "running:" "$WORK/rvsd.log" && break; sleep 0.1; done
+        ;;
     rvs-nat | rvs-fullnat)
         local cfg=configs/nat.toml
         [ "$1" = rvs-fullnat ] && cfg=configs/fullnat.toml
@@ -174,7 +219,11 @@ stop_lb() { # contender
         grep -o 'conns_created=[0-9]*\|drop_[a-z_]*=[0-9]*' "$WORK/rvsd.log" | tr '\n' ' ' | sed 's/^/    rvsd: /'
         echo
     fi
-    case $1 in nft | haproxy) kernel_lb_down ;; *) ip netns exec "$P-cl" ip neigh flush all ;; esac
+    case $1 in
+    nft | haproxy) kernel_lb_down ;;
+    rvs-dr) dr_paths_down ;;
+    *) ip netns exec "$P-cl" ip neigh flush all ;;
+    esac
     rm -f "$WORK/rvsd.log"
 }
 
@@ -189,7 +238,7 @@ run_wrk() { # kind
 
 RESULTS=$WORK/results
 : >"$RESULTS"
-read -r -a CONTENDERS <<<"${CONTENDERS:-rvs-nat rvs-fullnat nft haproxy}"
+read -r -a CONTENDERS <<<"${CONTENDERS:-rvs-dr rvs-nat rvs-fullnat nft haproxy}"
 for round in $(seq "$ROUNDS"); do
     ROUND=$round
     # PAUSE=SECONDS between rounds (e.g. to let the servers' TIME_WAITs expire).
