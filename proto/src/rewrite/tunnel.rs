@@ -45,8 +45,8 @@ impl From<Error> for EncapError {
 /// once per packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outer {
-    /// Source then destination, as in the header.
-    addrs: [u8; 8],
+    src: [u8; 4],
+    dst: [u8; 4],
     /// One's complement sum (unfolded) of the addresses and of the fields
     /// that never change: version, header length and protocol.
     fixed_sum: u32,
@@ -56,30 +56,20 @@ impl Outer {
     pub fn new(src: Ipv4Addr, dst: Ipv4Addr) -> Self {
         let (s, d) = (u32::from(src), u32::from(dst));
         let fixed_sum = (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff) + 0x4500 + u32::from(protocol::IPIP);
-        let mut addrs = [0; 8];
-        addrs[..4].copy_from_slice(&src.octets());
-        addrs[4..].copy_from_slice(&dst.octets());
-        Outer { addrs, fixed_sum }
-    }
-
-    /// The header checksum of an outer header with these variable fields.
-    #[inline(always)]
-    fn checksum(&self, tos: u8, total: u16, ident: u16, df: bool, ttl: u8) -> u16 {
-        let flags: u16 = if df { 0x4000 } else { 0 };
-        // At most nine 16-bit terms: no overflow of the u32.
-        let sum = self.fixed_sum + u32::from(tos) + u32::from(total) + u32::from(ident) + u32::from(flags) + (u32::from(ttl) << 8);
-        !checksum::fold(sum)
+        Outer { src: src.octets(), dst: dst.octets(), fixed_sum }
     }
 
     /// The outer IPv4 header, `total` bytes long with what it carries.
     #[inline(always)]
     fn header(&self, tos: u8, total: u16, ident: u16, df: bool, ttl: u8) -> [u8; MIN_HEADER_LEN] {
         let flags: u16 = if df { 0x4000 } else { 0 };
+        // At most nine 16-bit terms: no overflow of the u32.
+        let sum = self.fixed_sum + u32::from(tos) + u32::from(total) + u32::from(ident) + u32::from(flags) + (u32::from(ttl) << 8);
         let [t0, t1] = total.to_be_bytes();
         let [i0, i1] = ident.to_be_bytes();
         let [f0, f1] = flags.to_be_bytes();
-        let [c0, c1] = self.checksum(tos, total, ident, df, ttl).to_be_bytes();
-        let [s0, s1, s2, s3, d0, d1, d2, d3] = self.addrs;
+        let [c0, c1] = (!checksum::fold(sum)).to_be_bytes();
+        let ([s0, s1, s2, s3], [d0, d1, d2, d3]) = (self.src, self.dst);
         [0x45, tos, t0, t1, i0, i1, f0, f1, ttl, protocol::IPIP, c0, c1, s0, s1, s2, s3, d0, d1, d2, d3]
     }
 }
@@ -127,22 +117,11 @@ pub fn ipip_encapsulate_plain(buf: &mut [u8], start: usize, to: &Hop) -> core::r
     let Some(w) = window.and_then(|w| <&mut [u8; OVERHEAD + ETH + MIN_HEADER_LEN]>::try_from(w).ok()) else {
         return Err(plain_refused(buf, start, to.mtu));
     };
-    // The inner header's first 8 bytes, whole: the outer one takes its
-    // TOS and DF bit from them (and its version and length are 0x45).
-    let first = u64::from_le_bytes(*w[OVERHEAD + ETH..].first_chunk::<8>().unwrap_or(&[0; 8]));
-    let (tos, total, df, ttl) = ((first >> 8) as u8, (first >> 16) as u16, first & 0x40 << 48 != 0, w[OVERHEAD + ETH + 8]);
-    let outer_len = fits(usize::from(total.swap_bytes()), df, to.mtu)?;
-    let [c0, c1] = to.outer.checksum(tos, outer_len, to.ident, df, ttl).to_be_bytes();
-    // Outer bytes 0-7 as one store: 0x45, the TOS, the length, the id,
-    // the DF bit (no other flag, offset 0); then TTL, protocol, checksum;
-    // then the template's addresses.
-    let head = (first & 0x0040_0000_0000_ff00) | 0x45 | u64::from(outer_len.swap_bytes()) << 16 | u64::from(to.ident.swap_bytes()) << 32;
-    w[..6].copy_from_slice(&to.dst_mac.0);
-    w[6..12].copy_from_slice(&to.src_mac.0);
-    w[12..14].copy_from_slice(&ethernet::ethertype::IPV4.to_be_bytes());
-    w[ETH..ETH + 8].copy_from_slice(&head.to_le_bytes());
-    w[ETH + 8..ETH + 12].copy_from_slice(&[ttl, protocol::IPIP, c0, c1]);
-    w[ETH + 12..ETH + 20].copy_from_slice(&to.outer.addrs);
+    let inner = &w[OVERHEAD + ETH..];
+    let (tos, total, df, ttl) = (inner[1], u16::from_be_bytes([inner[2], inner[3]]), inner[6] & 0x40 != 0, inner[8]);
+    let outer_len = fits(usize::from(total), df, to.mtu)?;
+    let h = to.outer.header(tos, outer_len, to.ident, df, ttl);
+    write_head(&mut w[..ETH + MIN_HEADER_LEN], &h, to)?;
     Ok(start - OVERHEAD)
 }
 
