@@ -2,8 +2,10 @@
 """Port throughput: RVS against dpdk-testpmd --forward-mode=io on the same
 devices, in the same run (issue 8, part 2).
 
-A generator (testpmd txonly, 64-byte UDP, many flows) feeds the device under
-test through a memif pair; the device forwards into net_null. The device is
+The load generator written here on DPDK (bench/src/bin/loadgen.rs: 64-byte
+UDP frames of FLOWS flows, default 65,536, client address and port varying)
+feeds the device under test through a memif pair; the device forwards into
+net_null. The device is
 either testpmd io-forward (the ceiling) or rvsd in one forwarding mode (DR,
 NAT, FullNAT, TUN; a UDP service, two real servers with static neighbor
 entries, one busy-polling worker). Rounds interleave the ceiling and every
@@ -12,6 +14,7 @@ after a warm-up, and each mode's ratio is taken against the ceiling of the
 same round.
 
 usage: bench/throughput.py [ROUNDS] [SECONDS]     (as root; default 3 rounds, 10 s)
+       FLOWS=N bench/throughput.py ...           (another number of flows)
 """
 import os
 import re
@@ -27,6 +30,8 @@ SECONDS = int(sys.argv[2]) if len(sys.argv) > 2 else 10
 WARMUP = 3
 DUT_MAC = "02:00:00:00:00:02"
 RVSD = os.path.join(ROOT, "target/release/rvsd")
+LOADGEN = os.path.join(ROOT, "target/release/loadgen")
+FLOWS = int(os.environ.get("FLOWS", "65536"))
 
 
 def hugepages():
@@ -37,19 +42,21 @@ def hugepages():
         subprocess.run(["mount", "-t", "hugetlbfs", "nodev", "/dev/hugepages"], check=True)
 
 
-def eal(prefix, lcores, socket, role, extra_vdev=True):
-    args = ["--lcores", lcores, "-m", "256", "--no-pci", "--no-telemetry", "--file-prefix", prefix,
-            f"--vdev=net_memif0,role={role},socket={socket}" + (f",mac={DUT_MAC}" if role == "server" else "")]
-    if extra_vdev:
-        args.append("--vdev=net_null0,no-rx=1")
-    return args
+def eal(prefix, lcores, socket, role):
+    """The device under test's EAL arguments: the memif end (the generator
+    is the client) and net_null, where it forwards to."""
+    return ["--lcores", lcores, "-m", "256", "--no-pci", "--no-telemetry", "--file-prefix", prefix,
+            f"--vdev=net_memif0,role={role},socket={socket}" + (f",mac={DUT_MAC}" if role == "server" else ""),
+            "--vdev=net_null0,no-rx=1"]
 
 
 def rvsd_config(mode, socket, work):
     services = {
         "dr": 'forwarding = "dr"',
         "nat": 'forwarding = "nat"',
-        "fullnat": 'forwarding = "fullnat"\nlocal_addresses = ["10.0.0.3"]',
+        # Two local addresses: one has fewer ports (64,512) than the
+        # generator has flows.
+        "fullnat": 'forwarding = "fullnat"\nlocal_addresses = ["10.0.0.3", "10.0.0.4"]',
         "tun": 'forwarding = "tun"',
     }[mode]
     eal_args = ", ".join(f'"{a}"' for a in eal(f"rvs-dut-{os.getpid()}", "0@0,1@1", socket, "server"))
@@ -106,10 +113,12 @@ scheduler = "rr"
 
 
 def generator(socket):
+    """The load generator (bench/src/bin/loadgen.rs) on CPU 0, as the memif
+    client: FLOWS flows of 64-byte UDP to the VIP, round robin."""
     return subprocess.Popen(
-        ["dpdk-testpmd"] + eal(f"rvs-gen-{os.getpid()}", "0@1,1@0", socket, "client", extra_vdev=False)
-        + ["--", "--forward-mode=txonly", "--txonly-multi-flow", f"--eth-peer=0,{DUT_MAC}",
-           "--tx-ip=198.18.0.1,198.18.0.100", "--total-num-mbufs=16384", "--stats-period", "1"],
+        [LOADGEN, "--dst-mac", DUT_MAC, "--dst", "198.18.0.100:9", "--flows", str(FLOWS), "--"]
+        + ["--lcores", "0@0", "-m", "256", "--no-pci", "--no-telemetry", "--file-prefix", f"rvs-gen-{os.getpid()}",
+           f"--vdev=net_memif0,role=client,socket={socket}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -174,6 +183,7 @@ def main():
         sys.exit("run as root (hugepages, DPDK)")
     hugepages()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "control", "--bin", "rvsd"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "bench", "--bin", "loadgen"], cwd=ROOT, check=True)
     modes = ["dr", "nat", "fullnat", "tun"]
     results = {m: [] for m in ["ceiling"] + modes}
     ratios = {m: [] for m in modes}

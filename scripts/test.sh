@@ -13,7 +13,7 @@ scripts/deps.sh
 
 echo "== shell and python syntax"
 for f in scripts/*.sh bench/*.sh .ci/run; do bash -n "$f"; done
-python3 -m py_compile scripts/*.py && rm -rf scripts/__pycache__
+python3 -m py_compile scripts/*.py bench/*.py && rm -rf scripts/__pycache__ bench/__pycache__
 
 if cargo clippy --version >/dev/null 2>&1; then
     echo "== clippy (warnings are errors)"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Every benchmark of issue 8 in one run, each printed as it finishes:
+#   1. the pipeline in-process: instructions per packet (callgrind) and ns
+#      per packet for every mode, connection lookups at 1 thousand to 10
+#      million connections, bytes per connection;
+#   2. port throughput: RVS in every mode against testpmd io-forward on
+#      the same memif/net_null devices, fed by bench/src/bin/loadgen.rs;
+#   3. real TCP through namespaces: RVS DR, NAT, FullNAT against nftables
+#      DNAT and haproxy, same topology.
+# Then the scheduler cost and the reload time. About 15 minutes.
+#
+#   usage: bench/run.sh            (as root, from anywhere)
+#          ROUNDS=5 bench/run.sh   (more rounds for parts 2 and 3; default 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "bench: run as root (hugepages, DPDK, network namespaces)" >&2; exit 1; }
+ROUNDS=${ROUNDS:-3}
+scripts/deps.sh >/dev/null
+cargo build --release -q -p bench -p control
+
+section() { printf '\n## %s (%s)\n\n' "$1" "$(date -u '+%Y-%m-%d %H:%M UTC')"; }
+
+echo "# RVS benchmarks, $(hostname), $(nproc) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+section "1. Pipeline instructions per packet (bench/pipeline.sh)"
+bench/pipeline.sh
+section "1. Pipeline time per packet (pipeline_bench time)"
+target/release/pipeline_bench time
+section "1. Connection lookups and bytes per connection (pipeline_bench lookup)"
+target/release/pipeline_bench lookup
+section "2. Port throughput against testpmd io-forward (bench/throughput.py $ROUNDS 8)"
+python3 bench/throughput.py "$ROUNDS" 8
+section "3. Real TCP: RVS vs nftables vs haproxy (bench/realtcp.sh $ROUNDS 5)"
+bench/realtcp.sh "$ROUNDS" 5
+section "Scheduler cost (sched_bench)"
+target/release/sched_bench
+section "Reload of 10,000 services (reload_bench)"
+target/release/reload_bench
