@@ -15,6 +15,7 @@ same round.
 
 usage: bench/throughput.py [ROUNDS] [SECONDS]     (as root; default 3 rounds, 10 s)
        FLOWS=N bench/throughput.py ...           (another number of flows)
+       RVSD=PATH bench/throughput.py ...         (another rvsd build, e.g. for an A/B run)
 """
 import os
 import re
@@ -29,7 +30,8 @@ ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 SECONDS = int(sys.argv[2]) if len(sys.argv) > 2 else 10
 WARMUP = 3
 DUT_MAC = "02:00:00:00:00:02"
-RVSD = os.path.join(ROOT, "target/release/rvsd")
+# RVSD=PATH: measure that rvsd binary (e.g. an older build, for an A/B run).
+RVSD = os.environ.get("RVSD") or os.path.join(ROOT, "target/release/rvsd")
 LOADGEN = os.path.join(ROOT, "target/release/loadgen")
 FLOWS = int(os.environ.get("FLOWS", "65536"))
 
@@ -182,7 +184,8 @@ def main():
     if os.geteuid() != 0:
         sys.exit("run as root (hugepages, DPDK)")
     hugepages()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "control", "--bin", "rvsd"], cwd=ROOT, check=True)
+    if not os.environ.get("RVSD"):
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "control", "--bin", "rvsd"], cwd=ROOT, check=True)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "bench", "--bin", "loadgen"], cwd=ROOT, check=True)
     modes = ["dr", "nat", "fullnat", "tun"]
     results = {m: [] for m in ["ceiling"] + modes}

@@ -133,17 +133,26 @@ impl TcpState {
     }
 }
 
+/// One connection. `repr(C)`, in this order: the fields every packet's
+/// lookup reads come first, so that with [`Slot`]'s own they fill the
+/// slot's first cache line (a test checks); what only some modes read
+/// (the rewrite, the reply's way back) follows, in the second line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct Conn {
+    /// The client's tuple (VIP and virtual port are its destination).
+    pub client: FlowKey,
+    pub tcp: Option<TcpState>,
+    /// FullNAT TCP: the TOA still has to go on the next client segment.
+    pub toa_pending: bool,
     pub service: u32,
     /// Index of the real server in the service's pool.
     pub dest: u32,
+    pub expires: u64,
     /// The real server's address and port (the port as of the server's
     /// record; kept here so NAT needs nothing else per packet).
     pub real: Ipv4Addr,
     pub real_port: u16,
-    /// The client's tuple (VIP and virtual port are its destination).
-    pub client: FlowKey,
     /// Where the client's first packet came from: replies go back to that
     /// MAC (the client's, or its router's) on that port.
     pub peer_mac: MacAddr,
@@ -153,10 +162,6 @@ pub struct Conn {
     /// NAT and FullNAT: the checksum change of the rewrite of each
     /// direction (in, out), worked out once.
     pub nat: [Delta4; 2],
-    /// FullNAT TCP: the TOA still has to go on the next client segment.
-    pub toa_pending: bool,
-    pub tcp: Option<TcpState>,
-    pub expires: u64,
 }
 
 /// Where a new connection goes: its service and real server, and where
@@ -207,20 +212,26 @@ pub enum Lookup {
     Miss,
 }
 
+/// A table entry: two cache lines, aligned. The first holds everything a
+/// hit reads in either direction (the reply tuple, the timer, the
+/// connection's tuple, state, service, server and expiry), so a lookup
+/// in a big table costs its index bucket and one line of the slab; NAT's
+/// and FullNAT's rewrites read the second (prefetched with the first).
 #[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
 struct Slot {
-    conn: Conn,
     /// The reply tuple, when the connection has one (NAT).
     out: Option<FlowKey>,
-    live: bool,
+    /// The start (ns) of the second the slot is filed under on the wheel.
+    filed_at: u64,
     /// Which of the table's timeouts applies now (see [`timer_class`]):
     /// set when the state changes, so a packet refreshes with one load.
     timer: u8,
-    /// Timer wheel links, and the start (ns) of the second the slot is
-    /// filed under.
+    live: bool,
+    conn: Conn,
+    /// Timer wheel links.
     prev: u32,
     next: u32,
-    filed_at: u64,
 }
 
 /// An index entry: slot number and direction.
@@ -436,8 +447,9 @@ impl ConnTable {
     #[inline]
     pub fn prefetch_entry(&self, words: TupleWords) {
         if let Some(s) = self.index.candidate(self.index.hash(words)).and_then(|r| self.slots.get(Ref::unpack(r).slot as usize)) {
-            crate::prefetch::line(&s.conn);
+            // Both lines: a NAT or FullNAT hit reads the second too.
             crate::prefetch::line(&s.out);
+            crate::prefetch::line(&s.conn.real);
         }
     }
 
@@ -758,6 +770,32 @@ mod tests {
         t.lookup(&key(1), L4Proto::Tcp, FIN | ACK, 2 * SEC); // fin: 122 s
         assert_eq!(t.sweep(122 * SEC, |_, _| {}), 0, "expires during second 122");
         assert_eq!(t.sweep(123 * SEC, |_, _| {}), 1, "gone once second 122 is over, not at 901 s");
+    }
+
+    /// What a hit reads lies in the slot's first cache line; a slot is
+    /// two lines, aligned (the layout `Slot`'s comment promises).
+    #[test]
+    fn a_hit_reads_one_cache_line() {
+        use core::mem::{offset_of, size_of, size_of_val};
+        assert_eq!((size_of::<Slot>(), core::mem::align_of::<Slot>()), (128, 64));
+        let mut t = ConnTable::new(1, Timeouts::default());
+        let slot = t.insert(key(1), Some(reply(1)), L4Proto::Tcp, SYN, b(0, 0), 0).expect("room");
+        let s = t.slots[slot as usize];
+        let c = &s.conn;
+        let hot = [
+            (offset_of!(Slot, out), size_of_val(&s.out)),
+            (offset_of!(Slot, filed_at), size_of_val(&s.filed_at)),
+            (offset_of!(Slot, timer), size_of_val(&s.timer)),
+            (offset_of!(Slot, conn.client), size_of_val(&c.client)),
+            (offset_of!(Slot, conn.tcp), size_of_val(&c.tcp)),
+            (offset_of!(Slot, conn.service), size_of_val(&c.service)),
+            (offset_of!(Slot, conn.dest), size_of_val(&c.dest)),
+            (offset_of!(Slot, conn.expires), size_of_val(&c.expires)),
+        ];
+        for (at, len) in hot {
+            assert!(at + len <= 64, "a hot field at {at}..{} leaves the first line", at + len);
+        }
+        assert!(offset_of!(Slot, conn.real) >= 64, "the prefetch of the second line names `real`");
     }
 
     #[test]
