@@ -127,6 +127,16 @@ dr_paths_down() {
     ip -n "$P-cl" neigh flush all
 }
 
+# rvsd on the LB with the configuration in $WORK/rvs.toml (plus this
+# run's admin socket and idle setting); returns once it runs.
+start_rvsd() {
+    [ -n "${IDLE_SLEEP_US:-}" ] && sed -i "s|^idle_sleep_us = .*|idle_sleep_us = $IDLE_SLEEP_US|" "$WORK/rvs.toml"
+    printf '\n[admin]\nsocket = "%s/rvsd.sock"\n' "$WORK" >>"$WORK/rvs.toml"
+    ip netns exec "$P-lb" "$RVSD" --config "$WORK/rvs.toml" 2>"$WORK/rvsd.log" &
+    LB_PID=$!
+    for _ in $(seq 100); do grep -q "running:" "$WORK/rvsd.log" && break; sleep 0.1; done
+}
+
 start_lb() { # contender
     case $1 in
     rvs-dr)
@@ -135,19 +145,13 @@ start_lb() { # contender
         # servers, no port mapping (DR cannot map ports; nginx listens on 80).
         sed -e "s|@FILE_PREFIX@|$P-$$|" -e 's|^forwarding = "nat"|forwarding = "dr"|' -e '/^  port = 8080$/d' -e '/^  expect_body = /d' configs/nat.toml >"$WORK/rvs.toml"
         grep -q '^forwarding = "dr"' "$WORK/rvs.toml" && ! grep -q '^  port = 8080' "$WORK/rvs.toml" || { echo "realtcp: could not make the DR configuration" >&2; exit 1; }
-        [ -n "${IDLE_SLEEP_US:-}" ] && sed -i "s|^idle_sleep_us = .*|idle_sleep_us = $IDLE_SLEEP_US|" "$WORK/rvs.toml"
-        printf '\n[admin]\nsocket = "%s/rvsd.sock"\n' "$WORK" >>"$WORK/rvs.toml"
-        ip netns exec "$P-lb" "$RVSD" --config "$WORK/rvs.toml" 2>"$WORK/rvsd.log" &
-        LB_PID=$!
-        for _ in $(seq 100); do grep -q "running:" "$WORK/rvsd.log" && break; sleep 0.1; done
+        start_rvsd
         ;;
     rvs-nat | rvs-fullnat)
         local cfg=configs/nat.toml
         [ "$1" = rvs-fullnat ] && cfg=configs/fullnat.toml
-        sed -e "s|@FILE_PREFIX@|$P-$$|" "$cfg" >"$WORK/rvs.toml"
-        [ -n "${IDLE_SLEEP_US:-}" ] && sed -i "s|^idle_sleep_us = .*|idle_sleep_us = $IDLE_SLEEP_US|" "$WORK/rvs.toml"
         # nginx's page here is "ok", not realserver.py's "server=...".
-        sed -i '/^  expect_body = /d' "$WORK/rvs.toml"
+        sed -e "s|@FILE_PREFIX@|$P-$$|" -e '/^  expect_body = /d' "$cfg" >"$WORK/rvs.toml"
         # At 13,000 connections/s one local address runs out of ports the
         # servers do not hold in TIME_WAIT (64,000 per minute per server):
         # four, as an operator would configure for this load (README). A
@@ -159,10 +163,7 @@ start_lb() { # contender
         local addrs="\"198.18.0.$base\", \"198.18.0.$((base + 1))\", \"198.18.0.$((base + 2))\", \"198.18.0.$((base + 3))\""
         sed -i "s|^local_addresses = \\[\"198.18.0.3\"\\]|local_addresses = [$addrs]|" "$WORK/rvs.toml"
         grep -q "^local_addresses = \[$addrs\]" "$WORK/rvs.toml" || [ "$1" = rvs-nat ] || { echo "realtcp: could not set the local addresses" >&2; exit 1; }
-        printf '\n[admin]\nsocket = "%s/rvsd.sock"\n' "$WORK" >>"$WORK/rvs.toml"
-        ip netns exec "$P-lb" "$RVSD" --config "$WORK/rvs.toml" 2>"$WORK/rvsd.log" &
-        LB_PID=$!
-        for _ in $(seq 100); do grep -q "running:" "$WORK/rvsd.log" && break; sleep 0.1; done
+        start_rvsd
         ;;
     nft)
         kernel_lb_up
