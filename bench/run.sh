@@ -7,7 +7,8 @@
 #      the same memif/net_null devices, fed by bench/src/bin/loadgen.rs;
 #   3. real TCP through namespaces: RVS DR, NAT, FullNAT against nftables
 #      DNAT and haproxy, same topology.
-# Then the scheduler cost and the reload time. About 15 minutes.
+# Then the scheduler cost and the reload time. About 7 minutes on the
+# project's 2-vCPU VM.
 #
 #   usage: bench/run.sh            (as root, from anywhere)
 #          ROUNDS=5 bench/run.sh   (more rounds for parts 2 and 3; default 3)
