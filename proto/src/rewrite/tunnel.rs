@@ -144,8 +144,8 @@ fn plain_refused(buf: &[u8], start: usize, mtu: u16) -> EncapError {
 #[inline(always)]
 fn write_head(head: &mut [u8], h: &[u8; MIN_HEADER_LEN], to: &Hop) -> Result<()> {
     let head: &mut [u8; ethernet::HEADER_LEN + MIN_HEADER_LEN] = head.try_into().map_err(|_| Error::Truncated)?;
-    head[..6].copy_from_slice(&to.dst_mac.0);
-    head[6..12].copy_from_slice(&to.src_mac.0);
+    // The hop's addresses, as DR writes them.
+    super::direct_route(head, to.src_mac, to.dst_mac)?;
     head[12..14].copy_from_slice(&ethernet::ethertype::IPV4.to_be_bytes());
     head[ethernet::HEADER_LEN..].copy_from_slice(h);
     Ok(())
