@@ -13,12 +13,12 @@ BIN=target/release/pipeline_bench
 # Only instructions inside the pipeline's entry point (Pipeline::classify,
 # never inlined) count: the harness's loop and frame copies do not.
 count() { # mode packets -> total instructions
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect='*Pipeline::classify*' "$BIN" count "$1" "$2" 2>&1 \
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect='*Pipeline::classify*' --toggle-collect='*prefetch_burst*' "$BIN" count "$1" "$2" 2>&1 \
         | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 echo "| mode | instructions per packet |"
 echo "|---|---|"
-for mode in established established-dr established-nat established-fullnat established-tun new; do
+for mode in established established-dr established-nat established-fullnat established-tun established-dr-big established-tun-big new; do
     a=$(count "$mode" 100000)
     b=$(count "$mode" 200000)
     echo "| $mode | $(( (b - a) / 100000 )) |"

@@ -252,6 +252,30 @@ impl Ref {
     }
 }
 
+impl Slot {
+    /// Whether this entry's tuple in direction `dir` has these `words`.
+    #[inline(always)]
+    fn has(&self, dir: Dir, words: TupleWords) -> bool {
+        match dir {
+            Dir::In => self.conn.client.words() == words,
+            Dir::Out => self.out.is_some_and(|o| o.words() == words),
+        }
+    }
+}
+
+/// A tuple's hash, from the first prefetch stage to the second.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TupleHash(u64);
+
+/// The entry the prefetch stages expect a packet's lookup to find (an
+/// index entry as the index stores it), or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hint(u32);
+
+impl Hint {
+    pub const NONE: Hint = Hint(NIL);
+}
+
 #[derive(Debug)]
 pub struct ConnTable {
     index: TupleIndex,
@@ -384,7 +408,17 @@ impl ConnTable {
     /// read back whole would stall on the store-to-load forwarding).
     #[inline]
     pub fn lookup_words(&mut self, words: TupleWords, proto: L4Proto, flags: u8, now: u64) -> Lookup {
-        let Some(r) = self.find(words) else { return Lookup::Miss };
+        self.lookup_hinted(words, Hint::NONE, proto, flags, now)
+    }
+
+    /// As [`Self::lookup_words`], trying first the entry the prefetch
+    /// stages named ([`Self::prefetch_entry`]): a right hint spares
+    /// hashing the tuple and searching its bucket again; a wrong or stale
+    /// one (the bucket held another tuple's tag, or the burst's earlier
+    /// packets changed the table) costs one compare and the usual search.
+    #[inline]
+    pub fn lookup_hinted(&mut self, words: TupleWords, hint: Hint, proto: L4Proto, flags: u8, now: u64) -> Lookup {
+        let Some(r) = self.find_hinted(words, hint) else { return Lookup::Miss };
         let slot = &mut self.slots[r.slot as usize];
         if slot.conn.expires <= now {
             self.remove(r.slot);
@@ -419,6 +453,19 @@ impl ConnTable {
         Lookup::Hit { slot: r.slot, dir: r.dir, service, dest, was_active, active }
     }
 
+    /// [`Self::find`], unless `hint` names a live entry of this tuple: the
+    /// index holds each tuple once, so that entry is the one it would find.
+    #[inline(always)]
+    fn find_hinted(&self, words: TupleWords, hint: Hint) -> Option<Ref> {
+        if hint != Hint::NONE {
+            let r = Ref::unpack(hint.0);
+            if self.slots.get(r.slot as usize).is_some_and(|s| s.live && s.has(r.dir, words)) {
+                return Some(r);
+            }
+        }
+        self.find(words)
+    }
+
     /// The index entry of the tuple whose words are `words`, if a live or
     /// not yet swept connection has that tuple.
     #[inline(always)]
@@ -426,10 +473,7 @@ impl ConnTable {
         let slots = &self.slots;
         let r = self.index.find(self.index.hash(words), move |r| {
             let Ref { slot, dir } = Ref::unpack(r);
-            slots.get(slot as usize).is_some_and(|s| match dir {
-                Dir::In => s.conn.client.words() == words,
-                Dir::Out => s.out.is_some_and(|o| o.words() == words),
-            })
+            slots.get(slot as usize).is_some_and(|s| s.has(dir, words))
         })?;
         Some(Ref::unpack(r))
     }
@@ -437,20 +481,26 @@ impl ConnTable {
     /// The first of two prefetch stages for a burst of packets (tuples
     /// about to be looked up, a few at a time): starts loading the index
     /// bucket of the tuple with these `words`.
+    /// Returns the tuple's hash, for the second stage.
     #[inline]
-    pub fn prefetch_index(&self, words: TupleWords) {
-        self.index.prefetch(self.index.hash(words));
+    pub fn prefetch_index(&self, words: TupleWords) -> TupleHash {
+        let hash = self.index.hash(words);
+        self.index.prefetch(hash);
+        TupleHash(hash)
     }
 
     /// The second stage, once the bucket has had time to arrive: starts
-    /// loading the slab entry it most likely names.
+    /// loading the slab entry it most likely names, and returns that
+    /// entry as the lookup's [`Hint`].
     #[inline]
-    pub fn prefetch_entry(&self, words: TupleWords) {
-        if let Some(s) = self.index.candidate(self.index.hash(words)).and_then(|r| self.slots.get(Ref::unpack(r).slot as usize)) {
+    pub fn prefetch_entry(&self, hash: TupleHash) -> Hint {
+        let Some(r) = self.index.candidate(hash.0) else { return Hint::NONE };
+        if let Some(s) = self.slots.get(Ref::unpack(r).slot as usize) {
             // Both lines: a NAT or FullNAT hit reads the second too.
             crate::prefetch::line(&s.out);
             crate::prefetch::line(&s.conn.real);
         }
+        Hint(r)
     }
 
     /// The connection in `slot` (from [`Lookup::Hit`], or the last state
@@ -892,6 +942,70 @@ mod tests {
                         want.sort_unstable();
                         proptest::prop_assert_eq!(gone, want);
                         proptest::prop_assert_eq!(t.len(), model.len());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The prefetch stages' hint for `tuple`, as the worker takes it.
+    fn hint_for(t: &ConnTable, tuple: FlowKey) -> Hint {
+        t.prefetch_entry(t.prefetch_index(tuple.words()))
+    }
+
+    #[test]
+    fn a_hint_is_checked_before_it_is_trusted() {
+        let mut t = ConnTable::new(8, Timeouts::default());
+        let slot = t.insert(key(1), Some(reply(1)), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        let (hint_in, hint_out) = (hint_for(&t, key(1)), hint_for(&t, reply(1)));
+        assert_ne!(hint_in, Hint::NONE);
+        assert_ne!(hint_in, hint_out, "each direction has its own index entry");
+        assert_eq!(hint_for(&t, key(2)), Hint::NONE, "nothing in that bucket");
+        let hit = |t: &mut ConnTable, tuple: FlowKey, hint| match t.lookup_hinted(tuple.words(), hint, L4Proto::Tcp, ACK, SEC) {
+            Lookup::Hit { slot, dir, .. } => Some((slot, dir)),
+            _ => None,
+        };
+        // Right, and each direction's hint given for the other's tuple.
+        assert_eq!(hit(&mut t, key(1), hint_in), Some((slot, Dir::In)));
+        assert_eq!(hit(&mut t, key(1), hint_out), Some((slot, Dir::In)));
+        assert_eq!(hit(&mut t, reply(1), hint_in), Some((slot, Dir::Out)));
+        // Stale: the connection ended; its slot still holds the tuple.
+        t.remove_key(&key(1)).unwrap();
+        assert_eq!(t.lookup_hinted(key(1).words(), hint_in, L4Proto::Tcp, ACK, SEC), Lookup::Miss);
+        // Stale: the slot now holds another connection, which the hint
+        // names rightly for its own tuple only.
+        assert_eq!(t.insert(key(2), Some(reply(2)), L4Proto::Tcp, SYN, b(0, 0), SEC), Some(slot));
+        assert_eq!(t.lookup_hinted(key(1).words(), hint_in, L4Proto::Tcp, ACK, SEC), Lookup::Miss);
+        assert_eq!(t.lookup_hinted(reply(1).words(), hint_out, L4Proto::Tcp, ACK, SEC), Lookup::Miss);
+        assert_eq!(hit(&mut t, key(2), hint_in), Some((slot, Dir::In)));
+        assert_eq!(hit(&mut t, reply(2), hint_in), Some((slot, Dir::Out)));
+    }
+
+    proptest::proptest! {
+        /// Whatever the hint (right, another tuple's, or stale by the
+        /// time it is used), a lookup answers as one without: two tables
+        /// given the same inserts, removals and lookups agree, one looked
+        /// up with hints its prefetch stages gave at random earlier
+        /// moments for random tuples.
+        #[test]
+        fn hints_never_change_an_answer(
+            ops in proptest::collection::vec((0u8..4, 0u16..12, 0u16..12, proptest::bool::ANY), 1..300),
+        ) {
+            let (mut hinted, mut plain) = (ConnTable::new(8, Timeouts::default()), ConnTable::new(8, Timeouts::default()));
+            let tuple = |p: u16, out: bool| if out { reply(p) } else { key(p) };
+            let mut hints = [Hint::NONE; 24];
+            for (op, p, q, out) in ops {
+                match op {
+                    0 => proptest::prop_assert_eq!(
+                        hinted.insert(key(p), Some(reply(p)), L4Proto::Tcp, SYN, b(0, 0), 0),
+                        plain.insert(key(p), Some(reply(p)), L4Proto::Tcp, SYN, b(0, 0), 0)
+                    ),
+                    1 => proptest::prop_assert_eq!(hinted.remove_key(&tuple(p, out)).is_some(), plain.remove_key(&tuple(p, out)).is_some()),
+                    2 => hints[usize::from(q) * 2 + usize::from(out)] = hint_for(&hinted, tuple(q, out)),
+                    _ => {
+                        let hint = hints[usize::from(q) * 2 + usize::from(out)];
+                        let got = hinted.lookup_hinted(tuple(p, out).words(), hint, L4Proto::Tcp, ACK, SEC);
+                        proptest::prop_assert_eq!(got, plain.lookup(&tuple(p, out), L4Proto::Tcp, ACK, SEC));
                     }
                 }
             }

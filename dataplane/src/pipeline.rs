@@ -2,7 +2,7 @@
 //! decision out. The frame is rewritten in place when it is to be sent.
 
 use crate::config::{ForwardingMode, L4Proto, Service, Snapshot};
-use crate::conn::{Binding, Conn, ConnTable, Dir, FlowKey, Lookup, TupleWords};
+use crate::conn::{Binding, Conn, ConnTable, Dir, FlowKey, Hint, Lookup, TupleHash, TupleWords};
 use crate::counters::{CoreCounters, DropReason};
 use crate::local_ports::LocalPorts;
 use crate::neighbor::{NeighborTable, SharedNeighbors};
@@ -459,19 +459,23 @@ impl Pipeline {
         });
     }
 
-    /// Starts loading what `frame`'s lookup will read: its index bucket
-    /// (`entry` false), then, a burst later, the table entry the bucket
-    /// names (`entry` true). A hint only: the tuple is read at the offsets
-    /// of IPv4 without options; other frames cost a useless prefetch.
+    /// The first of the two stages that start loading what a burst's
+    /// lookups will read: `frame`'s index bucket. Returns the tuple's
+    /// hash for the second stage ([`Self::prefetch_entry`]), run a burst
+    /// later. A guess only: the tuple is read at the offsets of IPv4
+    /// without options; other frames cost a useless prefetch.
     #[inline]
-    pub fn prefetch(&self, frame: &[u8], entry: bool) {
-        let Some(f) = frame.first_chunk::<38>() else { return };
-        let words = tuple_words_at(f, f[23]);
-        if entry {
-            self.conns.prefetch_entry(words);
-        } else {
-            self.conns.prefetch_index(words);
-        }
+    pub fn prefetch_index(&self, frame: &[u8]) -> TupleHash {
+        let words = frame.first_chunk::<38>().map_or((0, 0), |f| tuple_words_at(f, f[23]));
+        self.conns.prefetch_index(words)
+    }
+
+    /// The second stage: starts loading the table entry the bucket names,
+    /// and returns it as a hint for the frame's lookup
+    /// ([`Self::process_hinted`]), which checks it before relying on it.
+    #[inline]
+    pub fn prefetch_entry(&self, hash: TupleHash) -> Hint {
+        self.conns.prefetch_entry(hash)
     }
 
     /// Decides the fate of one frame received on `port` at time `now` (ns).
@@ -488,7 +492,14 @@ impl Pipeline {
     /// IPIP header at the front); `*head` and `*len` are updated.
     #[inline]
     pub fn process_room(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
-        let action = self.classify(port, buf, head, len, now);
+        self.process_hinted(port, buf, head, len, now, Hint::NONE)
+    }
+
+    /// As [`Self::process_room`], with the hint the prefetch stages gave
+    /// for this frame ([`Self::prefetch_entry`]).
+    #[inline]
+    pub fn process_hinted(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64, hint: Hint) -> Action {
+        let action = self.classify(port, buf, head, len, now, hint);
         if let Action::Drop(reason) = action {
             self.counters.count_drop(reason);
         }
@@ -498,14 +509,14 @@ impl Pipeline {
     /// Everything the pipeline does with a frame. Never inlined: it is
     /// where `bench/pipeline.sh` counts the pipeline's instructions.
     #[inline(never)]
-    fn classify(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
+    fn classify(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64, hint: Hint) -> Action {
         let Some(frame) = buf.get_mut(*head..head.saturating_add(*len)) else {
             return Action::Drop(DropReason::MalformedFrame);
         };
         // The common case first: IPv4 to our MAC on this port.
         if let (Some(&ours), Some(h)) = (self.port_mac.get(usize::from(port)), frame.first_chunk::<{ ethernet::HEADER_LEN }>()) {
             if pack_mac(h[..6].try_into().unwrap_or_default()) == ours && h[12..14] == [0x08, 0x00] {
-                return self.ipv4(port, buf, head, len, now);
+                return self.ipv4(port, buf, head, len, now, hint);
             }
         }
         self.classify_other(port, frame, now)
@@ -572,7 +583,7 @@ impl Pipeline {
         }
     }
 
-    fn ipv4(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
+    fn ipv4(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64, hint: Hint) -> Action {
         // The very range `classify` checked, written the same way: the
         // compiler then knows it is in bounds (about 7 instructions).
         let frame = &mut buf[*head..head.saturating_add(*len)];
@@ -599,7 +610,7 @@ impl Pipeline {
             }
         }
 
-        let (slot, dir, service, dest) = match self.conns.lookup_words(words, proto, flags, now) {
+        let (slot, dir, service, dest) = match self.conns.lookup_hinted(words, hint, proto, flags, now) {
             Lookup::Hit { slot, dir, service, dest, was_active, active } => {
                 if active != was_active {
                     self.services[service as usize].pool.set_active(dest as usize, active);

@@ -2,8 +2,9 @@
 //! port, run each frame through the pipeline, batch the output per port,
 //! transmit. Nothing here allocates or locks per packet.
 
+use crate::conn::{Hint, TupleHash};
 use crate::counters::{CoreCounters, DropReason};
-use crate::dpdk::{Burst, Mbuf, Mempool, Port, Ring};
+use crate::dpdk::{Burst, Mbuf, Mempool, Port, Ring, MAX_BURST};
 use crate::pipeline::{Action, Pipeline};
 use crate::published::Published;
 use crate::view::Views;
@@ -98,6 +99,9 @@ impl Worker {
         let rings = self.rings.clone();
         let queue = self.queue;
         let mut rx = Burst::new();
+        // The prefetch stages' results, by position in the rx burst.
+        let mut hashes = [TupleHash::default(); MAX_BURST];
+        let mut hints = [Hint::NONE; MAX_BURST];
         // Output batches, allocated once, before the loop.
         let ncores = rings.as_ref().map_or(0, |r| r.len());
         let taps = Arc::clone(&self.taps);
@@ -151,20 +155,31 @@ impl Worker {
                 counters.redirected_in.add(n as u64);
                 while let Some(m) = rx.pop() {
                     let port = m.port();
-                    self.handle(port, m, now, &mut out, &counters);
+                    self.handle(port, m, now, Hint::NONE, &mut out, &counters);
                 }
             }
             for port in ports.iter() {
                 let n = port.rx(queue, &mut rx, self.settings.burst);
                 got += n;
                 counters.rx_packets.add(n as u64);
-                if n > 1 && self.pipeline.connections() >= self.settings.prefetch_from {
-                    // Every frame's cache misses at once, not one by one.
-                    rx.for_each_data(|f| self.pipeline.prefetch(f, false));
-                    rx.for_each_data(|f| self.pipeline.prefetch(f, true));
+                let prefetched = n > 1 && self.pipeline.connections() >= self.settings.prefetch_from;
+                if prefetched {
+                    // Every frame's cache misses at once, not one by one;
+                    // what the stages found spares each lookup its search.
+                    let mut k = 0;
+                    rx.for_each_data(|f| {
+                        hashes[k] = self.pipeline.prefetch_index(f);
+                        k += 1;
+                    });
+                    for (hint, &hash) in hints.iter_mut().zip(&hashes[..k]) {
+                        *hint = self.pipeline.prefetch_entry(hash);
+                    }
                 }
+                let mut k = 0;
                 while let Some(m) = rx.pop() {
-                    self.handle(port.id(), m, now, &mut out, &counters);
+                    let hint = if prefetched { hints[k] } else { Hint::NONE };
+                    k += 1;
+                    self.handle(port.id(), m, now, hint, &mut out, &counters);
                 }
             }
             // What the kernel sends leaves through its data port unchanged.
@@ -216,7 +231,7 @@ impl Worker {
     /// One received (or redirected) frame through the pipeline, into the
     /// right output batch; dropping `m` frees it.
     #[inline]
-    fn handle(&mut self, port: u16, mut m: Mbuf, now: u64, out: &mut Outputs, counters: &CoreCounters) {
+    fn handle(&mut self, port: u16, mut m: Mbuf, now: u64, hint: Hint, out: &mut Outputs, counters: &CoreCounters) {
         if !m.is_contiguous() {
             counters.count_drop(DropReason::MalformedFrame);
             return;
@@ -224,7 +239,7 @@ impl Worker {
         let (len0, mut len) = (m.len(), m.len());
         let (buf, head0) = m.buffer_mut();
         let mut head = head0;
-        let action = self.pipeline.process_room(port, buf, &mut head, &mut len, now);
+        let action = self.pipeline.process_hinted(port, buf, &mut head, &mut len, now, hint);
         if (head, len) != (head0, len0) && !m.set_bounds(head, len) {
             counters.count_drop(DropReason::MalformedFrame);
             return;

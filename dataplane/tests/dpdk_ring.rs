@@ -22,6 +22,11 @@ fn eal() -> Eal {
     Eal::init(&args).expect("EAL init (is DPDK installed? run as root)")
 }
 
+/// The real server's MAC, which it announces to the worker.
+const REAL_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 11]);
+/// Frames of the worker test's UDP flows: more than a burst.
+const FLOW_FRAMES: u16 = 100;
+
 fn frame(m: &mut Mbuf, tag: u8) {
     assert!(m.set_len(60));
     let d = m.data_mut();
@@ -152,16 +157,18 @@ fn dpdk_ownership_and_worker_on_net_ring() {
         max_connections_per_core: 1024,
         ..Snapshot::new(
             vec![Interface { port: port.id(), mac, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: false }],
-            vec![Service {
-                proto: L4Proto::Tcp,
-                vip: Ipv4Addr::new(198, 18, 0, 100),
-                port: 80,
-                scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Rr),
-                persistence: None,
-                mode: ForwardingMode::DirectRoute,
-                local_addrs: vec![],
-                reals: vec![RealServer::new(Ipv4Addr::new(198, 18, 0, 11), 1)],
-            }],
+            [(L4Proto::Tcp, 80), (L4Proto::Udp, 53)]
+                .map(|(proto, port)| Service {
+                    proto,
+                    vip: Ipv4Addr::new(198, 18, 0, 100),
+                    port,
+                    scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Rr),
+                    persistence: None,
+                    mode: ForwardingMode::DirectRoute,
+                    local_addrs: vec![],
+                    reals: vec![RealServer::new(Ipv4Addr::new(198, 18, 0, 11), 1)],
+                })
+                .to_vec(),
         )
     });
     let counters = Arc::new(CoreCounters::default());
@@ -178,7 +185,33 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     let mut other = Mbuf::alloc(&pool).unwrap();
     frame(&mut other, 7);
     b.push(other).unwrap();
-    assert_eq!(port.tx(0, &mut b), (2, 0));
+    // The real server makes itself known, then four UDP flows send
+    // FLOW_FRAMES frames round robin: the first burst opens them, the
+    // next finds them through the prefetch stages' hints.
+    let mut m = Mbuf::alloc(&pool).unwrap();
+    assert!(m.set_len(60));
+    m.data_mut().fill(0);
+    proto::arp::write_request(m.data_mut(), REAL_MAC, Ipv4Addr::new(198, 18, 0, 11), Ipv4Addr::new(198, 18, 0, 2)).unwrap();
+    m.data_mut()[0..6].copy_from_slice(&mac.0);
+    m.data_mut()[21] = 2; // a reply
+    b.push(m).unwrap();
+    assert_eq!(port.tx(0, &mut b), (3, 0));
+    for n in 0..FLOW_FRAMES {
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 10], mac.0)
+            .ipv4([198, 18, 1, 10], [198, 18, 0, 100], 64)
+            .udp(5000 + n % 4, 53)
+            .write(&mut f, b"query")
+            .unwrap();
+        let mut m = Mbuf::alloc(&pool).unwrap();
+        assert!(m.set_len(f.len()));
+        m.data_mut().copy_from_slice(&f);
+        b.push(m).unwrap();
+        if b.len() == MAX_BURST || n + 1 == FLOW_FRAMES {
+            let queued = b.len();
+            assert_eq!(port.tx(0, &mut b), (queued, 0));
+        }
+    }
 
     let ports = Arc::new(vec![port]);
     let stop = Arc::new(AtomicBool::new(false));
@@ -203,10 +236,17 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     assert!(counters.arp_requests_sent.get() >= 1, "{}", counters.summary());
     // The reply and the request loop back and are seen (and dropped) too.
     assert!(counters.rx_packets.get() >= 4, "{}", counters.summary());
-    // The frame for nobody, and the ARP reply (to the client's MAC) looping back.
-    assert_eq!(counters.drops(dataplane::counters::DropReason::NotOurMac), 2, "{}", counters.summary());
+    // Every flow frame forwarded to the real server, on four connections.
+    assert_eq!(counters.arp_learned.get(), 1, "{}", counters.summary());
+    assert_eq!((counters.conns_created.get(), counters.forwarded.get()), (4, u64::from(FLOW_FRAMES)), "{}", counters.summary());
+    // The frame for nobody, the ARP reply (to the client's MAC) and the
+    // forwarded frames (to the real server's) looping back.
+    assert_eq!(counters.drops(dataplane::counters::DropReason::NotOurMac), 2 + u64::from(FLOW_FRAMES), "{}", counters.summary());
     assert_eq!(counters.garp_sent.get(), 1, "the VIP announced at start");
-    assert_eq!(counters.tx_packets.get(), counters.arp_replies_sent.get() + counters.arp_requests_sent.get() + counters.garp_sent.get());
+    assert_eq!(
+        counters.tx_packets.get(),
+        counters.arp_replies_sent.get() + counters.arp_requests_sent.get() + counters.garp_sent.get() + u64::from(FLOW_FRAMES)
+    );
     let mut leftover = 0;
     while ports[0].rx(0, &mut rx, 32) > 0 {
         while rx.pop().is_some() {

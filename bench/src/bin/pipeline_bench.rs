@@ -13,7 +13,7 @@
 
 use bench::{median_ns_per_op, Rng};
 use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
-use dataplane::conn::{Binding, ConnTable, FlowKey, Lookup};
+use dataplane::conn::{Binding, ConnTable, FlowKey, Hint, Lookup, TupleHash};
 use dataplane::pipeline::{Action, Pipeline};
 use proto::MacAddr;
 use std::net::Ipv4Addr;
@@ -31,9 +31,10 @@ fn pipeline(max_conns: usize) -> Pipeline {
     pipeline_in(ForwardingMode::DirectRoute, max_conns)
 }
 
-/// Both services in `mode` (FullNAT from the local address 198.18.0.3).
+/// Both services in `mode` (FullNAT from the local addresses 198.18.0.3
+/// and .4: one has fewer ports than the big runs have flows).
 fn pipeline_in(mode: ForwardingMode, max_conns: usize) -> Pipeline {
-    let local_addrs = if mode == ForwardingMode::FullNat { vec![Ipv4Addr::new(198, 18, 0, 3)] } else { vec![] };
+    let local_addrs = if mode == ForwardingMode::FullNat { vec![Ipv4Addr::new(198, 18, 0, 3), Ipv4Addr::new(198, 18, 0, 4)] } else { vec![] };
     let reals: Vec<RealServer> = (11..=20).map(|k| RealServer::new(Ipv4Addr::new(198, 18, 0, k), 1 + u32::from(k % 3))).collect();
     let snapshot = Snapshot {
         max_connections_per_core: max_conns,
@@ -124,7 +125,18 @@ const HEADROOM: usize = 64;
 /// the MACs, so each frame is restored from its pristine copy first (one
 /// 124-byte copy per packet, the same for every mode).
 fn established_in(mode: ForwardingMode, packets: u64) -> u64 {
-    Restoring::new(mode).run(0, packets)
+    Restoring::new(mode, FLOWS, false).run(0, packets)
+}
+
+/// Flows of the big-table runs: as many as `bench/throughput.py` sends,
+/// past the worker's prefetch threshold (16,384 connections).
+const BIG_FLOWS: usize = 65_536;
+
+/// As [`established_in`] with BIG_FLOWS connections, each burst first
+/// prefetched in the worker's two stages (what rvsd runs per packet in
+/// the port benchmark, without the port).
+fn established_big(mode: ForwardingMode, packets: u64) -> u64 {
+    Restoring::new(mode, BIG_FLOWS, true).run(0, packets)
 }
 
 /// The harness of [`established_in`]: a pipeline in one mode with FLOWS
@@ -137,19 +149,23 @@ struct Restoring {
     p: Pipeline,
     pristine: Vec<Vec<u8>>,
     bufs: Vec<Vec<u8>>,
+    /// Prefetch each burst's connections first, as the worker does when
+    /// its table is big.
+    prefetch: bool,
 }
 
 impl Restoring {
-    fn new(mode: ForwardingMode) -> Self {
-        let pristine = (0..FLOWS as u32)
+    /// `flows` open connections in `mode`, `prefetch`ing bursts or not.
+    fn new(mode: ForwardingMode, flows: usize, prefetch: bool) -> Self {
+        let pristine = (0..flows as u32)
             .map(|n| {
                 let mut b = vec![0u8; HEADROOM];
                 b.extend(udp_frame(n));
                 b
             })
             .collect();
-        let mut r = Restoring { p: pipeline_in(mode, 1 << 20), pristine, bufs: vec![vec![0u8; HEADROOM + 128]; BURST] };
-        for first in (0..FLOWS as u64).step_by(BURST) {
+        let mut r = Restoring { p: pipeline_in(mode, 1 << 20), pristine, bufs: vec![vec![0u8; HEADROOM + 128]; BURST], prefetch };
+        for first in (0..flows as u64).step_by(BURST) {
             assert_eq!(r.burst(first, BURST, 1), BURST as u64, "every flow opens");
         }
         r
@@ -171,10 +187,15 @@ impl Restoring {
     #[inline]
     fn burst(&mut self, first: u64, n: usize, now: u64) -> u64 {
         self.restore(first, n);
+        let mut hints = [Hint::NONE; BURST];
+        if self.prefetch {
+            prefetch_burst(&self.p, &self.bufs[..n], &mut hints);
+        }
         let mut sent = 0;
-        for (buf, k) in self.bufs[..n].iter_mut().zip(first..) {
-            let (mut head, mut len) = (HEADROOM, self.pristine[(k as usize) % FLOWS].len() - HEADROOM);
-            sent += u64::from(matches!(self.p.process_room(0, buf, &mut head, &mut len, now), Action::Transmit { .. }));
+        let flows = self.pristine.len();
+        for ((buf, k), hint) in self.bufs[..n].iter_mut().zip(first..).zip(hints) {
+            let (mut head, mut len) = (HEADROOM, self.pristine[(k as usize) % flows].len() - HEADROOM);
+            sent += u64::from(matches!(self.p.process_hinted(0, buf, &mut head, &mut len, now, hint), Action::Transmit { .. }));
         }
         sent
     }
@@ -182,10 +203,25 @@ impl Restoring {
     /// The harness's own work for a burst: the copies, nothing else.
     #[inline]
     fn restore(&mut self, first: u64, n: usize) {
+        let flows = self.pristine.len();
         for (buf, k) in self.bufs[..n].iter_mut().zip(first..) {
-            let f = &self.pristine[(k as usize) % FLOWS];
+            let f = &self.pristine[(k as usize) % flows];
             buf[..f.len()].copy_from_slice(f);
         }
+    }
+}
+
+/// The worker's two prefetch stages over a burst, leaving each frame's
+/// hint in `hints` (not inlined, so that `bench/pipeline.sh` counts them
+/// with the pipeline).
+#[inline(never)]
+fn prefetch_burst(p: &Pipeline, bufs: &[Vec<u8>], hints: &mut [Hint; BURST]) {
+    let mut hashes = [TupleHash::default(); BURST];
+    for (hash, b) in hashes.iter_mut().zip(bufs) {
+        *hash = p.prefetch_index(&b[HEADROOM..]);
+    }
+    for (hint, &hash) in hints.iter_mut().zip(&hashes[..bufs.len()]) {
+        *hint = p.prefetch_entry(hash);
     }
 }
 
@@ -235,29 +271,36 @@ fn time() {
     // Each mode with its frames restored a burst at a time (what
     // `bench/pipeline.sh` counts as established-<mode>); the restore
     // alone is timed too, so the pipeline's share is the difference.
-    let mut copy_only = Restoring::new(ForwardingMode::DirectRoute);
-    let mut k = 0;
-    let copy_ns = median_ns_per_op(7, 2_000_000, |n| {
-        for _ in 0..n as usize / BURST {
-            copy_only.restore(k, BURST);
-            std::hint::black_box(&mut copy_only.bufs);
-            k += BURST as u64;
-        }
+    // With many flows the pristine copies are read from further away.
+    let copy_ns = [FLOWS, BIG_FLOWS].map(|flows| {
+        let mut copy_only = Restoring::new(ForwardingMode::DirectRoute, flows, false);
+        let mut k = 0;
+        let ns = median_ns_per_op(7, 2_000_000, |n| {
+            for _ in 0..n as usize / BURST {
+                copy_only.restore(k, BURST);
+                std::hint::black_box(&mut copy_only.bufs);
+                k += BURST as u64;
+            }
+        });
+        println!("restoring frames from their pristine copies (harness only), {flows} flows: {ns:.1} ns/packet (median of 7 x 2M)");
+        ns
     });
-    println!("restoring frames from their pristine copies (harness only): {copy_ns:.1} ns/packet (median of 7 x 2M)");
     for (name, mode) in [("DR", ForwardingMode::DirectRoute), ("NAT", ForwardingMode::Nat), ("FullNAT", ForwardingMode::FullNat), ("TUN", ForwardingMode::Tun)]
     {
-        let mut bench = Restoring::new(mode);
-        let (mut k, mut sent) = (0u64, 0u64);
-        let ns = median_ns_per_op(7, 2_000_000, |n| {
-            sent += bench.run(k, n);
-            k += n;
-        });
-        assert_eq!(sent, k, "every timed packet must be forwarded");
-        println!(
-            "established {name} flow, client to server, frames restored a burst at a time: {ns:.1} ns/packet, {:.1} without the restore (median of 7 x 2M)",
-            ns - copy_ns
-        );
+        for (flows, prefetch, copy_ns) in [(FLOWS, false, copy_ns[0]), (BIG_FLOWS, true, copy_ns[1])] {
+            let mut bench = Restoring::new(mode, flows, prefetch);
+            let (mut k, mut sent) = (0u64, 0u64);
+            let ns = median_ns_per_op(7, 2_000_000, |n| {
+                sent += bench.run(k, n);
+                k += n;
+            });
+            assert_eq!(sent, k, "every timed packet must be forwarded");
+            let how = if prefetch { ", bursts prefetched" } else { "" };
+            println!(
+                "established {name} flow, {flows} flows{how}, client to server, frames restored a burst at a time: {ns:.1} ns/packet, {:.1} without the restore (median of 7 x 2M)",
+                ns - copy_ns
+            );
+        }
     }
     let ns = median_ns_per_op(5, 200_000, |n| {
         std::hint::black_box(new_connections(n));
@@ -306,10 +349,15 @@ fn lookup(sizes: &[usize]) {
                 for _ in 0..iters as usize / BURST {
                     let b = &keys[k & (keys.len() - 1)..][..BURST];
                     k += BURST;
-                    b.iter().for_each(|key| t.prefetch_index(key.words()));
-                    b.iter().for_each(|key| t.prefetch_entry(key.words()));
-                    for key in b {
-                        assert!(matches!(t.lookup(key, L4Proto::Udp, 0, 1), Lookup::Hit { .. }));
+                    let mut hints = [TupleHash::default(); BURST].map(|h| (h, Hint::NONE));
+                    for ((hash, _), key) in hints.iter_mut().zip(b) {
+                        *hash = t.prefetch_index(key.words());
+                    }
+                    for (hash, hint) in &mut hints {
+                        *hint = t.prefetch_entry(*hash);
+                    }
+                    for (key, (_, hint)) in b.iter().zip(hints) {
+                        assert!(matches!(t.lookup_hinted(key.words(), hint, L4Proto::Udp, 0, 1), Lookup::Hit { .. }));
                     }
                 }
             })
@@ -343,6 +391,10 @@ fn main() {
                 "established-nat" => established_in(ForwardingMode::Nat, n),
                 "established-fullnat" => established_in(ForwardingMode::FullNat, n),
                 "established-tun" => established_in(ForwardingMode::Tun, n),
+                "established-dr-big" => established_big(ForwardingMode::DirectRoute, n),
+                "established-nat-big" => established_big(ForwardingMode::Nat, n),
+                "established-fullnat-big" => established_big(ForwardingMode::FullNat, n),
+                "established-tun-big" => established_big(ForwardingMode::Tun, n),
                 "new" => new_connections(n),
                 other => {
                     eprintln!("unknown mode {other}");

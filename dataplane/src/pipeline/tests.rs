@@ -278,8 +278,11 @@ fn prefetching_is_a_hint_any_frame_will_do() {
     let mut f = udp(1, 53);
     assert_eq!(p.process(0, &mut f, 0), Action::Transmit { port: 0 });
     for f in [vec![], vec![0u8; 37], udp(1, 53), udp(2, 53), tcp(1, 80, SYN)] {
-        p.prefetch(&f, false);
-        p.prefetch(&f, true);
+        let hint = p.prefetch_entry(p.prefetch_index(&f));
+        // A hint for one frame, given with another, changes nothing.
+        let mut g = udp(1, 53);
+        let (mut head, mut len) = (0, g.len());
+        assert_eq!(p.process_hinted(0, &mut g, &mut head, &mut len, SEC, hint), Action::Transmit { port: 0 });
     }
     // Nothing changed: the connection is still the only one, still found.
     assert_eq!(p.connections(), 1);
@@ -562,9 +565,9 @@ proptest! {
         let at = at % f.len();
         f[at] = value;
         f.truncate(f.len() - cut.min(f.len()));
-        p.prefetch(&f, false);
-        p.prefetch(&f, true);
-        if let Action::Transmit { port } = p.process(0, &mut f, 0) {
+        let hint = p.prefetch_entry(p.prefetch_index(&f));
+        let (mut head, mut len) = (0, f.len());
+        if let Action::Transmit { port } = p.process_hinted(0, &mut f, &mut head, &mut len, 0, hint) {
             prop_assert_eq!(port, 0);
             prop_assert_eq!(&f[6..12], &LB_MAC.0[..]);
         }
