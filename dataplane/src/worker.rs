@@ -229,8 +229,9 @@ impl Worker {
     }
 
     /// One received (or redirected) frame through the pipeline, into the
-    /// right output batch; dropping `m` frees it.
-    #[inline]
+    /// right output batch; dropping `m` frees it. Always inlined: as a
+    /// call it cost 20 instructions a packet (callgrind, whole worker).
+    #[inline(always)]
     fn handle(&mut self, port: u16, mut m: Mbuf, now: u64, hint: Hint, out: &mut Outputs, counters: &CoreCounters) {
         if !m.is_contiguous() {
             counters.count_drop(DropReason::MalformedFrame);
