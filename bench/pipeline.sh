@@ -11,7 +11,9 @@ command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
 cargo build --release -q -p bench --bin pipeline_bench
 BIN=target/release/pipeline_bench
 # Only instructions inside the pipeline's entry point (Pipeline::classify,
-# never inlined) count: the harness's loop and frame copies do not.
+# never inlined) and, in the -big modes, the worker's two prefetch stages
+# (the harness's prefetch_burst, never inlined) count: the harness's loop
+# and frame copies do not.
 count() { # mode packets -> total instructions
     valgrind --tool=callgrind --callgrind-out-file=/dev/null --toggle-collect='*Pipeline::classify*' --toggle-collect='*prefetch_burst*' "$BIN" count "$1" "$2" 2>&1 \
         | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'

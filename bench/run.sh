@@ -5,9 +5,11 @@
 #      million connections, bytes per connection;
 #   2. port throughput: RVS in every mode against testpmd io-forward on
 #      the same memif/net_null devices, fed by bench/src/bin/loadgen.rs;
+#      and what it is made of: the whole worker's instructions per packet,
+#      ports included (callgrind);
 #   3. real TCP through namespaces: RVS DR, NAT, FullNAT against nftables
 #      DNAT and haproxy, same topology.
-# Then the scheduler cost and the reload time. About 7 minutes on the
+# Then the scheduler cost and the reload time. About 10 minutes on the
 # project's 2-vCPU VM.
 #
 #   usage: bench/run.sh            (as root, from anywhere)
@@ -30,6 +32,8 @@ section "1. Connection lookups and bytes per connection (pipeline_bench lookup)"
 target/release/pipeline_bench lookup
 section "2. Port throughput against testpmd io-forward (bench/throughput.py $ROUNDS 8)"
 python3 bench/throughput.py "$ROUNDS" 8
+section "2. The worker's instructions per packet, ports included (bench/worker_profile.py 15)"
+python3 bench/worker_profile.py 15
 section "3. Real TCP: RVS vs nftables vs haproxy (bench/realtcp.sh $ROUNDS 5)"
 bench/realtcp.sh "$ROUNDS" 5
 section "Scheduler cost (sched_bench)"

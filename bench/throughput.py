@@ -26,8 +26,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-SECONDS = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+# Set by main() from the command line (bench/worker_profile.py imports
+# this file for its device set-up and sets its own).
+ROUNDS = 3
+SECONDS = 10
 WARMUP = 3
 DUT_MAC = "02:00:00:00:00:02"
 # RVSD=PATH: measure that rvsd binary (e.g. an older build, for an A/B run).
@@ -45,6 +47,13 @@ def hugepages():
     os.makedirs("/dev/hugepages", exist_ok=True)
     if subprocess.run(["mountpoint", "-q", "/dev/hugepages"]).returncode != 0:
         subprocess.run(["mount", "-t", "hugetlbfs", "nodev", "/dev/hugepages"], check=True)
+    # A run that was killed leaves its processes' hugepage files behind
+    # (their file prefixes carry the run's pid), and each such set holds
+    # half the pages a run needs: remove those of runs no longer alive.
+    for name in os.listdir("/dev/hugepages"):
+        m = re.match(r"rvs-(?:dut|gen|ceil)-(\d+)map_", name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            os.remove(os.path.join("/dev/hugepages", name))
 
 
 def eal(prefix, lcores, socket, role):
@@ -184,6 +193,9 @@ def run_rvsd(mode, work):
 
 
 def main():
+    global ROUNDS, SECONDS
+    ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS
+    SECONDS = int(sys.argv[2]) if len(sys.argv) > 2 else SECONDS
     if os.geteuid() != 0:
         sys.exit("run as root (hugepages, DPDK)")
     hugepages()
@@ -229,4 +241,5 @@ def main():
         print("\nnote: RVS beat the best ceiling: every ceiling run was starved (a slow phase of the machine); rerun with more rounds")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Instructions per forwarded packet of rvsd's whole worker thread, ports
+included, counted by valgrind's callgrind on the port benchmark's set-up
+(bench/throughput.py: the load generator's 65,536 flows of 64-byte UDP
+into memif, forwarded into net_null), split into the memif receive, the
+net_null transmit (what testpmd io-forward also runs for every packet),
+the pipeline (Pipeline::classify) and the rest of the worker (its loop,
+the prefetch stages, the bursts). This is what the port throughput ratio
+is made of; callgrind counts the same whatever the machine's noise.
+
+Under callgrind rvsd runs some 50 times slower than the generator sends, so
+every poll finds a full burst; the polls before the generator starts are
+counted too (a fraction of a percent of a run).
+
+usage: bench/worker_profile.py [SECONDS]    (as root; default 20 s per mode)
+       MODES="dr tun" bench/worker_profile.py   (a subset)
+"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import throughput as tp  # noqa: E402  (its device set-up and generator)
+
+SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+MODES = os.environ.get("MODES", "dr nat fullnat tun").split()
+# Inclusive cost of these functions (the largest line naming them:
+# callgrind_annotate names a function once per source file it has lines
+# in), per forwarded packet.
+PARTS = [
+    ("memif receive", r"static_fns\.c:rte_eth_rx_burst__extern"),
+    ("net_null transmit", r"static_fns\.c:rte_eth_tx_burst__extern"),
+    ("pipeline (classify)", r"pipeline\.rs:dataplane::pipeline::Pipeline::classify"),
+]
+
+
+def profile(mode, work):
+    """Runs rvsd in `mode` under callgrind; returns (forwarded packets,
+    the worker thread's callgrind file)."""
+    socket = os.path.join(work, f"{mode}.sock")
+    cfg = tp.rvsd_config(mode, socket, work)
+    out = os.path.join(work, f"cg-{mode}")
+    log = open(os.path.join(work, f"{mode}.log"), "w+")
+    dut = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--separate-threads=yes",
+                            tp.RVSD, "--config", cfg, "--stats-interval", "5"], stdout=subprocess.DEVNULL, stderr=log)
+    for _ in range(1200):
+        time.sleep(0.1)
+        log.seek(0)
+        if "running:" in log.read():
+            break
+    else:
+        tp.stop(dut)
+        sys.exit(f"rvsd ({mode}) did not start under valgrind")
+    gen = tp.generator(socket)
+    time.sleep(SECONDS)
+    tp.stop(gen)
+    tp.stop(dut)  # SIGTERM: rvsd prints its final counters and exits
+    log.seek(0)
+    forwarded = [int(x) for x in re.findall(r"stats lcore=\d+ .*? forwarded=(\d+)", log.read())]
+    # The worker is the thread that ran the most instructions.
+    files = [os.path.join(work, f) for f in os.listdir(work) if f.startswith(f"cg-{mode}-")]
+    worker = max(files, key=lambda f: total(f))
+    return (forwarded[-1] if forwarded else 0), worker
+
+
+def total(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    return 0
+
+
+def inclusive(path):
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", path], capture_output=True, text=True, check=True).stdout
+    costs = {}
+    for name, pattern in PARTS:
+        found = [int(c.replace(",", "")) for c in re.findall(r"^\s*([\d,]+) \(.*" + pattern, text, re.M)]
+        if not found:
+            sys.exit(f"worker_profile: no {name} ({pattern}) in callgrind's report of {path}")
+        costs[name] = max(found)
+    return costs
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("run as root (hugepages, DPDK)")
+    if subprocess.run(["sh", "-c", "command -v valgrind"], capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "valgrind"], check=True, capture_output=True)
+    tp.hugepages()
+    if not os.environ.get("RVSD"):
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "control", "--bin", "rvsd"], cwd=tp.ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "bench", "--bin", "loadgen"], cwd=tp.ROOT, check=True)
+    print("| mode | packets forwarded | worker thread, instructions per packet | " + " | ".join(n for n, _ in PARTS) + " | rest of the worker |")
+    print("|---|---|---|" + "---|" * (len(PARTS) + 1))
+    with tempfile.TemporaryDirectory(prefix="rvs-wprof-") as work:
+        for mode in MODES:
+            forwarded, worker = profile(mode, work)
+            if forwarded == 0:
+                sys.exit(f"worker_profile: rvsd ({mode}) forwarded nothing")
+            whole, parts = total(worker), inclusive(worker)
+            per = {n: c / forwarded for n, c in parts.items()}
+            rest = (whole - sum(parts.values())) / forwarded
+            print(f"| {mode} | {forwarded:,} | {whole / forwarded:.0f} | " + " | ".join(f"{per[n]:.0f}" for n, _ in PARTS) + f" | {rest:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
