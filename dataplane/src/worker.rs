@@ -73,6 +73,32 @@ struct Outputs {
     tx: Vec<Burst>,
     redirect: Vec<Burst>,
     kernel: Vec<Burst>,
+    /// By DPDK port id, that port's place in the worker's ports (and in
+    /// `tx` and `kernel`), or `NOT_OURS`: one load per packet, no search.
+    place_of_port: Vec<u8>,
+}
+
+const NOT_OURS: u8 = u8::MAX;
+
+impl Outputs {
+    /// `place_of_port` for ports with these DPDK ids, in the worker's order.
+    fn place_table(ids: impl Iterator<Item = u16> + Clone) -> Vec<u8> {
+        let len = ids.clone().map(|id| usize::from(id) + 1).max().unwrap_or(0);
+        let mut table = vec![NOT_OURS; len];
+        for (i, id) in ids.enumerate().take(usize::from(NOT_OURS)) {
+            table[usize::from(id)] = i as u8;
+        }
+        table
+    }
+
+    /// Where port `id` is among the worker's ports.
+    #[inline(always)]
+    fn place(&self, id: u16) -> Option<usize> {
+        match self.place_of_port.get(usize::from(id)) {
+            Some(&i) if i != NOT_OURS => Some(usize::from(i)),
+            _ => None,
+        }
+    }
 }
 
 fn flush(port: &Port, queue: u16, burst: &mut Burst, counters: &CoreCounters) {
@@ -110,6 +136,7 @@ impl Worker {
             tx: (0..ports.len()).map(|_| Burst::new()).collect(),
             redirect: (0..ncores).map(|_| Burst::new()).collect(),
             kernel: (0..ports.len()).map(|_| Burst::new()).collect(),
+            place_of_port: Outputs::place_table(ports.iter().map(Port::id)),
         };
         let mut next_kernel_poll = 0u64;
         let mut idle_polls = 0u32;
@@ -247,7 +274,7 @@ impl Worker {
         }
         match action {
             Action::Transmit { port: to } => {
-                let Some(oi) = self.ports.iter().position(|p| p.id() == to) else { return };
+                let Some(oi) = out.place(to) else { return };
                 if let Err(m) = out.tx[oi].push(m) {
                     flush(&self.ports[oi], self.queue, &mut out.tx[oi], counters);
                     let _ = out.tx[oi].push(m);
@@ -265,7 +292,7 @@ impl Worker {
                 }
             }
             Action::ToKernel => {
-                let Some(i) = self.ports.iter().position(|p| p.id() == port) else { return };
+                let Some(i) = out.place(port) else { return };
                 let Some(tap) = &self.taps.get(i).and_then(Option::as_ref) else {
                     counters.count_drop(DropReason::LocalAddress);
                     return;
@@ -301,5 +328,24 @@ impl Worker {
                 }
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outputs(ids: &[u16]) -> Outputs {
+        Outputs { tx: vec![], redirect: vec![], kernel: vec![], place_of_port: Outputs::place_table(ids.iter().copied()) }
+    }
+
+    #[test]
+    fn ports_are_found_by_id_and_others_are_not() {
+        let out = outputs(&[3, 0, 7]);
+        assert_eq!([0, 3, 7].map(|id| out.place(id)), [Some(1), Some(0), Some(2)]);
+        for id in [1, 2, 4, 6, 8, 255, 1000, u16::MAX] {
+            assert_eq!(out.place(id), None, "port {id} is not the worker's");
+        }
+        assert_eq!(outputs(&[]).place(0), None);
     }
 }
