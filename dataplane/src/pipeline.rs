@@ -466,8 +466,13 @@ impl Pipeline {
     /// without options; other frames cost a useless prefetch.
     #[inline]
     pub fn prefetch_index(&self, frame: &[u8]) -> TupleHash {
-        let words = frame.first_chunk::<38>().map_or((0, 0), |f| tuple_words_at(f, f[23]));
-        self.conns.prefetch_index(words)
+        // A frame too short for a tuple gets no prefetch (and a hash that
+        // is as good a guess as any): hashing stand-in words instead made
+        // the compiler shuffle registers around the join, every packet.
+        match frame.first_chunk::<38>() {
+            Some(f) => self.conns.prefetch_index(tuple_words_at(f, f[23])),
+            None => TupleHash::default(),
+        }
     }
 
     /// The second stage: starts loading the table entry the bucket names,
