@@ -9,8 +9,10 @@ the prefetch stages, the bursts). This is what the port throughput ratio
 is made of; callgrind counts the same whatever the machine's noise.
 
 Under callgrind rvsd runs some 50 times slower than the generator sends, so
-every poll finds a full burst; the polls before the generator starts are
-counted too (a fraction of a percent of a run).
+every poll finds a full burst. Counted too, and spread over the packets:
+opening the 65,536 connections (about 75 million instructions in the
+pipeline: 5-10 a packet at 15-25 s) and the polls before the generator
+starts (a fraction of a percent); longer runs dilute both.
 
 usage: bench/worker_profile.py [SECONDS]    (as root; default 20 s per mode)
        MODES="dr tun" bench/worker_profile.py   (a subset)
