@@ -4,6 +4,7 @@
 #![no_main]
 
 use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot};
+use dataplane::conn::Hint;
 use dataplane::health::{Health, HealthBoard};
 use dataplane::pipeline::{Action, Pipeline};
 use libfuzzer_sys::fuzz_target;
@@ -53,6 +54,7 @@ fn pipeline() -> (Pipeline, Arc<HealthBoard>) {
 fuzz_target!(|data: &[u8]| {
     let (mut p, board) = pipeline();
     // Several frames per input, so state (connections) carries over.
+    let mut stale = Hint::NONE;
     for (k, chunk) in data.split(|&b| b == 0xa5).enumerate() {
         // A chunk starting 0x5a flips a real server's health instead.
         if let [0x5a, slot, up, ..] = chunk {
@@ -65,10 +67,14 @@ fuzz_target!(|data: &[u8]| {
             f[0..6].copy_from_slice(&LB_MAC.0);
         }
         let now = k as u64 * 1_000_000_000;
-        // The burst look ahead reads any frame.
-        p.prefetch(&f, false);
-        p.prefetch(&f, true);
-        if let Action::Transmit { port } = p.process(0, &mut f, now) {
+        // The burst look ahead reads any frame; its hint goes with the
+        // frame, or now and then the hint an earlier frame left (stale by
+        // now, or another tuple's).
+        let fresh = p.prefetch_entry(p.prefetch_index(&f));
+        let hint = if k % 3 == 2 { stale } else { fresh };
+        stale = fresh;
+        let (mut head, mut len) = (0, f.len());
+        if let Action::Transmit { port } = p.process_hinted(0, &mut f, &mut head, &mut len, now, hint) {
             assert_eq!(port, 0);
         }
         p.tick(now);
