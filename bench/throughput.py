@@ -163,21 +163,27 @@ def run_ceiling(work):
     return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS]
 
 
-def run_rvsd(mode, work):
-    """rvsd in `mode`: per-second forwarded packets from its counters."""
+def start_rvsd(mode, work, wrapper=(), stats_interval=1, wait_s=10):
+    """rvsd in `mode` (run by `wrapper`, e.g. valgrind, if given), once it
+    runs: returns the process, its log file and its memif socket."""
     socket = os.path.join(work, f"{mode}.sock")
     cfg = rvsd_config(mode, socket, work)
     log = open(os.path.join(work, f"{mode}.log"), "w+")
-    dut = subprocess.Popen([RVSD, "--config", cfg, "--stats-interval", "1"], stdout=subprocess.DEVNULL, stderr=log)
-    for _ in range(100):
+    dut = subprocess.Popen([*wrapper, RVSD, "--config", cfg, "--stats-interval", str(stats_interval)],
+                           stdout=subprocess.DEVNULL, stderr=log)
+    for _ in range(int(wait_s * 10)):
         time.sleep(0.1)
         log.seek(0)
         if "running:" in log.read():
-            break
-    else:
-        stop(dut)
-        log.seek(0)
-        sys.exit(f"rvsd ({mode}) did not start:\n{log.read()}")
+            return dut, log, socket
+    stop(dut)
+    log.seek(0)
+    sys.exit(f"rvsd ({mode}) did not start:\n{log.read()}")
+
+
+def run_rvsd(mode, work):
+    """rvsd in `mode`: per-second forwarded packets from its counters."""
+    dut, log, socket = start_rvsd(mode, work)
     gen = generator(socket)
     time.sleep(WARMUP + SECONDS + 1)
     stop(gen)

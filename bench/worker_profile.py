@@ -42,20 +42,9 @@ PARTS = [
 def profile(mode, work):
     """Runs rvsd in `mode` under callgrind; returns (forwarded packets,
     the worker thread's callgrind file)."""
-    socket = os.path.join(work, f"{mode}.sock")
-    cfg = tp.rvsd_config(mode, socket, work)
     out = os.path.join(work, f"cg-{mode}")
-    log = open(os.path.join(work, f"{mode}.log"), "w+")
-    dut = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--separate-threads=yes",
-                            tp.RVSD, "--config", cfg, "--stats-interval", "5"], stdout=subprocess.DEVNULL, stderr=log)
-    for _ in range(1200):
-        time.sleep(0.1)
-        log.seek(0)
-        if "running:" in log.read():
-            break
-    else:
-        tp.stop(dut)
-        sys.exit(f"rvsd ({mode}) did not start under valgrind")
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--separate-threads=yes"]
+    dut, log, socket = tp.start_rvsd(mode, work, wrapper=valgrind, stats_interval=5, wait_s=120)
     gen = tp.generator(socket)
     time.sleep(SECONDS)
     tp.stop(gen)
