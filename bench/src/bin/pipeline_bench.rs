@@ -141,8 +141,8 @@ fn established_big(mode: ForwardingMode, packets: u64) -> u64 {
     Restoring::new(mode, BIG_FLOWS, true).run(0, packets)
 }
 
-/// The harness of [`established_in`]: a pipeline in one mode with FLOWS
-/// open connections. Frames are restored from their pristine copies a
+/// The harness of [`established_in`] and [`established_big`]: a pipeline
+/// in one mode with a number of open connections. Frames are restored from their pristine copies a
 /// burst at a time, then the burst runs through the pipeline: as in the
 /// worker, whose rx burst has copied every frame before the first is
 /// processed (restoring each just before it runs would have the pipeline
@@ -344,7 +344,8 @@ fn lookup(sizes: &[usize]) {
         };
         // As the worker does with a large table: for a burst, start
         // loading every key's index bucket, then every entry those name,
-        // then look them up (the misses overlap instead of queueing).
+        // then look them up, each with the entry its bucket named as the
+        // hint (the misses overlap instead of queueing).
         let burst = |t: &mut ConnTable, keys: &[FlowKey]| {
             let mut k = 0;
             median_ns_per_op(7, 1_000_000, |iters| {
