@@ -400,22 +400,17 @@ impl ConnTable {
     /// its state with this packet's TCP `flags` and refreshing its timeout.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, proto: L4Proto, flags: u8, now: u64) -> Lookup {
-        self.lookup_words(key.words(), proto, flags, now)
+        self.lookup_hinted(key.words(), Hint::NONE, proto, flags, now)
     }
 
     /// As [`Self::lookup`], for a tuple given as its words (a parser that
     /// read them from the frame: a key it wrote field by field and then
-    /// read back whole would stall on the store-to-load forwarding).
-    #[inline]
-    pub fn lookup_words(&mut self, words: TupleWords, proto: L4Proto, flags: u8, now: u64) -> Lookup {
-        self.lookup_hinted(words, Hint::NONE, proto, flags, now)
-    }
-
-    /// As [`Self::lookup_words`], trying first the entry the prefetch
-    /// stages named ([`Self::prefetch_entry`]): a right hint spares
-    /// hashing the tuple and searching its bucket again; a wrong or stale
-    /// one (the bucket held another tuple's tag, or the burst's earlier
-    /// packets changed the table) costs one compare and the usual search.
+    /// read back whole would stall on the store-to-load forwarding),
+    /// trying first the entry the prefetch stages named
+    /// ([`Self::prefetch_entry`]), if any: a right hint spares hashing the
+    /// tuple and searching its bucket again; a wrong or stale one (the
+    /// bucket held another tuple's tag, or the burst's earlier packets
+    /// changed the table) costs one compare and the usual search.
     #[inline]
     pub fn lookup_hinted(&mut self, words: TupleWords, hint: Hint, proto: L4Proto, flags: u8, now: u64) -> Lookup {
         let Some(r) = self.find_hinted(words, hint) else { return Lookup::Miss };
@@ -480,8 +475,8 @@ impl ConnTable {
 
     /// The first of two prefetch stages for a burst of packets (tuples
     /// about to be looked up, a few at a time): starts loading the index
-    /// bucket of the tuple with these `words`.
-    /// Returns the tuple's hash, for the second stage.
+    /// bucket of the tuple with these `words`, and returns the tuple's
+    /// hash for the second stage.
     #[inline]
     pub fn prefetch_index(&self, words: TupleWords) -> TupleHash {
         let hash = self.index.hash(words);
@@ -957,7 +952,8 @@ mod tests {
     fn a_hint_is_checked_before_it_is_trusted() {
         let mut t = ConnTable::new(8, Timeouts::default());
         let slot = t.insert(key(1), Some(reply(1)), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
-        let (hint_in, hint_out) = (Hint(Ref { slot, dir: Dir::In }.packed()), Hint(Ref { slot, dir: Dir::Out }.packed()));
+        let hint = |slot, dir| Hint(Ref { slot, dir }.packed());
+        let (hint_in, hint_out) = (hint(slot, Dir::In), hint(slot, Dir::Out));
         // The stages name an entry whose tag matches in the tuple's home
         // bucket: its own, or (tags colliding) another's, or none.
         for tuple in [key(1), reply(1), key(2)] {
@@ -968,7 +964,7 @@ mod tests {
         let own = (0..4).any(|_| {
             let mut u = ConnTable::new(8, Timeouts::default());
             let s = u.insert(key(1), Some(reply(1)), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
-            hint_for(&u, key(1)) == Hint(Ref { slot: s, dir: Dir::In }.packed())
+            hint_for(&u, key(1)) == hint(s, Dir::In)
         });
         assert!(own, "the stages name the tuple's own entry");
         let hit = |t: &mut ConnTable, tuple: FlowKey, hint| match t.lookup_hinted(tuple.words(), hint, L4Proto::Tcp, ACK, SEC) {
