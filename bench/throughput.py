@@ -198,16 +198,22 @@ def run_rvsd(mode, work):
     return busy[WARMUP:WARMUP + SECONDS], drops
 
 
-def main():
-    global ROUNDS, SECONDS
-    ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS
-    SECONDS = int(sys.argv[2]) if len(sys.argv) > 2 else SECONDS
+def prepare():
+    """What every run needs: root, hugepages, rvsd (unless RVSD names one)
+    and the generator built."""
     if os.geteuid() != 0:
         sys.exit("run as root (hugepages, DPDK)")
     hugepages()
     if not os.environ.get("RVSD"):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "control", "--bin", "rvsd"], cwd=ROOT, check=True)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "bench", "--bin", "loadgen"], cwd=ROOT, check=True)
+
+
+def main():
+    global ROUNDS, SECONDS
+    ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS
+    SECONDS = int(sys.argv[2]) if len(sys.argv) > 2 else SECONDS
+    prepare()
     modes = ["dr", "nat", "fullnat", "tun"]
     results = {m: [] for m in ["ceiling"] + modes}
     ratios = {m: [] for m in modes}

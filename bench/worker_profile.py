@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import throughput as tp  # noqa: E402  (its device set-up and generator)
+import throughput as tp  # noqa: E402  (its set-up, devices, rvsd start and generator)
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 MODES = os.environ.get("MODES", "dr nat fullnat tun").split()
@@ -53,7 +53,7 @@ def profile(mode, work):
     forwarded = [int(x) for x in re.findall(r"stats lcore=\d+ .*? forwarded=(\d+)", log.read())]
     # The worker is the thread that ran the most instructions.
     files = [os.path.join(work, f) for f in os.listdir(work) if f.startswith(f"cg-{mode}-")]
-    worker = max(files, key=lambda f: total(f))
+    worker = max(files, key=total)
     return (forwarded[-1] if forwarded else 0), worker
 
 
@@ -77,14 +77,9 @@ def inclusive(path):
 
 
 def main():
-    if os.geteuid() != 0:
-        sys.exit("run as root (hugepages, DPDK)")
+    tp.prepare()
     if subprocess.run(["sh", "-c", "command -v valgrind"], capture_output=True).returncode != 0:
         subprocess.run(["apt-get", "install", "-y", "-qq", "valgrind"], check=True, capture_output=True)
-    tp.hugepages()
-    if not os.environ.get("RVSD"):
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "control", "--bin", "rvsd"], cwd=tp.ROOT, check=True)
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "bench", "--bin", "loadgen"], cwd=tp.ROOT, check=True)
     print("| mode | packets forwarded | worker thread, instructions per packet | " + " | ".join(n for n, _ in PARTS) + " | rest of the worker |")
     print("|---|---|---|" + "---|" * (len(PARTS) + 1))
     with tempfile.TemporaryDirectory(prefix="rvs-wprof-") as work:

@@ -352,14 +352,12 @@ fn lookup(sizes: &[usize]) {
                 for _ in 0..iters as usize / BURST {
                     let b = &keys[k & (keys.len() - 1)..][..BURST];
                     k += BURST;
-                    let mut hints = [TupleHash::default(); BURST].map(|h| (h, Hint::NONE));
-                    for ((hash, _), key) in hints.iter_mut().zip(b) {
+                    let mut hashes = [TupleHash::default(); BURST];
+                    for (hash, key) in hashes.iter_mut().zip(b) {
                         *hash = t.prefetch_index(key.words());
                     }
-                    for (hash, hint) in &mut hints {
-                        *hint = t.prefetch_entry(*hash);
-                    }
-                    for (key, (_, hint)) in b.iter().zip(hints) {
+                    let hints = hashes.map(|hash| t.prefetch_entry(hash));
+                    for (key, hint) in b.iter().zip(hints) {
                         assert!(matches!(t.lookup_hinted(key.words(), hint, L4Proto::Udp, 0, 1), Lookup::Hit { .. }));
                     }
                 }
