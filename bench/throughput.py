@@ -14,7 +14,10 @@ after a warm-up, and each mode's ratio is taken against the ceiling of the
 same round.
 
 usage: bench/throughput.py [ROUNDS] [SECONDS]     (as root; default 3 rounds, 10 s)
-       FLOWS=N bench/throughput.py ...           (another number of flows)
+       FLOWS=N bench/throughput.py ...           (another number of flows; rvsd's table is sized
+                                                  for them, FullNAT's two local addresses have ports
+                                                  for 129,024)
+       ORDER=random bench/throughput.py ...      (each frame's flow at random, not in turn)
        RVSD=PATH bench/throughput.py ...         (another rvsd build, e.g. for an A/B run)
 """
 import os
@@ -36,6 +39,8 @@ DUT_MAC = "02:00:00:00:00:02"
 RVSD = os.environ.get("RVSD") or os.path.join(ROOT, "target/release/rvsd")
 LOADGEN = os.path.join(ROOT, "target/release/loadgen")
 FLOWS = int(os.environ.get("FLOWS", "65536"))
+# ORDER=random: each frame's flow drawn at random (loadgen --order).
+ORDER = os.environ.get("ORDER", "in-turn")
 # A round whose ceiling is below this share of the best round's ran in one
 # of the machine's slow phases (see main).
 SOUND = 0.8
@@ -78,6 +83,9 @@ def rvsd_config(mode, socket, work):
 [dpdk]
 eal_args = [{eal_args}]
 mbufs = 16383
+
+[limits]
+connections_per_core = {max(262_144, FLOWS)}
 
 [workers]
 count = 1
@@ -128,9 +136,10 @@ scheduler = "rr"
 
 def generator(socket):
     """The load generator (bench/src/bin/loadgen.rs) on CPU 0, as the memif
-    client: FLOWS flows of 64-byte UDP to the VIP, round robin."""
+    client: FLOWS flows of 64-byte UDP to the VIP, in turn or (ORDER)
+    at random."""
     return subprocess.Popen(
-        [LOADGEN, "--dst-mac", DUT_MAC, "--dst", "198.18.0.100:9", "--flows", str(FLOWS), "--"]
+        [LOADGEN, "--dst-mac", DUT_MAC, "--dst", "198.18.0.100:9", "--flows", str(FLOWS), "--order", ORDER, "--"]
         + ["--lcores", "0@0", "-m", "256", "--no-pci", "--no-telemetry", "--file-prefix", f"rvs-gen-{os.getpid()}",
            f"--vdev=net_memif0,role=client,socket={socket}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

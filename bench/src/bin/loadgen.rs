@@ -6,8 +6,13 @@
 //!     --device NAME    the DPDK device to send on (default net_memif0)
 //!     --dst-mac MAC    where frames go: the device under test (required)
 //!     --dst IP:PORT    the destination (default 198.18.0.100:9)
-//!     --flows N        distinct flows, client address and port varying,
-//!                      sent in turn (default 65536)
+//!     --flows N        distinct flows, client address and port varying
+//!                      (default 65536)
+//!     --order ORDER    `in-turn` (default): flow 0, 1, ... N-1, 0, ...;
+//!                      `random`: each frame's flow drawn at random, so
+//!                      the device's table is read in no order it could
+//!                      have laid out (in turn, every pass repeats the
+//!                      order the connections were created in)
 //!     --seconds S      stop after S seconds (default: at SIGINT/SIGTERM)
 //!
 //! Once a second it prints `loadgen: tx_pps=N tx_total=N tx_refused=N`
@@ -34,6 +39,7 @@ struct Options {
     dst_mac: MacAddr,
     dst: (Ipv4Addr, u16),
     flows: u32,
+    random: bool,
     seconds: Option<u64>,
     eal: Vec<String>,
 }
@@ -46,7 +52,7 @@ fn parse_mac(s: &str) -> Option<MacAddr> {
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let split = args.iter().position(|a| a == "--").ok_or("EAL arguments go after `--`")?;
     let (ours, eal) = (&args[..split], &args[split + 1..]);
-    let mut o = Options { device: None, dst_mac: MacAddr::ZERO, dst: (Ipv4Addr::new(198, 18, 0, 100), 9), flows: 65_536, seconds: None, eal: eal.to_vec() };
+    let mut o = Options { device: None, dst_mac: MacAddr::ZERO, dst: (Ipv4Addr::new(198, 18, 0, 100), 9), flows: 65_536, random: false, seconds: None, eal: eal.to_vec() };
     let mut mac_given = false;
     let mut it = ours.iter();
     while let Some(flag) = it.next() {
@@ -63,6 +69,13 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 o.dst = (ip.parse().map_err(|_| bad())?, port.parse().map_err(|_| bad())?);
             }
             "--flows" => o.flows = value.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?,
+            "--order" => {
+                o.random = match value.as_str() {
+                    "in-turn" => false,
+                    "random" => true,
+                    _ => return Err(bad()),
+                }
+            }
             "--seconds" => o.seconds = Some(value.parse().map_err(|_| bad())?),
             _ => return Err(format!("unknown option {flag}")),
         }
@@ -133,6 +146,8 @@ fn run(o: Options) -> Result<(), String> {
     let start = Instant::now();
     let (mut next_report, mut last_total) = (start + Duration::from_secs(1), 0u64);
     let (mut total, mut refused, mut k) = (0u64, 0u64, 0u32);
+    // xorshift64: a few instructions a frame.
+    let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
     let mut burst = Burst::new();
     while !stop.load(Relaxed) {
         for _ in 0..BURST {
@@ -143,7 +158,17 @@ fn run(o: Options) -> Result<(), String> {
             if let Some(out) = m.data_mut().first_chunk_mut::<FRAME_LEN>() {
                 frames.write(out, k);
             }
-            k = if k + 1 == o.flows { 0 } else { k + 1 };
+            k = if o.random {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                // The high half of rng * flows: uniform in 0..flows, no division.
+                ((u128::from(rng) * u128::from(o.flows)) >> 64) as u32
+            } else if k + 1 == o.flows {
+                0
+            } else {
+                k + 1
+            };
             if burst.push(m).is_err() {
                 break;
             }
@@ -172,7 +197,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("loadgen: {e}");
-            eprintln!("usage: loadgen --dst-mac MAC [--device NAME] [--dst IP:PORT] [--flows N] [--seconds S] -- EAL-ARGS...");
+            eprintln!("usage: loadgen --dst-mac MAC [--device NAME] [--dst IP:PORT] [--flows N] [--order in-turn|random] [--seconds S] -- EAL-ARGS...");
             ExitCode::from(2)
         }
     }
@@ -212,6 +237,9 @@ mod tests {
         assert!(parse_args(&args("-- -l 0")).is_err(), "no MAC");
         assert!(parse_args(&args("--dst-mac 02:00:00 -- -l 0")).is_err(), "short MAC");
         assert!(parse_args(&args("--dst-mac 02:00:00:00:00:02 --flows 0 --")).is_err(), "no flows");
+        assert!(parse_args(&args("--dst-mac 02:00:00:00:00:02 --order sideways --")).is_err(), "no such order");
+        assert!(parse_args(&args("--dst-mac 02:00:00:00:00:02 --order random --")).expect("valid").random);
+        assert!(!parse_args(&args("--dst-mac 02:00:00:00:00:02 --order in-turn --")).expect("valid").random);
         assert!(parse_args(&args("--dst-mac 02:00:00:00:00:02 --dst 1.2.3.4 --")).is_err(), "no port");
         let o = parse_args(&args("--dst-mac 02:00:00:00:00:02 --dst 10.0.0.1:53 --flows 7 --seconds 3 -- -l 0 --no-pci")).expect("valid");
         assert_eq!((o.dst, o.flows, o.seconds, o.eal.len()), ((Ipv4Addr::new(10, 0, 0, 1), 53), 7, Some(3), 3));
