@@ -52,7 +52,15 @@ fn parse_mac(s: &str) -> Option<MacAddr> {
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let split = args.iter().position(|a| a == "--").ok_or("EAL arguments go after `--`")?;
     let (ours, eal) = (&args[..split], &args[split + 1..]);
-    let mut o = Options { device: None, dst_mac: MacAddr::ZERO, dst: (Ipv4Addr::new(198, 18, 0, 100), 9), flows: 65_536, random: false, seconds: None, eal: eal.to_vec() };
+    let mut o = Options {
+        device: None,
+        dst_mac: MacAddr::ZERO,
+        dst: (Ipv4Addr::new(198, 18, 0, 100), 9),
+        flows: 65_536,
+        random: false,
+        seconds: None,
+        eal: eal.to_vec(),
+    };
     let mut mac_given = false;
     let mut it = ours.iter();
     while let Some(flag) = it.next() {
