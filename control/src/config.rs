@@ -68,7 +68,7 @@ struct WorkersSection {
     #[serde(default = "defaults::burst")]
     burst: Spanned<u32>,
     #[serde(default = "defaults::idle_sleep_us")]
-    idle_sleep_us: u64,
+    idle_sleep_us: Spanned<u64>,
     #[serde(default = "defaults::idle_polls")]
     idle_polls: Spanned<u32>,
 }
@@ -273,8 +273,8 @@ mod defaults {
     pub(super) fn burst() -> Spanned<u32> {
         s(32)
     }
-    pub(super) fn idle_sleep_us() -> u64 {
-        100
+    pub(super) fn idle_sleep_us() -> Spanned<u64> {
+        s(100)
     }
     pub(super) fn idle_polls() -> Spanned<u32> {
         s(256)
@@ -500,11 +500,17 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// The longest timeout accepted (365 days, in seconds). The data plane
+/// keeps times in nanoseconds in 64 bits: without a bound, a timeout near
+/// 2^64 / 10^9 seconds would wrap around when converted.
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
+
+/// A number of seconds in 1..=MAX_SECONDS; `default` after reporting an error.
 fn positive(c: &mut Checker<'_>, v: &Option<Spanned<u64>>, key: &str, default: u64) -> u64 {
     match v {
         None => default,
-        Some(s) if *s.get_ref() == 0 => {
-            c.err(s, key, "must be at least 1 (seconds)");
+        Some(s) if !(1..=MAX_SECONDS).contains(s.get_ref()) => {
+            c.err(s, key, format!("must be 1..{MAX_SECONDS} (seconds, at most 365 days)"));
             default
         }
         Some(s) => *s.get_ref(),
@@ -555,6 +561,12 @@ fn persistence(c: &mut Checker<'_>, s: &ServiceSection, key: &str) -> Option<Opt
         }
         return ok.then_some(None);
     }
+    if timeout > MAX_SECONDS {
+        if let Some(t) = &s.persistence_timeout {
+            c.err(t, format!("{key}.persistence_timeout"), format!("must be 0..{MAX_SECONDS} (seconds, at most 365 days; 0: not persistent)"));
+        }
+        return None;
+    }
     let mut p = PersistenceConfig::new(timeout);
     p.expire_quiescent = s.expire_quiescent_template;
     if let Some(m) = &s.persistence_netmask {
@@ -596,11 +608,16 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
     if !(1..=dataplane::dpdk::MAX_BURST as u32).contains(&burst) {
         c.err(&w.burst, "workers.burst", format!("must be 1..{}", dataplane::dpdk::MAX_BURST));
     }
+    // A worker asleep for longer would not even notice a stop or a reload.
+    if *w.idle_sleep_us.get_ref() > 1_000_000 {
+        c.err(&w.idle_sleep_us, "workers.idle_sleep_us", "must be 0..1000000 (microseconds; 0: poll without sleeping)");
+    }
     if *w.idle_polls.get_ref() == 0 {
         c.err(&w.idle_polls, "workers.idle_polls", "must be at least 1");
     }
-    if *raw.limits.connections_per_core.get_ref() == 0 {
-        c.err(&raw.limits.connections_per_core, "limits.connections_per_core", "must be at least 1");
+    let max_conns = dataplane::conn::ConnTable::MAX_CAPACITY;
+    if !(1..=max_conns).contains(&(*raw.limits.connections_per_core.get_ref() as usize)) {
+        c.err(&raw.limits.connections_per_core, "limits.connections_per_core", format!("must be 1..{max_conns}"));
     }
 
     let td = Timeouts::default();
@@ -866,7 +883,7 @@ fn validate(c: &mut Checker<'_>, raw: FileConfig) -> Config {
         worker_count: w.count.as_ref().map(|n| *n.get_ref()),
         worker: WorkerSettings {
             burst: burst.clamp(1, dataplane::dpdk::MAX_BURST as u32) as usize,
-            idle_sleep: Duration::from_micros(w.idle_sleep_us),
+            idle_sleep: Duration::from_micros(*w.idle_sleep_us.get_ref()),
             idle_polls: *w.idle_polls.get_ref(),
             ..WorkerSettings::default()
         },

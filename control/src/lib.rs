@@ -6,4 +6,5 @@ pub mod config;
 pub mod health;
 pub mod kernel;
 pub mod log;
+pub mod memory;
 pub mod metrics;

@@ -150,6 +150,27 @@ fn bad_config_fails_fast_with_position_and_starts_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A connection capacity this machine could not hold when full is refused
+/// at start (not found out by the kernel's OOM killer on a busy day).
+#[test]
+fn a_table_bigger_than_the_memory_is_refused_at_start() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::up("rvse2em");
+    let cfg = lab.config((1, 1));
+    let most = dataplane::conn::ConnTable::MAX_CAPACITY;
+    let need = dataplane::conn::ConnTable::reserved_bytes(most) as u64;
+    let available = control::memory::available().expect("/proc/meminfo");
+    assert!(need > available, "this test needs a machine with less than {need} bytes available (it has {available})");
+    let text = std::fs::read_to_string(&cfg).unwrap() + &format!("\n[limits]\nconnections_per_core = {most}\n");
+    std::fs::write(&cfg, text).unwrap();
+    let out = lab.exec("lb").arg(env!("CARGO_BIN_EXE_rvsd")).arg("--config").arg(&cfg).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!("limits.connections_per_core = {most}: the connection tables of 1 worker(s) take up to ");
+    assert!(err.contains(&want) && err.contains("GiB of memory available; lower it"), "{err}");
+    assert!(!err.contains("interface") && !err.contains("running:"), "nothing may start: {err}");
+}
+
 #[test]
 fn dr_announces_the_vip_by_gratuitous_arp_at_start() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

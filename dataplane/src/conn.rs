@@ -292,10 +292,14 @@ pub struct ConnTable {
 }
 
 impl ConnTable {
-    /// A table for at most `capacity` connections (at most 2^30: the index
-    /// keeps a slot number in 31 bits).
+    /// The most connections a table can hold: the index keeps a slot
+    /// number in 31 bits.
+    pub const MAX_CAPACITY: usize = 1 << 30;
+
+    /// A table for at most `capacity` connections (at most
+    /// [`Self::MAX_CAPACITY`]).
     pub fn new(capacity: usize, timeouts: Timeouts) -> Self {
-        let capacity = capacity.min(1 << 30);
+        let capacity = capacity.min(Self::MAX_CAPACITY);
         ConnTable {
             // Two index entries per NAT connection; sized so they always fit.
             index: TupleIndex::with_capacity(capacity * 2),
@@ -307,6 +311,14 @@ impl ConnTable {
             wheel: vec![NIL; WHEEL],
             wheel_pos: 0,
         }
+    }
+
+    /// The bytes a table for `capacity` connections takes once full: its
+    /// index (written when the table is made), slab and free list (taken
+    /// as connections come). What an operator must have memory for.
+    pub fn reserved_bytes(capacity: usize) -> usize {
+        let capacity = capacity.min(Self::MAX_CAPACITY);
+        TupleIndex::bytes_for(capacity * 2) + capacity * (core::mem::size_of::<Slot>() + core::mem::size_of::<u32>())
     }
 
     /// Files slot `n` under its expiry second (never one already processed).
@@ -677,6 +689,24 @@ mod tests {
             }
             other => panic!("expected a hit, got {other:?}"),
         }
+    }
+
+    /// What a full table takes: the index of its two tuples per
+    /// connection, a two-line slot and a free-list entry per connection
+    /// (155-172 bytes a connection, as `pipeline_bench lookup` measures),
+    /// and no overflow for any capacity asked for.
+    #[test]
+    fn reserved_bytes_are_index_slab_and_free_list() {
+        assert_eq!(core::mem::size_of::<Slot>(), 128);
+        // 1,000 connections: 2,000 index entries in 512 buckets of 64 bytes.
+        assert_eq!(ConnTable::reserved_bytes(1000), 512 * 64 + 1000 * (128 + 4));
+        for n in [1_000, 100_000, 1_000_000, 10_000_000] {
+            let per = ConnTable::reserved_bytes(n) / n;
+            assert!((150..=180).contains(&per), "{n}: {per} bytes a connection");
+        }
+        let max = ConnTable::reserved_bytes(ConnTable::MAX_CAPACITY);
+        assert_eq!(ConnTable::reserved_bytes(usize::MAX), max, "capped as the table is");
+        assert!(max > 100 << 30, "a billion connections: over 100 GiB ({max})");
     }
 
     #[test]

@@ -157,7 +157,7 @@ impl SchedulerSpec {
             if kind != SchedulerKind::Mh {
                 return Err(SchedError::TableSizeNotForScheduler(kind));
             }
-            if !maglev::is_prime(m) || m < 101 {
+            if !maglev::is_prime(m) || !(MIN_MH_TABLE..=MAX_MH_TABLE).contains(&m) {
                 return Err(SchedError::TableSizeNotPrime(m));
             }
         }
@@ -165,6 +165,13 @@ impl SchedulerSpec {
         Ok(spec)
     }
 }
+
+/// The mh lookup table sizes an operator may set. Above the largest, a
+/// table (4 bytes an entry, one per service per core, filled at every
+/// weight change) would be hundreds of megabytes and take seconds to fill;
+/// sized by the scheduler itself it stays below 6.6 million entries.
+const MIN_MH_TABLE: u32 = 101;
+const MAX_MH_TABLE: u32 = 1 << 23;
 
 /// A configuration mistake, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +200,7 @@ impl fmt::Display for SchedError {
                 write!(f, "flag {flag:?} does not apply to scheduler {scheduler}")
             }
             SchedError::TableSizeNotForScheduler(k) => write!(f, "a table size applies only to mh, not {k}"),
-            SchedError::TableSizeNotPrime(m) => write!(f, "mh table size {m} must be a prime of at least 101"),
+            SchedError::TableSizeNotPrime(m) => write!(f, "mh table size {m} must be a prime from {MIN_MH_TABLE} to {MAX_MH_TABLE}"),
             SchedError::TableSizeTooSmall { size, servers } => {
                 write!(f, "mh table size {size} is smaller than the {servers} servers")
             }

@@ -221,6 +221,9 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
         lcores.truncate(n as usize);
     }
     let nworkers = lcores.len() as u16;
+    if let Some(available) = control::memory::available() {
+        control::memory::check_tables(cfg.connections_per_core, lcores.len(), available)?;
+    }
     let pool = Arc::new(Mempool::new(&eal, "rvs_mbufs", cfg.mbufs, cfg.mbuf_cache)?);
 
     let mut ports = Vec::new();

@@ -122,9 +122,15 @@ fn every_kind_of_semantic_error_is_caught() {
         ("address = \"198.18.0.2/24\"", "address = \"198.18.0.2\"", "is not ADDRESS/PREFIX"),
         ("idle_sleep_us = 50", "idle_sleep_us = 50\nburst = 65", "workers.burst: must be 1..64"),
         ("idle_sleep_us = 50", "idle_sleep_us = 50\ncount = 0", "workers.count: must be at least 1"),
-        ("[workers]", "[timeouts]\ntcp = 0\n[workers]", "timeouts.tcp: must be at least 1"),
+        ("idle_sleep_us = 50", "idle_sleep_us = 1000001", "workers.idle_sleep_us: must be 0..1000000"),
+        ("[workers]", "[timeouts]\ntcp = 0\n[workers]", "timeouts.tcp: must be 1..31536000 (seconds, at most 365 days)"),
+        // In nanoseconds it would not fit 64 bits.
+        ("[workers]", "[timeouts]\nudp = 100000000000\n[workers]", "timeouts.udp: must be 1..31536000"),
+        ("[workers]", "[arp]\nexpire = 9223372036854775807\n[workers]", "arp.expire: must be 1..31536000"),
+        ("scheduler = \"wrr\"", "scheduler = \"wrr\"\npersistence_timeout = 31536001", "persistence_timeout: must be 0..31536000"),
+        ("[workers]", "[limits]\nconnections_per_core = 1073741825\n[workers]", "limits.connections_per_core: must be 1..1073741824"),
         ("[workers]", "[arp]\nrefresh = 60\nexpire = 30\n[workers]", "arp.expire: must be greater than arp.refresh"),
-        ("[workers]", "[limits]\nconnections_per_core = 0\n[workers]", "limits.connections_per_core"),
+        ("[workers]", "[limits]\nconnections_per_core = 0\n[workers]", "limits.connections_per_core: must be 1..1073741824"),
         (
             "scheduler = \"wrr\"",
             "scheduler = \"wrr\"\nscheduler_flags = [\"sh-port\"]",
@@ -134,6 +140,8 @@ fn every_kind_of_semantic_error_is_caught() {
         ("scheduler = \"wrr\"", "scheduler = \"mh\"\nmh_table_size = 1000", "services[0].mh_table_size: mh table size 1000 must be a prime"),
         ("scheduler = \"wrr\"", "scheduler = \"wlc\"\nmh_table_size = 65521", "a table size applies only to mh, not wlc"),
         ("scheduler = \"wrr\"", "scheduler = \"mh\"\nmh_table_size = 1", "must be a prime"),
+        // A prime, but a table of 16 GiB.
+        ("scheduler = \"wrr\"", "scheduler = \"mh\"\nmh_table_size = 4294967291", "mh table size 4294967291 must be a prime from 101 to 8388608"),
         ("scheduler = \"wrr\"", "scheduler = \"wrr\"\npersistence_netmask = \"255.255.255.0\"", "persistence_netmask: needs persistence_timeout"),
         ("scheduler = \"wrr\"", "scheduler = \"wrr\"\npersistence_timeout = 300\npersistence_netmask = \"255.0.255.0\"", "is not an IPv4 netmask"),
         ("scheduler = \"wrr\"", "scheduler = \"wrr\"\npersistence_timeout = 300\npersistence_prefix_v6 = 129", "must be 0..128"),

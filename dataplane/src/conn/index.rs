@@ -61,9 +61,19 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 }
 
 impl TupleIndex {
+    /// Buckets for `entries` entries at most three quarters full.
+    fn buckets_for(entries: usize) -> usize {
+        (entries.max(1) * 4 / 3).div_ceil(LANES).next_power_of_two()
+    }
+
+    /// Bytes an index for `entries` entries takes (all written when made).
+    pub(super) fn bytes_for(entries: usize) -> usize {
+        Self::buckets_for(entries) * core::mem::size_of::<Bucket>()
+    }
+
     /// Room for `entries` entries at most three quarters full.
     pub(super) fn with_capacity(entries: usize) -> Self {
-        let n = (entries.max(1) * 4 / 3).div_ceil(LANES).next_power_of_two();
+        let n = Self::buckets_for(entries);
         // Distinct per table and per run (std's hasher keys are random).
         let random = |k: u64| std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), k) | 1;
         TupleIndex { buckets: vec![Bucket::default(); n], mask: n - 1, seed: [random(1), random(2)] }
@@ -195,6 +205,7 @@ mod tests {
         assert_eq!(core::mem::align_of::<Bucket>(), 64);
         let t = TupleIndex::with_capacity(1000);
         assert_eq!(t.bytes(), 256 * 64, "1,000 entries at three quarters full: 167 buckets, rounded up");
+        assert_eq!(TupleIndex::bytes_for(1000), t.bytes());
     }
 
     /// Against a model, in a table filled past its sizing (56 entries in
