@@ -51,9 +51,11 @@ failed=$(grep -o '[0-9]* failed' /tmp/rvs-test.log | awk '{s += $1} END {print s
 # Each fuzz target for a bounded time; a panic makes cargo fuzz exit
 # non-zero and leaves the input in fuzz/artifacts/. FUZZ_SECONDS overrides.
 secs=${FUZZ_SECONDS:-20}
-echo "== fuzz: every parser, every rewrite, the pipeline ($secs s each)"
+echo "== fuzz: every parser, every rewrite, the pipeline, the config file ($secs s each)"
 (cd fuzz && cargo fuzz build -s none 2>&1 | tail -1)
-for t in parsers rewrites pipeline; do
+# The config target starts from the shipped configurations.
+mkdir -p fuzz/corpus/config && cp configs/*.toml fuzz/corpus/config/
+for t in parsers rewrites pipeline config; do
     if (cd fuzz && cargo fuzz run -s none "$t" -- -max_total_time="$secs" >"/tmp/rvs-fuzz-$t.log" 2>&1); then
         echo "fuzz $t: ok, $(grep -o 'Done [0-9]* runs' "/tmp/rvs-fuzz-$t.log")"
         passed=$((passed + 1))

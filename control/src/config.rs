@@ -486,7 +486,12 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigErrors> {
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let (line, column) = c.position(span.start);
-            let message = e.message().trim().replace('\n', "; ");
+            // The toml crate gives some errors (a control character in a
+            // comment) no message at all.
+            let message = match e.message().trim() {
+                "" => "invalid TOML here (a control character?)".to_string(),
+                m => m.replace('\n', "; "),
+            };
             let key = key_on_line(text, line, column);
             return Err(ConfigErrors(vec![ConfigError { file: file.into(), line, column, key, message }]));
         }

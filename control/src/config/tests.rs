@@ -62,6 +62,15 @@ fn syntax_and_type_errors_have_positions() {
     assert!(e[0].contains("missing field `dpdk`"), "{e:?}");
 }
 
+/// Found by the config fuzz target: a NUL in a comment made toml report
+/// an error with an empty message.
+#[test]
+fn every_syntax_error_says_something() {
+    let e = errors("# a comment\n# with a \0 in it\n[dpdk]\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with("test.toml:2:") && e[0].ends_with("invalid TOML here (a control character?)"), "{e:?}");
+}
+
 #[test]
 fn semantic_errors_name_key_and_position_all_at_once() {
     let bad = GOOD
