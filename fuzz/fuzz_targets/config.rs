@@ -27,7 +27,14 @@ fuzz_target!(|data: &[u8]| {
         .interfaces
         .iter()
         .enumerate()
-        .map(|(k, i)| Interface { port: k as u16, mac: MacAddr([2, 0, 0, 0, 1, k as u8]), addr: i.addr, prefix_len: i.prefix_len, mtu: i.mtu, kernel: i.exception_path })
+        .map(|(k, i)| Interface {
+            port: k as u16,
+            mac: MacAddr([2, 0, 0, 0, 1, k as u8]),
+            addr: i.addr,
+            prefix_len: i.prefix_len,
+            mtu: i.mtu,
+            kernel: i.exception_path,
+        })
         .collect();
     let snapshot = Snapshot {
         routes: cfg.routes.clone(),
