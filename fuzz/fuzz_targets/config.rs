@@ -2,7 +2,9 @@
 //! either refused with errors that name a position, or accepted as a
 //! configuration the data plane can run (its snapshot checks, a pipeline
 //! is built from it, reloaded onto itself, and ticks through a day).
-//! Seeded with `configs/*.toml` (scripts/test.sh copies them in).
+//! Seeded with `configs/*.toml` and `fuzz/seeds/config/` (scripts/test.sh
+//! copies them in); inputs starting with a 0 byte vary the numbers of a
+//! file with every key instead.
 #![no_main]
 
 use dataplane::config::{Interface, Snapshot};
@@ -12,8 +14,78 @@ use libfuzzer_sys::fuzz_target;
 use proto::MacAddr;
 use std::sync::Arc;
 
+/// Every key with a valid value (also in the seed corpus).
+const EVERY_KEY: &str = include_str!("../seeds/config/every-key.toml");
+
+/// Numbers at the edges of what the keys accept, and past them.
+const EDGES: [&str; 20] = [
+    "0",
+    "1",
+    "-1",
+    "2",
+    "100",
+    "255",
+    "256",
+    "576",
+    "9216",
+    "65535",
+    "65536",
+    "2147483648",
+    "4294967295",
+    "4294967296",
+    "4294967291",
+    "31536000",
+    "31536001",
+    "9223372036854775807",
+    "0.0001",
+    "1e300",
+];
+
+/// [`EVERY_KEY`] with the numbers the input picks replaced: for each key
+/// whose value is a number, in order, one input byte keeps it (even) or
+/// picks its replacement, an edge or the next 8 bytes as an integer. The
+/// raw text mutations rarely get a number into the right key; this
+/// reaches every number's checks (and what the data plane does with it).
+fn numbers_replaced(data: &[u8]) -> String {
+    let mut input = data.iter().copied();
+    let mut out = String::with_capacity(EVERY_KEY.len());
+    for line in EVERY_KEY.lines() {
+        let value = line.split_once(" = ").filter(|(_, v)| v.starts_with(|c: char| c.is_ascii_digit()));
+        match (value, input.next()) {
+            (Some((key, _)), Some(b)) if b % 2 == 1 => {
+                out.push_str(key);
+                out.push_str(" = ");
+                match usize::from(b / 2).checked_sub(EDGES.len()) {
+                    None => out.push_str(EDGES[usize::from(b / 2)]),
+                    Some(_) => {
+                        let raw: Vec<u8> = input.by_ref().take(8).collect();
+                        let mut word = [0u8; 8];
+                        word[..raw.len()].copy_from_slice(&raw);
+                        out.push_str(&(i64::from_le_bytes(word) >> (b % 64)).to_string());
+                    }
+                }
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    // The first byte chooses: the input as the file, or the numbers of a
+    // file with every key.
+    let owned;
+    let text = match data.split_first() {
+        Some((0, rest)) => {
+            owned = numbers_replaced(rest);
+            owned.as_str()
+        }
+        _ => match std::str::from_utf8(data) {
+            Ok(t) => t,
+            Err(_) => return,
+        },
+    };
     let cfg = match control::config::parse("fuzz.toml", text) {
         Ok(c) => c,
         Err(errors) => {
