@@ -284,3 +284,13 @@ fn bad_health_checks_are_precise_errors() {
     let e = errors(&GOOD.replace("[workers]", "[health]\nthreads = 0\n\n[workers]"));
     assert_eq!(e, ["test.toml:6:11: health.threads: must be 1..256"]);
 }
+
+/// The config fuzz target varies this file's numbers: it must stay a valid
+/// configuration that sets every key (else the fuzzing loses its reach).
+#[test]
+fn the_fuzz_seed_with_every_key_is_valid() {
+    let text = include_str!("../../../fuzz/seeds/config/every-key.toml");
+    let c = parse("every-key.toml", text).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!((c.interfaces.len(), c.services.len(), c.routes.len(), c.neighbors.len()), (2, 4, 1, 1));
+    assert!(c.checks.iter().filter(|h| h.is_some()).count() == 2 && c.expire_nodest_conn);
+}
