@@ -1,17 +1,19 @@
 //! The configuration file, as an operator may get it wrong: any text is
 //! either refused with errors that name a position, or accepted as a
 //! configuration the data plane can run (its snapshot checks, a pipeline
-//! is built from it, reloaded onto itself, and ticks through a day).
+//! built from it takes new connections to every service, reloads to a
+//! changed pool, takes more, and ticks through a day).
 //! Seeded with `configs/*.toml` and `fuzz/seeds/config/` (scripts/test.sh
 //! copies them in); inputs starting with a 0 byte vary the numbers of a
 //! file with every key instead.
 #![no_main]
 
-use dataplane::config::{Interface, Snapshot};
+use dataplane::config::{Interface, L4Proto, Snapshot};
 use dataplane::health::{Health, HealthBoard};
+use dataplane::neighbor::SharedNeighbors;
 use dataplane::pipeline::Pipeline;
 use libfuzzer_sys::fuzz_target;
-use proto::MacAddr;
+use proto::{checksum, MacAddr};
 use std::sync::Arc;
 
 /// Every key with a valid value (also in the seed corpus).
@@ -122,10 +124,85 @@ fuzz_target!(|data: &[u8]| {
     };
     Pipeline::check(&snapshot).expect("an accepted configuration makes a valid snapshot");
     let snapshot = Arc::new(snapshot);
-    let mut p = Pipeline::new(Arc::clone(&snapshot), Arc::default()).expect("a pipeline");
-    let neighbors = Arc::new(Pipeline::neighbors_for_reload(&dataplane::neighbor::SharedNeighbors::new(Pipeline::wanted_neighbors(&snapshot)), &snapshot));
-    p.apply(Arc::clone(&snapshot), neighbors).expect("a reload onto itself");
-    for s in [0u64, 1, 60, 3600, 86_400] {
-        p.tick(s * 1_000_000_000);
+    let shared = Arc::new(SharedNeighbors::new(Pipeline::wanted_neighbors(&snapshot)));
+    let mut p = Pipeline::with_neighbors(Arc::clone(&snapshot), Arc::default(), Arc::clone(&shared)).expect("a pipeline");
+    // Traffic to every service, a reload to a changed pool (servers
+    // reversed, the last one gone, weights moved), traffic again, a day.
+    traffic(&mut p, &snapshot, 0);
+    let mut changed = (*snapshot).clone();
+    for s in &mut changed.services {
+        s.reals.reverse();
+        if s.reals.len() > 1 {
+            s.reals.pop();
+        }
+        for r in &mut s.reals {
+            r.weight = (r.weight + 1) % 4;
+        }
+    }
+    changed.health = Health(Arc::new(HealthBoard::all_up(&changed.services)));
+    if Pipeline::check(&changed).is_ok() {
+        let neighbors = Arc::new(Pipeline::neighbors_for_reload(&shared, &changed));
+        p.apply(Arc::new(changed), neighbors).expect("a valid snapshot reloads");
+    }
+    traffic(&mut p, &snapshot, 2);
+    for s in [3u64, 60, 3600, 86_400] {
+        p.tick(s * SEC);
     }
 });
+
+const SEC: u64 = 1_000_000_000;
+
+/// Three clients' first packets to every service (a TCP SYN, a UDP
+/// datagram or an echo request), on port 0 to its MAC, with room around
+/// them (TUN's header, FullNAT's TOA), at second `at`; then a tick.
+fn traffic(p: &mut Pipeline, snapshot: &Snapshot, at: u64) {
+    let mac = snapshot.interfaces[0].mac;
+    for (i, s) in snapshot.services.iter().enumerate() {
+        for c in 0..3u8 {
+            let client = [203, 0, 113, (i as u8).wrapping_mul(3).wrapping_add(c)];
+            let frame = first_packet(s.proto, client, s.vip.octets(), s.port, mac);
+            let mut buf = vec![0u8; 64];
+            buf.extend_from_slice(&frame);
+            buf.extend_from_slice(&[0u8; 64]);
+            let (mut head, mut len) = (64, frame.len());
+            let _ = p.process_room(0, &mut buf, &mut head, &mut len, at * SEC);
+        }
+    }
+    p.tick(at * SEC);
+}
+
+fn first_packet(proto: L4Proto, src: [u8; 4], dst: [u8; 4], port: u16, mac: MacAddr) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 20 + 20];
+    f[..6].copy_from_slice(&mac.0);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 9, src[3]]);
+    f[12..14].copy_from_slice(&[8, 0]);
+    let number = match proto {
+        L4Proto::Tcp => 6,
+        L4Proto::Udp => 17,
+        L4Proto::Icmp => 1,
+    };
+    f[14..34].copy_from_slice(&[0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, number, 0, 0, src[0], src[1], src[2], src[3], dst[0], dst[1], dst[2], dst[3]]);
+    let c = checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    let sport = 1000 + u16::from(src[3]);
+    let l4 = &mut f[34..];
+    match proto {
+        L4Proto::Tcp => {
+            l4[..4].copy_from_slice(&[(sport >> 8) as u8, sport as u8, (port >> 8) as u8, port as u8]);
+            l4[12] = 5 << 4;
+            l4[13] = 0x02; // SYN
+            l4[14..16].copy_from_slice(&[0xff, 0xff]);
+        }
+        L4Proto::Udp => {
+            l4[..4].copy_from_slice(&[(sport >> 8) as u8, sport as u8, (port >> 8) as u8, port as u8]);
+            l4[4..6].copy_from_slice(&20u16.to_be_bytes());
+        }
+        L4Proto::Icmp => {
+            l4[0] = 8; // echo request
+            l4[4..6].copy_from_slice(&sport.to_be_bytes());
+            let c = checksum::checksum(l4);
+            l4[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+    f
+}
