@@ -8,10 +8,11 @@ feeds the device under test through a memif pair; the device forwards into
 net_null. The device is
 either testpmd io-forward (the ceiling) or rvsd in one forwarding mode (DR,
 NAT, FullNAT, TUN; a UDP service, two real servers with static neighbor
-entries, one busy-polling worker). Rounds interleave the ceiling and every
-mode, so all see the same machine noise; each run is sampled every second
-after a warm-up, and each mode's ratio is taken against the ceiling of the
-same round.
+entries, one busy-polling worker). Every rvsd run sits between two ceiling
+runs (ceiling, DR, ceiling, NAT, ceiling, ... in each round), so each mode's
+ratio is taken against the ceiling measured just before and just after it,
+through this machine's slow phases; each run is sampled every second after
+a warm-up.
 
 usage: bench/throughput.py [ROUNDS] [SECONDS]     (as root; default 3 rounds, 10 s)
        FLOWS=N bench/throughput.py ...           (another number of flows; rvsd's table is sized
@@ -41,8 +42,8 @@ LOADGEN = os.path.join(ROOT, "target/release/loadgen")
 FLOWS = int(os.environ.get("FLOWS", "65536"))
 # ORDER=random: each frame's flow drawn at random (loadgen --order).
 ORDER = os.environ.get("ORDER", "in-turn")
-# A round whose ceiling is below this share of the best round's ran in one
-# of the machine's slow phases (see main).
+# Two ceiling runs around an rvsd run agree when the lower is at least this
+# share of the higher; else the machine changed phase meanwhile (see main).
 SOUND = 0.8
 
 
@@ -224,42 +225,58 @@ def main():
     SECONDS = int(sys.argv[2]) if len(sys.argv) > 2 else SECONDS
     prepare()
     modes = ["dr", "nat", "fullnat", "tun"]
-    results = {m: [] for m in ["ceiling"] + modes}
-    ratios = {m: [] for m in modes}
+    ceilings = []
+    results = {m: [] for m in modes}
+    # Per round and mode: RVS's rate over the mean of the two ceiling runs
+    # around it, and whether those two agree (within SOUND of each other).
+    bracketed = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="rvs-tput-") as work:
         for r in range(ROUNDS):
-            ceil = run_ceiling(work)
-            c = statistics.median(ceil) if ceil else 0
-            results["ceiling"].append(c)
-            print(f"round {r + 1}: ceiling {c / 1e6:.2f} Mpps", flush=True)
+            before = ceiling_median(work, r, ceilings)
             for m in modes:
                 got, drops = run_rvsd(m, work)
                 v = statistics.median(got) if got else 0
                 results[m].append(v)
-                ratios[m].append(v / c if c else 0)
-                share = f"{v / c:.2f} of ceiling" if c else "no ceiling this round"
-                print(f"round {r + 1}: {m:8s} {v / 1e6:.2f} Mpps ({share}){'  ' + ' '.join(drops) if drops else ''}", flush=True)
+                print(f"round {r + 1}: {m:8s} {v / 1e6:.2f} Mpps{'  ' + ' '.join(drops) if drops else ''}", flush=True)
+                after = ceiling_median(work, r, ceilings)
+                around = (before + after) / 2
+                steady = min(before, after) >= SOUND * max(before, after) > 0
+                bracketed[m].append((v / around if around else 0, steady))
+                share = f"{v / around:.2f} of the ceilings around it" if around else "no ceiling around it"
+                print(f"round {r + 1}: {m:8s} {share}{'' if steady else ' (they disagree)'}", flush=True)
+                before = after
     print()
-    # This machine's noise only ever slows a run down (a starved generator
-    # caps the ceiling and RVS alike), so the best round of each says what
-    # it can do; the median of same-round ratios is shown beside it, over
-    # the sound rounds only: a round whose ceiling fell below SOUND of the
-    # best one ran in a slow phase, and its ratios say nothing (RVS
-    # "matches" a starved ceiling). Such rounds are marked with a *.
-    c, cb = statistics.median(results["ceiling"]), max(results["ceiling"])
+    # This machine's noise only ever slows a run down, in phases that last
+    # from seconds to minutes (a starved generator caps the ceiling and RVS
+    # alike). Two ratios: the best round of each against the best ceiling
+    # (what each can do), and the median over rounds of each run against
+    # the ceiling runs just before and after it, counting only runs whose
+    # two ceilings agree (within SOUND): a phase that changed during the
+    # run says nothing about it. Disagreeing ones are marked with a *.
+    cb = max(ceilings) if ceilings else 0
     if cb == 0:
-        sys.exit("throughput: testpmd io-forward gave no samples in any round: no ceiling to compare with")
-    sound = [x >= SOUND * cb for x in results["ceiling"]]
-    print(f"| forwarding | Mpps (median of rounds) | Mpps (best round) | ratio, best to best | ratio, median of per-round ratios (sound rounds) | per-round ratios (* ceiling below {SOUND:.0%} of the best) |")
+        sys.exit("throughput: testpmd io-forward gave no samples: no ceiling to compare with")
+    print(f"| forwarding | Mpps (median of rounds) | Mpps (best round) | ratio, best to best | ratio to the ceilings around it, median (steady runs) | per round (* ceilings around it disagree) |")
     print("|---|---|---|---|---|---|")
-    mark = lambda r: "" if sound[r] else "*"
-    print(f"| testpmd io (ceiling) | {c / 1e6:.2f} | {cb / 1e6:.2f} | 1.00 | 1.00 | {' '.join(f'{x / 1e6:.2f}{mark(r)}' for r, x in enumerate(results['ceiling']))} Mpps |")
+    print(f"| testpmd io (ceiling, {len(ceilings)} runs) | {statistics.median(ceilings) / 1e6:.2f} | {cb / 1e6:.2f} | 1.00 | 1.00 | "
+          f"{' '.join(f'{x / 1e6:.2f}' for x in ceilings)} Mpps |")
     for m in modes:
-        kept = [x for x, ok in zip(ratios[m], sound) if ok]
+        steady = [x for x, ok in bracketed[m] if ok]
+        median = f"{statistics.median(steady):.2f}" if steady else "none steady"
+        per_round = " ".join(f"{x:.2f}" + ("" if ok else "*") for x, ok in bracketed[m])
         print(f"| RVS {m} | {statistics.median(results[m]) / 1e6:.2f} | {max(results[m]) / 1e6:.2f} | {max(results[m]) / cb:.2f} | "
-              f"{statistics.median(kept):.2f} | {' '.join(f'{x:.2f}{mark(r)}' for r, x in enumerate(ratios[m]))} |")
+              f"{median} | {per_round} |")
     if any(max(results[m]) > cb for m in modes):
         print("\nnote: RVS beat the best ceiling: every ceiling run was starved (a slow phase of the machine); rerun with more rounds")
+
+
+def ceiling_median(work, r, ceilings):
+    """One ceiling run: its median Mpps, printed and added to `ceilings`."""
+    got = run_ceiling(work)
+    c = statistics.median(got) if got else 0
+    ceilings.append(c)
+    print(f"round {r + 1}: ceiling {c / 1e6:.2f} Mpps", flush=True)
+    return c
 
 
 if __name__ == "__main__":
