@@ -48,11 +48,16 @@ def profile(mode, work):
     gen = tp.generator(socket)
     time.sleep(SECONDS)
     tp.stop(gen)
-    tp.stop(dut)  # SIGTERM: rvsd prints its final counters and exits
+    # SIGTERM: rvsd prints its final counters and exits; under callgrind,
+    # in a slow phase of the machine, that and writing the profiles can
+    # take well over stop()'s usual 10 s (killed, it leaves no profile).
+    tp.stop(dut, timeout=180)
     log.seek(0)
     forwarded = [int(x) for x in re.findall(r"stats lcore=\d+ .*? forwarded=(\d+)", log.read())]
     # The worker is the thread that ran the most instructions.
     files = [os.path.join(work, f) for f in os.listdir(work) if f.startswith(f"cg-{mode}-")]
+    if not files:
+        sys.exit(f"worker_profile: rvsd ({mode}) under callgrind left no profile")
     worker = max(files, key=total)
     return (forwarded[-1] if forwarded else 0), worker
 
