@@ -9,7 +9,7 @@
 #      ports included (callgrind);
 #   3. real TCP through namespaces: RVS DR, NAT, FullNAT against nftables
 #      DNAT and haproxy, same topology.
-# Then the scheduler cost and the reload time. About 10 minutes on the
+# Then the scheduler cost and the reload time. About 14 minutes on the
 # project's 2-vCPU VM.
 #
 #   usage: bench/run.sh            (as root, from anywhere)
