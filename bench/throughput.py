@@ -229,7 +229,7 @@ def main():
     ceilings = []
     results = {m: [] for m in modes}
     # Per round and mode: RVS's rate and the two ceiling runs around it.
-    bracketed = {m: [] for m in modes}
+    around_runs = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="rvs-tput-") as work:
         for r in range(ROUNDS):
             before = ceiling_median(work, r, ceilings)
@@ -239,7 +239,7 @@ def main():
                 results[m].append(v)
                 print(f"round {r + 1}: {m:8s} {v / 1e6:.2f} Mpps{'  ' + ' '.join(drops) if drops else ''}", flush=True)
                 after = ceiling_median(work, r, ceilings)
-                bracketed[m].append((v, before, after))
+                around_runs[m].append((v, before, after))
                 around = (before + after) / 2
                 share = f"{v / around:.2f} of the ceilings around it" if around else "no ceiling around it"
                 print(f"round {r + 1}: {m:8s} {share}", flush=True)
@@ -256,16 +256,16 @@ def main():
     cb = max(ceilings) if ceilings else 0
     if cb == 0:
         sys.exit("throughput: testpmd io-forward gave no samples: no ceiling to compare with")
-    steady_of = lambda before, after: min(before, after) >= SOUND * cb
-    bracketed = {m: [(v / ((b + a) / 2) if b + a else 0, steady_of(b, a)) for v, b, a in runs] for m, runs in bracketed.items()}
+    # Per mode and round: (ratio to the ceilings around the run, steady?).
+    judged = {m: [(v / ((b + a) / 2) if b + a else 0, min(b, a) >= SOUND * cb) for v, b, a in runs] for m, runs in around_runs.items()}
     print(f"| forwarding | Mpps (median of rounds) | Mpps (best round) | ratio, best to best | ratio to the ceilings around it, median (steady runs) | per round (* a ceiling around it below {SOUND:.0%} of the best) |")
     print("|---|---|---|---|---|---|")
     print(f"| testpmd io (ceiling, {len(ceilings)} runs) | {statistics.median(ceilings) / 1e6:.2f} | {cb / 1e6:.2f} | 1.00 | 1.00 | "
           f"{' '.join(f'{x / 1e6:.2f}' for x in ceilings)} Mpps |")
     for m in modes:
-        steady = [x for x, ok in bracketed[m] if ok]
+        steady = [x for x, ok in judged[m] if ok]
         median = f"{statistics.median(steady):.2f}" if steady else "none steady"
-        per_round = " ".join(f"{x:.2f}" + ("" if ok else "*") for x, ok in bracketed[m])
+        per_round = " ".join(f"{x:.2f}" + ("" if ok else "*") for x, ok in judged[m])
         print(f"| RVS {m} | {statistics.median(results[m]) / 1e6:.2f} | {max(results[m]) / 1e6:.2f} | {max(results[m]) / cb:.2f} | "
               f"{median} | {per_round} |")
     if any(max(results[m]) > cb for m in modes):
