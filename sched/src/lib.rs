@@ -158,7 +158,7 @@ impl SchedulerSpec {
                 return Err(SchedError::TableSizeNotForScheduler(kind));
             }
             if !maglev::is_prime(m) || !(MIN_MH_TABLE..=MAX_MH_TABLE).contains(&m) {
-                return Err(SchedError::TableSizeNotPrime(m));
+                return Err(SchedError::TableSizeInvalid(m));
             }
         }
         spec.mh_table_size = mh_table_size;
@@ -180,7 +180,7 @@ pub enum SchedError {
     UnknownFlag(String),
     FlagNotForScheduler { flag: String, scheduler: SchedulerKind },
     TableSizeNotForScheduler(SchedulerKind),
-    TableSizeNotPrime(u32),
+    TableSizeInvalid(u32),
     TableSizeTooSmall { size: u32, servers: usize },
     WeightTooLarge(u32),
     LowerAboveUpper { lower: u32, upper: u32 },
@@ -200,7 +200,7 @@ impl fmt::Display for SchedError {
                 write!(f, "flag {flag:?} does not apply to scheduler {scheduler}")
             }
             SchedError::TableSizeNotForScheduler(k) => write!(f, "a table size applies only to mh, not {k}"),
-            SchedError::TableSizeNotPrime(m) => write!(f, "mh table size {m} must be a prime from {MIN_MH_TABLE} to {MAX_MH_TABLE}"),
+            SchedError::TableSizeInvalid(m) => write!(f, "mh table size {m} must be a prime from {MIN_MH_TABLE} to {MAX_MH_TABLE}"),
             SchedError::TableSizeTooSmall { size, servers } => {
                 write!(f, "mh table size {size} is smaller than the {servers} servers")
             }
