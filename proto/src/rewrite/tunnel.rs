@@ -107,7 +107,7 @@ pub fn ipip_encapsulate_plain(buf: &mut [u8], start: usize, to: &Hop) -> core::r
         return Err(plain_refused(buf, start, to.mtu));
     };
     let (head, inner) = w.split_at_mut(ETH + MIN_HEADER_LEN);
-    let first = u64::from_be_bytes(inner[..8].try_into().map_err(|_| Error::Truncated)?);
+    let first = first_word(inner)?;
     let outer_len = fits(usize::from((first >> 32) as u16), first & DF != 0, to.mtu)?;
     write_head(head.try_into().map_err(|_| Error::Truncated)?, first, inner[8], outer_len, to);
     Ok(start - OVERHEAD)
