@@ -28,6 +28,10 @@ const SEC: u64 = 1_000_000_000;
 /// Buckets of the timer wheel (seconds it spans before wrapping).
 const WHEEL: usize = 1024;
 const NIL: u32 = u32::MAX;
+/// Index entries a connection may take: its client's tuple and, with NAT,
+/// its reply's. The index is sized for that many per connection, so they
+/// always fit.
+const INDEX_ENTRIES_PER_CONN: usize = 2;
 
 /// Timer classes: UDP, ICMP, and one per TCP state.
 const TIMER_CLASSES: usize = 8;
@@ -301,8 +305,7 @@ impl ConnTable {
     pub fn new(capacity: usize, timeouts: Timeouts) -> Self {
         let capacity = capacity.min(Self::MAX_CAPACITY);
         ConnTable {
-            // Two index entries per NAT connection; sized so they always fit.
-            index: TupleIndex::with_capacity(capacity * 2),
+            index: TupleIndex::with_capacity(capacity * INDEX_ENTRIES_PER_CONN),
             slots: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             len: 0,
@@ -318,7 +321,7 @@ impl ConnTable {
     /// as connections come). What an operator must have memory for.
     pub fn reserved_bytes(capacity: usize) -> usize {
         let capacity = capacity.min(Self::MAX_CAPACITY);
-        TupleIndex::bytes_for(capacity * 2) + capacity * (core::mem::size_of::<Slot>() + core::mem::size_of::<u32>())
+        TupleIndex::bytes_for(capacity * INDEX_ENTRIES_PER_CONN) + capacity * (core::mem::size_of::<Slot>() + core::mem::size_of::<u32>())
     }
 
     /// Files slot `n` under its expiry second (never one already processed).
