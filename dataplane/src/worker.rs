@@ -109,6 +109,16 @@ fn flush(port: &Port, queue: u16, burst: &mut Burst, counters: &CoreCounters) {
     }
 }
 
+/// Queues `m` in `burst` for `ports[i]`, sending the burst first when full
+/// (the port is looked up only then: not per packet).
+#[inline(always)]
+fn push_or_flush(ports: &[Port], i: usize, queue: u16, burst: &mut Burst, m: Mbuf, counters: &CoreCounters) {
+    if let Err(m) = burst.push(m) {
+        flush(&ports[i], queue, burst, counters);
+        let _ = burst.push(m);
+    }
+}
+
 fn flush_kernel(tap: &Port, queue: u16, burst: &mut Burst, counters: &CoreCounters) {
     let (sent, unsent) = tap.tx(queue, burst);
     counters.to_kernel.add(sent as u64);
@@ -172,7 +182,7 @@ impl Worker {
                 }
                 next_view = now + VIEW_INTERVAL;
             }
-            self.send_arp_requests(now, &mut out.tx, &counters);
+            self.send_arp_requests(now, &mut out, &counters);
 
             let mut got = 0;
             // First what other cores handed us: those packets waited already.
@@ -218,10 +228,7 @@ impl Worker {
                     got += n;
                     counters.from_kernel.add(n as u64);
                     while let Some(m) = rx.pop() {
-                        if let Err(m) = out.tx[i].push(m) {
-                            flush(&ports[i], queue, &mut out.tx[i], &counters);
-                            let _ = out.tx[i].push(m);
-                        }
+                        push_or_flush(&ports, i, queue, &mut out.tx[i], m, &counters);
                     }
                 }
             }
@@ -275,10 +282,7 @@ impl Worker {
         match action {
             Action::Transmit { port: to } => {
                 let Some(oi) = out.place(to) else { return };
-                if let Err(m) = out.tx[oi].push(m) {
-                    flush(&self.ports[oi], self.queue, &mut out.tx[oi], counters);
-                    let _ = out.tx[oi].push(m);
-                }
+                push_or_flush(&self.ports, oi, self.queue, &mut out.tx[oi], m, counters);
             }
             Action::Redirect { core } => {
                 let (Some(rings), Some(burst)) = (&self.rings, out.redirect.get_mut(core as usize)) else {
@@ -306,7 +310,7 @@ impl Worker {
         }
     }
 
-    fn send_arp_requests(&mut self, now: u64, tx: &mut [Burst], counters: &CoreCounters) {
+    fn send_arp_requests(&mut self, now: u64, out: &mut Outputs, counters: &CoreCounters) {
         let pool = &self.pool;
         let ports = &self.ports;
         let queue = self.queue;
@@ -320,12 +324,9 @@ impl Worker {
                 m.data_mut().fill(0);
                 Some(m)
             },
-            |out, m, _len| {
-                let Some(oi) = ports.iter().position(|p| p.id() == out) else { return };
-                if let Err(m) = tx[oi].push(m) {
-                    flush(&ports[oi], queue, &mut tx[oi], counters);
-                    let _ = tx[oi].push(m);
-                }
+            |to, m, _len| {
+                let Some(oi) = out.place(to) else { return };
+                push_or_flush(ports, oi, queue, &mut out.tx[oi], m, counters);
             },
         );
     }
