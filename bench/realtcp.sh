@@ -6,10 +6,15 @@
 # DR's replies bypass the load balancer, so its rounds give them a way
 # around it: the client gets a second leg on the servers' switch
 # (198.18.0.10) and the servers route the clients' subnet to it, with the
-# VIP on their loopback (the LVS-DR real-server set-up).
+# VIP on their loopback (the LVS-DR real-server set-up). Two contenders
+# have no balancer at all, to show this rig's ceiling: "route" (the LB
+# namespace only routes, a multipath route spreading connections over
+# servers that hold the VIP) and "direct" (the client reaches the servers
+# over its leg on their switch, the multipath route in the client).
 #
 #   bench/realtcp.sh [ROUNDS] [SECONDS]      (as root; default 3 rounds of 5 s)
-#   CONTENDERS="nft haproxy" bench/realtcp.sh   (a subset)
+#   CONTENDERS="nft haproxy" bench/realtcp.sh   (a subset of: rvs-dr rvs-nat
+#                                               rvs-fullnat nft haproxy route direct)
 #   IDLE_SLEEP_US=0 bench/realtcp.sh        (rvsd's workers.idle_sleep_us; default: the config's 100)
 #
 # Two measurements per contender and round:
@@ -19,7 +24,8 @@
 # The real servers are nginx on 198.18.0.11/12 (ports 80 and 8080). RVS
 # runs on net_af_packet (what the e2e tests use), so its numbers include the
 # copies of the af_packet PMD; the kernel contenders forward inside the
-# kernel. Prints one line per run and the medians at the end.
+# kernel. Prints one line per run (with rs1's share of the connections)
+# and the medians at the end, with ratios to nft, haproxy and direct.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -110,21 +116,69 @@ dr_paths_up() {
     ip -n "$P-cl" addr add 198.18.0.10/24 dev eth1
     # Replies from the VIP arrive on eth1, whose subnet is not the VIP's.
     ip netns exec "$P-cl" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth1.rp_filter=0
+    vip_on_servers_up
     for rs in rs1 rs2; do
-        ip -n "$P-$rs" addr add "$VIP/32" dev lo
-        ip netns exec "$P-$rs" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
-            net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2
         ip -n "$P-$rs" route add 198.18.1.0/24 via 198.18.0.10
     done
 }
 dr_paths_down() {
     for rs in rs1 rs2; do
         ip -n "$P-$rs" route del 198.18.1.0/24 via 198.18.0.10
+    done
+    vip_on_servers_down
+    ip -n "$P-cl" link del eth1
+    ip -n "$P-cl" neigh flush all
+}
+
+# The servers hold the VIP on their loopback, never answering ARP for it.
+vip_on_servers_up() {
+    for rs in rs1 rs2; do
+        ip -n "$P-$rs" addr add "$VIP/32" dev lo
+        ip netns exec "$P-$rs" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+            net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2
+    done
+}
+vip_on_servers_down() {
+    for rs in rs1 rs2; do
         ip -n "$P-$rs" addr del "$VIP/32" dev lo
         ip -n "$P-$rs" neigh flush all
     done
-    ip -n "$P-cl" link del eth1
-    ip -n "$P-cl" neigh flush all
+}
+
+# Two contenders without any balancer, for the ceiling of this rig (the
+# same wrk, nginx and veths; what no balancer can beat): the servers hold
+# the VIP and a multipath route, hashed on addresses and ports, spreads
+# the connections over them.
+# route: the LB namespace is a plain router (both directions through it,
+# as NAT and FullNAT; proxy ARP answers the client for the VIP).
+route_up() {
+    vip_on_servers_up
+    ip -n "$P-lb" addr add 198.18.1.2/24 dev eth0
+    ip -n "$P-lb" addr add 198.18.0.2/24 dev eth1
+    # tcp_early_demux=0: haproxy's rounds leave TIME_WAIT sockets of
+    # VIP:80 in this namespace for a minute; early demux matches a
+    # client's SYN from such a port to one before routing, and the kernel
+    # then drops it instead of forwarding it (rounds at 2-20 connections/s).
+    ip netns exec "$P-lb" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 net.ipv4.tcp_early_demux=0 \
+        net.ipv4.conf.eth0.rp_filter=0 net.ipv4.conf.eth1.rp_filter=0 \
+        net.ipv4.conf.eth0.arp_ignore=0 net.ipv4.conf.eth1.arp_ignore=0 net.ipv4.conf.eth0.proxy_arp=1
+    ip -n "$P-lb" route add "$VIP/32" nexthop via 198.18.0.11 dev eth1 nexthop via 198.18.0.12 dev eth1
+}
+route_down() {
+    ip netns exec "$P-lb" sysctl -qw net.ipv4.conf.eth0.proxy_arp=0 net.ipv4.fib_multipath_hash_policy=0 net.ipv4.tcp_early_demux=1
+    kernel_lb_down
+    vip_on_servers_down
+}
+# direct: not even a router; the client reaches the servers over its leg
+# on their switch (DR's reply path), the multipath route in the client.
+direct_up() {
+    dr_paths_up
+    ip netns exec "$P-cl" sysctl -qw net.ipv4.fib_multipath_hash_policy=1
+    ip -n "$P-cl" route add "$VIP/32" nexthop via 198.18.0.11 dev eth1 nexthop via 198.18.0.12 dev eth1
+}
+direct_down() {
+    ip netns exec "$P-cl" sysctl -qw net.ipv4.fib_multipath_hash_policy=0
+    dr_paths_down
 }
 
 # rvsd on the LB with the configuration in $WORK/rvs.toml (plus this
@@ -176,6 +230,8 @@ table ip lb {
 }
 EOF
         ;;
+    route) route_up ;;
+    direct) direct_up ;;
     haproxy)
         kernel_lb_up
         cat >"$WORK/haproxy.cfg" <<EOF
@@ -223,9 +279,16 @@ stop_lb() { # contender
     case $1 in
     nft | haproxy) kernel_lb_down ;;
     rvs-dr) dr_paths_down ;;
+    route) route_down ;;
+    direct) direct_down ;;
     *) ip netns exec "$P-cl" ip neigh flush all ;;
     esac
     rm -f "$WORK/rvsd.log"
+}
+
+# TCP connections a namespace has accepted so far (its PassiveOpens).
+accepted() { # host
+    ip netns exec "$P-$1" awk '/^Tcp:/ && n++ {for (i = 1; i <= NF; i++) if (h[i] == "PassiveOpens") print $i; next} /^Tcp:/ {for (i = 1; i <= NF; i++) h[i] = $i}' /proc/net/snmp
 }
 
 # wrk's "Requests/sec" and "Transfer/sec" from its summary.
@@ -239,7 +302,7 @@ run_wrk() { # kind
 
 RESULTS=$WORK/results
 : >"$RESULTS"
-read -r -a CONTENDERS <<<"${CONTENDERS:-rvs-dr rvs-nat rvs-fullnat nft haproxy}"
+read -r -a CONTENDERS <<<"${CONTENDERS:-rvs-dr rvs-nat rvs-fullnat nft haproxy route direct}"
 for round in $(seq "$ROUNDS"); do
     ROUND=$round
     # PAUSE=SECONDS between rounds (e.g. to let the servers' TIME_WAITs expire).
@@ -247,7 +310,12 @@ for round in $(seq "$ROUNDS"); do
     for c in "${CONTENDERS[@]}"; do
         start_lb "$c"
         for kind in cps gbps; do
+            a1=$(accepted rs1) a2=$(accepted rs2) share=
             out=$(run_wrk "$kind")
+            # rs1's share of the connections the servers accepted in a cps
+            # run: every contender should spread them (round robin or a
+            # hash; the 8 connections of a gbps run are too few to tell).
+            [ "$kind" = cps ] && share=$(awk -v a="$(($(accepted rs1) - a1))" -v b="$(($(accepted rs2) - a2))" 'BEGIN {printf "%.0f%%", (a + b) ? 100 * a / (a + b) : 0}')
             errors=$(echo "$out" | sed -n 's/.*Socket errors: \(.*\)/\1/p')
             non2xx=$(echo "$out" | sed -n 's/.*Non-2xx or 3xx responses: \([0-9]*\).*/\1/p')
             if [ "$kind" = cps ]; then
@@ -259,20 +327,24 @@ for round in $(seq "$ROUNDS"); do
                     printf "%.3f", n * 1048576 * 8 / 1e9 }')
             fi
             [ -n "$v" ] || { echo "realtcp: wrk gave no result for $c $kind:" >&2; echo "$out" >&2; exit 1; }
-            echo "round $round $c $kind $v${errors:+ (socket errors: $errors)}${non2xx:+ (non-2xx: $non2xx)}"
+            echo "round $round $c $kind $v${share:+ (share of rs1: $share)}${errors:+ (socket errors: $errors)}${non2xx:+ (non-2xx: $non2xx)}"
             echo "$c $kind $v" >>"$RESULTS"
         done
         stop_lb "$c"
     done
 done
 
+median() { # contender kind
+    awk -v c="$1" -v k="$2" '$1 == c && $2 == k {print $3}' "$RESULTS" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}
+declare -A CPS
+for c in "${CONTENDERS[@]}"; do CPS[$c]=$(median "$c" cps); done
 echo
-echo "medians over $ROUNDS rounds of ${SECS}s (cps: new connections/s; gbps: Gbit/s of 1 MiB responses):"
+echo "medians over $ROUNDS rounds of ${SECS}s (cps: new connections/s; gbps: Gbit/s of 1 MiB responses; cps as a ratio of each reference run):"
 for c in "${CONTENDERS[@]}"; do
-    line="  $c"
-    for kind in cps gbps; do
-        m=$(awk -v c="$c" -v k="$kind" '$1 == c && $2 == k {print $3}' "$RESULTS" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}')
-        line="$line $kind=$m"
+    line="  $c cps=${CPS[$c]} gbps=$(median "$c" gbps)"
+    for ref in nft haproxy direct; do
+        [ -n "${CPS[$ref]:-}" ] && line="$line $(awk -v a="${CPS[$c]}" -v b="${CPS[$ref]}" -v r="$ref" 'BEGIN {printf "vs-%s=%.2fx", r, a / b}')"
     done
     echo "$line"
 done

@@ -8,8 +8,8 @@
 #      and what it is made of: the whole worker's instructions per packet,
 #      ports included (callgrind);
 #   3. real TCP through namespaces: RVS DR, NAT, FullNAT against nftables
-#      DNAT and haproxy, same topology.
-# Then the scheduler cost and the reload time. About 14 minutes on the
+#      DNAT and haproxy, and the rig without any balancer, same topology.
+# Then the scheduler cost and the reload time. About 15 minutes on the
 # project's 2-vCPU VM.
 #
 #   usage: bench/run.sh            (as root, from anywhere)
@@ -34,7 +34,7 @@ section "2. Port throughput against testpmd io-forward (bench/throughput.py $ROU
 python3 bench/throughput.py "$ROUNDS" 8
 section "2. The worker's instructions per packet, ports included (bench/worker_profile.py 15)"
 python3 bench/worker_profile.py 15
-section "3. Real TCP: RVS vs nftables vs haproxy (bench/realtcp.sh $ROUNDS 5)"
+section "3. Real TCP: RVS vs nftables vs haproxy vs no balancer (bench/realtcp.sh $ROUNDS 5)"
 bench/realtcp.sh "$ROUNDS" 5
 section "Scheduler cost (sched_bench)"
 target/release/sched_bench
