@@ -23,6 +23,7 @@ usage: bench/throughput.py [ROUNDS] [SECONDS]     (as root; default 3 rounds, 10
 """
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,13 @@ def hugepages():
         m = re.match(r"rvs-(?:dut|gen|ceil)-(\d+)map_", name)
         if m and not os.path.exists(f"/proc/{m.group(1)}"):
             os.remove(os.path.join("/dev/hugepages", name))
+    # Every run also leaves EAL's runtime directories (about 1.8 MB each,
+    # in /run, a tmpfs on most machines): those of runs no longer alive go.
+    runtime = "/var/run/dpdk"
+    for name in os.listdir(runtime) if os.path.isdir(runtime) else []:
+        m = re.fullmatch(r"rvs-(?:dut|gen|ceil)-(\d+)", name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            shutil.rmtree(os.path.join(runtime, name), ignore_errors=True)
 
 
 def eal(prefix, lcores, socket, role):
