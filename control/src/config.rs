@@ -4,10 +4,10 @@
 //! so each error names `file:line:column`, the key, and the problem. All
 //! errors are collected and reported together.
 
-use crate::health::{CheckKind, HealthCheck};
+use crate::health::{CheckKind, HealthCheck, HealthState, Target};
 use core::fmt;
 use core::net::Ipv4Addr;
-use dataplane::config::{same_subnet, ArpTimers, ForwardingMode, L4Proto, RealServer, Route, Service, Timeouts};
+use dataplane::config::{same_subnet, ArpTimers, ForwardingMode, Interface, L4Proto, RealServer, Route, Service, Snapshot, Timeouts};
 use dataplane::worker::WorkerSettings;
 use sched::{PersistenceConfig, SchedulerSpec};
 use serde::Deserialize;
@@ -360,6 +360,28 @@ pub struct Config {
     pub checks: Vec<Option<HealthCheck>>,
     /// Threads that run health probes.
     pub health_threads: usize,
+}
+
+impl Config {
+    /// The data plane's snapshot of this configuration on the running
+    /// `interfaces` and `workers`, with a health board that starts from
+    /// what the checks know (`health`); and the checks to run.
+    pub fn snapshot(&self, interfaces: &[Interface], workers: u32, health: &HealthState) -> (Snapshot, Vec<Target>) {
+        let targets = crate::health::targets(&self.services, &self.checks);
+        let board = crate::health::board_for(&self.services, &targets, health);
+        let snapshot = Snapshot {
+            interfaces: interfaces.to_vec(),
+            routes: self.routes.clone(),
+            services: self.services.clone(),
+            timeouts: self.timeouts,
+            arp: self.arp,
+            max_connections_per_core: self.connections_per_core,
+            worker_cores: workers,
+            expire_nodest_conn: self.expire_nodest_conn,
+            health: board,
+        };
+        (snapshot, targets)
+    }
 }
 
 /// One problem in the file.

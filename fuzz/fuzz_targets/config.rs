@@ -8,6 +8,7 @@
 //! file with every key instead.
 #![no_main]
 
+use control::health::HealthState;
 use dataplane::config::{Interface, L4Proto, Snapshot};
 use dataplane::health::{Health, HealthBoard};
 use dataplane::neighbor::SharedNeighbors;
@@ -97,7 +98,7 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     // What rvsd builds once the ports are up: their ids and MACs stand in.
-    let interfaces = cfg
+    let interfaces: Vec<Interface> = cfg
         .interfaces
         .iter()
         .enumerate()
@@ -110,18 +111,11 @@ fuzz_target!(|data: &[u8]| {
             kernel: i.exception_path,
         })
         .collect();
-    let snapshot = Snapshot {
-        routes: cfg.routes.clone(),
-        timeouts: cfg.timeouts,
-        arp: cfg.arp,
-        // The table's size is the memory check's business (rvsd checks it
-        // against the machine at start); a small one here.
-        max_connections_per_core: cfg.connections_per_core.min(1024),
-        worker_cores: cfg.worker_count.unwrap_or(1).clamp(1, 8),
-        expire_nodest_conn: cfg.expire_nodest_conn,
-        health: Health(Arc::new(HealthBoard::all_up(&cfg.services))),
-        ..Snapshot::new(interfaces, cfg.services.clone())
-    };
+    // As rvsd builds it, before any check has run (every server up).
+    let (mut snapshot, _) = cfg.snapshot(&interfaces, cfg.worker_count.unwrap_or(1).clamp(1, 8), &HealthState::default());
+    // The table's size is the memory check's business (rvsd checks it
+    // against the machine at start); a small one here.
+    snapshot.max_connections_per_core = snapshot.max_connections_per_core.min(1024);
     Pipeline::check(&snapshot).expect("an accepted configuration makes a valid snapshot");
     let snapshot = Arc::new(snapshot);
     let shared = Arc::new(SharedNeighbors::new(Pipeline::wanted_neighbors(&snapshot)));

@@ -6,7 +6,7 @@ use control::admin::{AdminServer, ControlInfo, Neighbor};
 use control::config::{self, Config};
 use control::health::{self, HealthState, Monitor};
 use control::{error, info};
-use dataplane::config::{Interface, Snapshot};
+use dataplane::config::Interface;
 use dataplane::counters::CoreCounters;
 use dataplane::dpdk::{Eal, Mempool, Port, Ring};
 use dataplane::neighbor::SharedNeighbors;
@@ -110,25 +110,6 @@ fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     v
 }
 
-/// The snapshot of `cfg` on the running `interfaces`, with a health board
-/// that starts from what the health checks know; and the checks to run.
-fn snapshot_of(cfg: &Config, interfaces: &[Interface], workers: u32, health: &HealthState) -> (Snapshot, Vec<health::Target>) {
-    let targets = health::targets(&cfg.services, &cfg.checks);
-    let board = health::board_for(&cfg.services, &targets, health);
-    let snapshot = Snapshot {
-        interfaces: interfaces.to_vec(),
-        routes: cfg.routes.clone(),
-        services: cfg.services.clone(),
-        timeouts: cfg.timeouts,
-        arp: cfg.arp,
-        max_connections_per_core: cfg.connections_per_core,
-        worker_cores: workers,
-        expire_nodest_conn: cfg.expire_nodest_conn,
-        health: board,
-    };
-    (snapshot, targets)
-}
-
 /// The control thread's handles a reload needs.
 struct Running<'a> {
     published: &'a Published,
@@ -147,7 +128,7 @@ fn reload(path: &Path, running: &Config, r: &Running<'_>) -> Result<Config, Stri
     if !changed.is_empty() {
         return Err(format!("{} changed: that needs a restart of rvsd", changed.join(", ")));
     }
-    let (snapshot, targets) = snapshot_of(&new, r.interfaces, r.workers, r.health);
+    let (snapshot, targets) = new.snapshot(r.interfaces, r.workers, r.health);
     let snapshot = Arc::new(snapshot);
     Pipeline::check(&snapshot).map_err(|e| e.to_string())?;
     let neighbors = Arc::new(Pipeline::neighbors_for_reload(&r.published.get().1, &snapshot));
@@ -263,7 +244,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
         error!("kernel route: {e}");
     }
     let health_state = Arc::new(HealthState::default());
-    let (snapshot, targets) = snapshot_of(cfg, &interfaces, u32::from(nworkers), &health_state);
+    let (snapshot, targets) = cfg.snapshot(&interfaces, u32::from(nworkers), &health_state);
     let snapshot = Arc::new(snapshot);
     let ports = Arc::new(ports);
     let taps = Arc::new(taps);
