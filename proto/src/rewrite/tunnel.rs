@@ -154,13 +154,10 @@ fn write_head(head: &mut [u8; ethernet::HEADER_LEN + MIN_HEADER_LEN], inner: u64
     // Ones' complement arithmetic is arithmetic modulo 0xffff, in which
     // 2^16 is 1: the word and the other terms can be added as one integer
     // (far below 2^64), whose 32-bit halves are then added with the carry
-    // brought back, and the 16-bit halves of that by a rotation (adding a
-    // 32-bit value to itself rotated by 16 leaves, in the top half, the
-    // sum of its halves with that carry already in).
+    // brought back, and `fold` finishes.
     let x = first + u64::from(to.outer.fixed_sum) + (u64::from(ttl) << 8);
     let (lo, carry) = (x as u32).overflowing_add((x >> 32) as u32);
-    let x32 = lo + u32::from(carry);
-    let check = !((x32.wrapping_add(x32.rotate_left(16)) >> 16) as u16);
+    let check = !checksum::fold(lo + u32::from(carry));
     let [c0, c1] = check.to_be_bytes();
     let (eth, ip) = head.split_at_mut(ethernet::HEADER_LEN);
     eth[..6].copy_from_slice(&to.dst_mac.0);
