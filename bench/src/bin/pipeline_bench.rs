@@ -231,7 +231,12 @@ fn prefetch_burst(p: &Pipeline, bufs: &[Vec<u8>], hints: &mut [Hint; BURST]) {
 /// its source port and address change per packet and the IP checksum is
 /// patched incrementally (a few instructions of harness per packet).
 fn new_connections(packets: u64) -> u64 {
-    let mut p = pipeline(packets as usize + 16);
+    open_connections(&mut pipeline(packets as usize + 16), packets)
+}
+
+/// `packets` SYNs of new connections (each from another client port)
+/// through `p`; returns how many were forwarded.
+fn open_connections(p: &mut Pipeline, packets: u64) -> u64 {
     let mut f = tcp_frame(0, true);
     let mut sent = 0;
     for k in 0..packets {
@@ -304,10 +309,19 @@ fn time() {
             );
         }
     }
-    let ns = median_ns_per_op(5, 200_000, |n| {
-        std::hint::black_box(new_connections(n));
-    });
-    println!("new TCP connection (SYN -> schedule wlc -> create), incl. frame building: {ns:.1} ns/packet (median of 5 x 200k)");
+    // A fresh table each run, made before the clock starts: what is timed
+    // is the connections, not making the table.
+    let mut samples: Vec<f64> = (0..5)
+        .map(|_| {
+            let mut p = pipeline(200_016);
+            let t = std::time::Instant::now();
+            std::hint::black_box(open_connections(&mut p, 200_000));
+            t.elapsed().as_nanos() as f64 / 200_000.0
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    let ns = samples[2];
+    println!("new TCP connection (SYN -> schedule wlc -> create), incl. frame building: {ns:.1} ns/packet (median of 5 x 200k, the table made beforehand)");
 }
 
 /// Lookups in bursts of this many (the worker's rx burst).
