@@ -911,11 +911,12 @@ impl Pipeline {
         let d = &mut self.services[service as usize].dests[dest as usize];
         d.traffic.pkts_in += 1;
         d.traffic.bytes_in += frame.len() as u64;
-        let (slot, out_port, out_mac) = (d.neighbor_slot as usize, d.out_port, d.out_mac);
-        let Some(real_mac) = self.neighbors.mac_of_slot(slot, now) else {
-            self.neighbors.request_soon_slot(slot, now);
+        let Some(real_mac) = self.neighbors.mac_of_slot(d.neighbor_slot as usize, now) else {
+            self.neighbors.request_soon_slot(d.neighbor_slot as usize, now);
             return Action::Drop(DropReason::NeighborUnresolved);
         };
+        // Read after the neighbor lookup (see `tunnel_to_real`).
+        let (out_port, out_mac) = (d.out_port, d.out_mac);
         self.send_from(out_port, out_mac, real_mac, frame)
     }
 
@@ -1017,23 +1018,26 @@ impl Pipeline {
         // Counted as received (as IPVS), without the outer header.
         d.traffic.pkts_in += 1;
         d.traffic.bytes_in += *len as u64;
-        let (slot, out_port, out_mac, mtu, outer) = (d.neighbor_slot as usize, d.out_port, d.out_mac, d.out_mtu, d.tunnel);
-        let Some(real_mac) = self.neighbors.mac_of_slot(slot, now) else {
-            self.neighbors.request_soon_slot(slot, now);
+        let Some(real_mac) = self.neighbors.mac_of_slot(d.neighbor_slot as usize, now) else {
+            self.neighbors.request_soon_slot(d.neighbor_slot as usize, now);
             return Action::Drop(DropReason::NeighborUnresolved);
         };
         self.ip_ident = self.ip_ident.wrapping_add(1);
-        // Made where it is used: the general path is out of line, and a
-        // hop shared with it would have to be built in memory.
+        // The record's fields are read where they are used, through `d`:
+        // copied out before the neighbor lookup, they were spilled to the
+        // stack and read back (8 instructions a packet). The hop is made
+        // where it is used: the general path is out of line, and a hop
+        // shared with it would have to be built in memory.
         let ident = self.ip_ident;
-        let to = || tunnel::Hop { outer: &outer, ident, mtu, src_mac: out_mac, dst_mac: real_mac };
+        let to = || tunnel::Hop { outer: &d.tunnel, ident, mtu: d.out_mtu, src_mac: d.out_mac, dst_mac: real_mac };
         let encapsulated = if plain { tunnel::ipip_encapsulate_plain(buf, *head, &to()) } else { tunnel::ipip_encapsulate(buf, *head, *len, &to()) };
         match encapsulated {
             Ok(new_head) => {
+                let port = d.out_port;
                 *head = new_head;
                 *len += tunnel::OVERHEAD;
                 self.counters.forwarded.inc();
-                Action::Transmit { port: out_port }
+                Action::Transmit { port }
             }
             Err(e) => self.tunnel_failed(e, in_port, buf, *head, len),
         }
