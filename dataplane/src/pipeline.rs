@@ -1030,17 +1030,24 @@ impl Pipeline {
         // shared with it would have to be built in memory.
         let ident = self.ip_ident;
         let to = || tunnel::Hop { outer: &d.tunnel, ident, mtu: d.out_mtu, src_mac: d.out_mac, dst_mac: real_mac };
-        let encapsulated = if plain { tunnel::ipip_encapsulate_plain(buf, *head, &to()) } else { tunnel::ipip_encapsulate(buf, *head, *len, &to()) };
-        match encapsulated {
-            Ok(new_head) => {
-                let port = d.out_port;
-                *head = new_head;
-                *len += tunnel::OVERHEAD;
-                self.counters.forwarded.inc();
-                Action::Transmit { port }
+        // Each way matched on its own: one result for both would be made
+        // in memory.
+        let encapsulated = if plain {
+            match tunnel::ipip_encapsulate_plain(buf, *head, &to()) {
+                Ok(new_head) => new_head,
+                Err(e) => return self.tunnel_failed(e, in_port, buf, *head, len),
             }
-            Err(e) => self.tunnel_failed(e, in_port, buf, *head, len),
-        }
+        } else {
+            match tunnel::ipip_encapsulate(buf, *head, *len, &to()) {
+                Ok(new_head) => new_head,
+                Err(e) => return self.tunnel_failed(e, in_port, buf, *head, len),
+            }
+        };
+        let port = d.out_port;
+        *head = encapsulated;
+        *len += tunnel::OVERHEAD;
+        self.counters.forwarded.inc();
+        Action::Transmit { port }
     }
 
     #[cold]
