@@ -603,8 +603,6 @@ impl Pipeline {
                 Err(action) => return action,
             },
         };
-        // What the NAT rewrites need not check again (see `nat_rewrite`).
-        let shape = plain.then_some(proto == L4Proto::Udp);
 
         if self.steering {
             if let Some(owner) = self.owner(&FlowKey::from_words(words)) {
@@ -637,13 +635,16 @@ impl Pipeline {
             },
         };
         // Each mode in its own function: this one stays small, and each
-        // reads only what it needs from the entry.
+        // reads only what it needs from the entry. `shape`: what the NAT
+        // rewrites need not check again (see `nat_rewrite`); made here,
+        // not before the lookup, which it would have to outlast.
+        let shape = || plain.then_some(proto == L4Proto::Udp);
         match (self.services[service as usize].mode, dir) {
             (ForwardingMode::DirectRoute, Dir::In) => self.send_to_real(service, dest, frame, now),
-            (ForwardingMode::Nat, Dir::In) => self.nat_in(slot, service, dest, frame, shape, now),
-            (ForwardingMode::Nat, Dir::Out) => self.nat_out(slot, service, dest, frame, shape),
-            (ForwardingMode::FullNat, Dir::In) => self.fullnat_in(slot, service, dest, flags, shape, buf, head, len, now),
-            (ForwardingMode::FullNat, Dir::Out) => self.fullnat_out(slot, service, dest, flags, shape, frame),
+            (ForwardingMode::Nat, Dir::In) => self.nat_in(slot, service, dest, frame, shape(), now),
+            (ForwardingMode::Nat, Dir::Out) => self.nat_out(slot, service, dest, frame, shape()),
+            (ForwardingMode::FullNat, Dir::In) => self.fullnat_in(slot, service, dest, flags, shape(), buf, head, len, now),
+            (ForwardingMode::FullNat, Dir::Out) => self.fullnat_out(slot, service, dest, flags, shape(), frame),
             (ForwardingMode::Tun, Dir::In) => self.tunnel_to_real(service, dest, plain, port, buf, head, len, now),
             // DR and TUN connections have no reply tuple.
             (ForwardingMode::DirectRoute | ForwardingMode::Tun, Dir::Out) => Action::Drop(DropReason::NotForUs),
