@@ -206,14 +206,15 @@ pub enum Lookup {
     /// Live: the connection's slot (read it with [`ConnTable::get`]; it
     /// is not copied out, a hit being the common case), the packet's
     /// direction, what every packet needs of the entry (its service and
-    /// real server), and whether it was and is active.
+    /// real server), and whether it is active now if this packet changed
+    /// that (`None`: it did not; one value rather than before and after,
+    /// which the hot path kept in two registers and compared).
     Hit {
         slot: u32,
         dir: Dir,
         service: u32,
         dest: u32,
-        was_active: bool,
-        active: bool,
+        turned: Option<bool>,
     },
     /// Found but over (expired, or its client port reused for a new
     /// connection): removed now. Its last state is still in `slot` (read
@@ -450,7 +451,7 @@ impl ConnTable {
             return Lookup::Expired { slot: r.slot };
         }
         // UDP and ICMP flows are always active; a TCP one as its state.
-        let (mut was_active, mut active) = (true, true);
+        let mut turned = None;
         if let Some(s) = slot.conn.tcp {
             // A client that reuses the port of a connection that is
             // closing starts a new one (IPVS's conn_reuse_mode=1): it is
@@ -465,7 +466,9 @@ impl ConnTable {
                 slot.conn.tcp = Some(next);
                 slot.timer = timer_class(proto, Some(next));
             }
-            (was_active, active) = (s.is_active(), next.is_active());
+            if s.is_active() != next.is_active() {
+                turned = Some(next.is_active());
+            }
         }
         let expires = now + self.timeouts[usize::from(slot.timer & 7)];
         slot.conn.expires = expires;
@@ -475,7 +478,7 @@ impl ConnTable {
             self.unlink(r.slot);
             self.link(r.slot);
         }
-        Lookup::Hit { slot: r.slot, dir: r.dir, service, dest, was_active, active }
+        Lookup::Hit { slot: r.slot, dir: r.dir, service, dest, turned }
     }
 
     /// [`Self::find`], unless `hint` names a live entry of this tuple, or
@@ -727,10 +730,11 @@ mod tests {
     /// Runs a lookup that must hit; returns a copy of the connection.
     fn hit_of(t: &mut ConnTable, lookup: impl FnOnce(&mut ConnTable) -> Lookup) -> (Conn, Dir, bool) {
         match lookup(t) {
-            Lookup::Hit { slot, dir, service, dest, was_active, active } => {
+            Lookup::Hit { slot, dir, service, dest, turned } => {
                 let c = *t.get(slot);
-                assert_eq!((service, dest, active), (c.service, c.dest, c.is_active()));
-                (c, dir, was_active)
+                assert_eq!((service, dest), (c.service, c.dest));
+                assert!(turned.is_none_or(|now| now == c.is_active()), "turned to what it is");
+                (c, dir, turned.map_or(c.is_active(), |now| !now))
             }
             other => panic!("expected a hit, got {other:?}"),
         }

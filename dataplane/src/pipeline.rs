@@ -614,8 +614,8 @@ impl Pipeline {
         }
 
         let (slot, dir, service, dest) = match self.conns.lookup_hinted(words, hint, proto, flags, now) {
-            Lookup::Hit { slot, dir, service, dest, was_active, active } => {
-                if active != was_active {
+            Lookup::Hit { slot, dir, service, dest, turned } => {
+                if let Some(active) = turned {
                     self.services[service as usize].pool.set_active(dest as usize, active);
                 }
                 if self.expire_nodest_conn && self.services[service as usize].pool.dest(dest as usize).removed {
