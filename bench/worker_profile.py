@@ -53,13 +53,19 @@ def profile(mode, work):
     # take well over stop()'s usual 10 s (killed, it leaves no profile).
     tp.stop(dut, timeout=180)
     log.seek(0)
-    forwarded = [int(x) for x in re.findall(r"stats lcore=\d+ .*? forwarded=(\d+)", log.read())]
+    text = log.read()
+    forwarded = [int(x) for x in re.findall(r"stats lcore=\d+ .*? forwarded=(\d+)", text)]
+    if not forwarded or forwarded[-1] == 0:
+        # Say what rvsd said: a run that forwarded nothing is a finding
+        # to look into, not a number.
+        tail = "\n".join(text.splitlines()[-15:])
+        sys.exit(f"worker_profile: rvsd ({mode}) forwarded nothing; the end of its log:\n{tail}")
     # The worker is the thread that ran the most instructions.
     files = [os.path.join(work, f) for f in os.listdir(work) if f.startswith(f"cg-{mode}-")]
     if not files:
         sys.exit(f"worker_profile: rvsd ({mode}) under callgrind left no profile")
     worker = max(files, key=total)
-    return (forwarded[-1] if forwarded else 0), worker
+    return forwarded[-1], worker
 
 
 def total(path):
@@ -90,8 +96,6 @@ def main():
     with tempfile.TemporaryDirectory(prefix="rvs-wprof-") as work:
         for mode in MODES:
             forwarded, worker = profile(mode, work)
-            if forwarded == 0:
-                sys.exit(f"worker_profile: rvsd ({mode}) forwarded nothing")
             whole, parts = total(worker), inclusive(worker)
             per = {n: c / forwarded for n, c in parts.items()}
             rest = (whole - sum(parts.values())) / forwarded
