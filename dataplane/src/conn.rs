@@ -1028,10 +1028,10 @@ mod tests {
         /// The memo never changes an answer: two tables given the same
         /// inserts (with and without reply tuples), removals, lookups from
         /// either side with any flags, time jumps and sweeps agree in
-        /// everything, one consulting its memo and one not (its memo
-        /// emptied before every lookup, so it is found through the index
-        /// every time, as without a memo). Now and then
-        /// every memo entry is overwritten with one slot number (of a live
+        /// everything, one consulting its memo and one not (its memo is
+        /// emptied before every lookup, so every lookup goes through the
+        /// index, as without a memo). Now and then every entry of the
+        /// first one's memo is overwritten with one slot number (of a live
         /// connection, a gone one, or none), as if all tuples shared one
         /// entry that another wrote last.
         #[test]
@@ -1077,8 +1077,8 @@ mod tests {
         assert!(!t.recent.contains(&slot), "nor for a reply");
         t.lookup(&key(1), L4Proto::Tcp, ACK, SEC);
         assert_eq!(t.recent.iter().filter(|&&s| s == slot).count(), 1, "the client's tuple is remembered");
-        // Found through the memo: with its index entry gone (as no table
-        // would be), the lookup still finds the connection.
+        // Found through the memo: with its index entry taken away (a state
+        // no table gets into by itself), the lookup still finds it.
         let hash = t.index.hash(key(1).words());
         t.index.remove(hash, Ref { slot, dir: Dir::In }.packed());
         assert!(matches!(t.lookup(&key(1), L4Proto::Tcp, ACK, SEC), Lookup::Hit { slot: s, dir: Dir::In, .. } if s == slot));
