@@ -32,7 +32,7 @@ cleanup() {
         kill -TERM "$RVSD_PID"; wait "$RVSD_PID" 2>/dev/null
     fi
     scripts/topology.sh down "$P"
-    rm -rf "$WORK"
+    rm -rf "$WORK" "/var/run/dpdk/rvs-demo-$$"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

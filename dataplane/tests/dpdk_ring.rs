@@ -13,6 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Removes this process's DPDK runtime directory when dropped (at the
+/// test's end, passed or not): DPDK leaves it behind, one per run.
+struct RuntimeDir;
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/rvs-test-{}", std::process::id()));
+    }
+}
+
 fn eal() -> Eal {
     let args: Vec<String> = ["-l", "0", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry", "--log-level", "error", "--vdev=net_ring0"]
         .iter()
@@ -38,6 +48,7 @@ fn frame(m: &mut Mbuf, tag: u8) {
 
 #[test]
 fn dpdk_ownership_and_worker_on_net_ring() {
+    let _dir = RuntimeDir;
     let eal = eal();
     assert!(Eal::init(&[]).is_err(), "a second EAL init is refused");
     let pool = Arc::new(Mempool::new(&eal, "test_pool", 2047, 0).unwrap());

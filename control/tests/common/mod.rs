@@ -311,6 +311,10 @@ impl Drop for Lab {
         }
         let _ = Command::new("bash").arg(script("topology.sh")).args(["down", &self.prefix]).status();
         let _ = std::fs::remove_dir_all(&self.dir);
+        // DPDK's runtime directory of the rvsd this lab ran (its
+        // `--file-prefix`): killed, rvsd leaves it behind, and every run
+        // of the suite would add one per lab.
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}-{}", self.prefix, std::process::id()));
     }
 }
 
