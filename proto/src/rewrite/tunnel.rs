@@ -102,8 +102,8 @@ pub fn ipip_encapsulate_plain(buf: &mut [u8], start: usize, to: &Hop) -> core::r
     const ETH: usize = ethernet::HEADER_LEN;
     // One window, one bounds check: the headroom the outer header takes,
     // the Ethernet header, and the inner IPv4 header.
-    let window = start.checked_sub(OVERHEAD).and_then(|s| buf.get_mut(s..start + ETH + MIN_HEADER_LEN));
-    let Some(w) = window.and_then(|w| <&mut [u8; OVERHEAD + ETH + MIN_HEADER_LEN]>::try_from(w).ok()) else {
+    let window = start.checked_sub(OVERHEAD).and_then(|s| buf.get_mut(s..));
+    let Some(w) = window.and_then(|w| w.first_chunk_mut::<{ OVERHEAD + ETH + MIN_HEADER_LEN }>()) else {
         return Err(plain_refused(buf, start, to.mtu));
     };
     let (head, inner) = w.split_at_mut(ETH + MIN_HEADER_LEN);
