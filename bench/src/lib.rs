@@ -6,10 +6,18 @@ use std::time::{Duration, Instant};
 /// the median nanoseconds per operation. The median of repeated runs is
 /// robust to the host moving our vCPU around mid-run.
 pub fn median_ns_per_op(runs: usize, iters: u64, mut f: impl FnMut(u64)) -> f64 {
+    median_ns_per_op_after(runs, iters, || (), |_, iters| f(iters))
+}
+
+/// As [`median_ns_per_op`], with `setup` run before each run and not
+/// timed (a fresh table, say); `f` gets what it made, which is dropped
+/// after the clock stops.
+pub fn median_ns_per_op_after<S>(runs: usize, iters: u64, mut setup: impl FnMut() -> S, mut f: impl FnMut(&mut S, u64)) -> f64 {
     let mut samples: Vec<f64> = (0..runs)
         .map(|_| {
+            let mut state = setup();
             let t = Instant::now();
-            f(iters);
+            f(&mut state, iters);
             t.elapsed().as_nanos() as f64 / iters as f64
         })
         .collect();

@@ -13,7 +13,7 @@
 //! `bench/pipeline.sh` runs `count` under callgrind at two lengths and
 //! reports instructions per packet (the difference, so setup cancels).
 
-use bench::{median_ns_per_op, Rng};
+use bench::{median_ns_per_op, median_ns_per_op_after, Rng};
 use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
 use dataplane::conn::{Binding, ConnTable, FlowKey, Hint, Lookup, TupleHash};
 use dataplane::pipeline::{Action, Pipeline};
@@ -311,16 +311,14 @@ fn time() {
     }
     // A fresh table each run, made before the clock starts: what is timed
     // is the connections, not making the table.
-    let mut samples: Vec<f64> = (0..5)
-        .map(|_| {
-            let mut p = pipeline(200_016);
-            let t = std::time::Instant::now();
-            std::hint::black_box(open_connections(&mut p, 200_000));
-            t.elapsed().as_nanos() as f64 / 200_000.0
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    let ns = samples[2];
+    let ns = median_ns_per_op_after(
+        5,
+        200_000,
+        || pipeline(200_016),
+        |p, n| {
+            std::hint::black_box(open_connections(p, n));
+        },
+    );
     println!("new TCP connection (SYN -> schedule wlc -> create), incl. frame building: {ns:.1} ns/packet (median of 5 x 200k, the table made beforehand)");
 }
 
