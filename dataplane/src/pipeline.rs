@@ -1307,8 +1307,10 @@ fn fast_parse(f: &[u8]) -> Option<(TupleWords, L4Proto, u8)> {
 fn tuple_words_at<const N: usize>(f: &[u8; N], proto: u8) -> TupleWords {
     const { assert!(N >= 38) };
     let addrs = u64::from_le_bytes([f[26], f[27], f[28], f[29], f[30], f[31], f[32], f[33]]);
-    let port = |at: usize| u64::from(u16::from_be_bytes([f[at], f[at + 1]]));
-    (addrs, port(34) | port(36) << 16 | u64::from(proto) << 32)
+    // Both ports in one load: big-endian, that is sport << 16 | dport;
+    // rotated, dport << 16 | sport, as the words have them.
+    let ports = u32::from_be_bytes([f[34], f[35], f[36], f[37]]).rotate_left(16);
+    (addrs, u64::from(ports) | u64::from(proto) << 32)
 }
 
 /// Checks what a snapshot promises the data plane.
