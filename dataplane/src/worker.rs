@@ -190,7 +190,7 @@ impl Worker {
                 let n = rings[usize::from(queue)].dequeue(&mut rx, self.settings.burst);
                 got += n;
                 counters.redirected_in.add(n as u64);
-                while let Some(m) = rx.pop() {
+                for m in rx.drain() {
                     let port = m.port();
                     self.handle(port, m, now, Hint::NONE, &mut out, &counters);
                 }
@@ -199,8 +199,7 @@ impl Worker {
                 let n = port.rx(queue, &mut rx, self.settings.burst);
                 got += n;
                 counters.rx_packets.add(n as u64);
-                let prefetched = n > 1 && self.pipeline.connections() >= self.settings.prefetch_from;
-                if prefetched {
+                if n > 1 && self.pipeline.connections() >= self.settings.prefetch_from {
                     // Every frame's cache misses at once, not one by one;
                     // what the stages found spares each lookup its search.
                     let mut k = 0;
@@ -211,12 +210,14 @@ impl Worker {
                     for (hint, &hash) in hints.iter_mut().zip(&hashes[..k]) {
                         *hint = self.pipeline.prefetch_entry(hash);
                     }
+                } else {
+                    hints[..n.min(MAX_BURST)].fill(Hint::NONE);
                 }
-                let mut k = 0;
-                while let Some(m) = rx.pop() {
-                    let hint = if prefetched { hints[k] } else { Hint::NONE };
-                    k += 1;
-                    self.handle(port.id(), m, now, hint, &mut out, &counters);
+                // Read once: the pipeline's calls could, for all the
+                // compiler knows, change the port.
+                let id = port.id();
+                for (m, &hint) in rx.drain().zip(&hints) {
+                    self.handle(id, m, now, hint, &mut out, &counters);
                 }
             }
             // What the kernel sends leaves through its data port unchanged.
@@ -227,7 +228,7 @@ impl Worker {
                     let n = tap.rx(queue, &mut rx, self.settings.burst);
                     got += n;
                     counters.from_kernel.add(n as u64);
-                    while let Some(m) = rx.pop() {
+                    for m in rx.drain() {
                         push_or_flush(&ports, i, queue, &mut out.tx[i], m, &counters);
                     }
                 }

@@ -92,6 +92,24 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     drop(b);
     assert_eq!(pool.in_use(), 0);
 
+    // A drained burst hands its mbufs out in order and is empty at once;
+    // a drain dropped half-way frees the rest.
+    let mut b = Burst::new();
+    for tag in 0..6 {
+        let mut m = Mbuf::alloc(&pool).unwrap();
+        frame(&mut m, tag);
+        b.push(m).unwrap();
+    }
+    let mut drain = b.drain();
+    let first: Vec<Mbuf> = drain.by_ref().take(2).collect();
+    assert_eq!(first.iter().map(|m| m.data()[14]).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(drain.next().map(|m| m.data()[14]), Some(2));
+    drop(drain);
+    assert!(b.is_empty());
+    assert_eq!(pool.in_use(), 2, "only the two kept are out of the pool");
+    drop(first);
+    assert_eq!(pool.in_use(), 0);
+
     // 3. A full burst hands the extra mbuf back instead of losing it.
     let mut b = Burst::new();
     for _ in 0..MAX_BURST {

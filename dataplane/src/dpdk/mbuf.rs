@@ -191,7 +191,9 @@ impl Burst {
     /// Adds an mbuf; gives it back when the burst is full.
     #[inline]
     pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
-        if self.len == MAX_BURST {
+        // `>=`, not `==`: then the compiler knows the index below is in
+        // bounds and checks once.
+        if self.len >= MAX_BURST {
             return Err(m);
         }
         self.ptrs[self.len] = m.into_raw();
@@ -230,6 +232,19 @@ impl Burst {
         // SAFETY: every pointer in head..len is an owned, valid mbuf
         // (put there by push or by the driver on rx); it leaves the burst here.
         NonNull::new(p).map(|p| unsafe { Mbuf::from_raw(p) })
+    }
+
+    /// Takes every mbuf out, in order: an iterator over them that frees
+    /// whatever it has not handed out when dropped. The burst is empty
+    /// from the start. (What the worker takes a received burst apart
+    /// with: unlike [`Self::pop`], it keeps its position in a register
+    /// across the pipeline's calls, with no bounds checks.)
+    #[inline]
+    pub fn drain(&mut self) -> Drain<'_> {
+        let (head, len) = (self.head, self.len);
+        self.head = 0;
+        self.len = 0;
+        Drain { ptrs: self.ptrs[head..len].iter() }
     }
 
     /// Empty space for the driver to fill: (pointer to the first free slot,
@@ -275,5 +290,36 @@ impl Burst {
 impl Drop for Burst {
     fn drop(&mut self) {
         self.free_rest();
+    }
+}
+
+/// The mbufs of a burst, taken out in order ([`Burst::drain`]).
+pub struct Drain<'a> {
+    /// Owned mbufs not handed out yet.
+    ptrs: core::slice::Iter<'a, *mut rte_mbuf>,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        let &p = self.ptrs.next()?;
+        // SAFETY: the pointers left in `ptrs` are owned, valid mbufs (put
+        // in the burst by push or by the driver on rx); each leaves here once.
+        NonNull::new(p).map(|p| unsafe { Mbuf::from_raw(p) })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.ptrs.size_hint()
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        for &p in self.ptrs.by_ref() {
+            // SAFETY: owned mbufs not handed out; each freed once.
+            unsafe { dpdk_sys::rte_pktmbuf_free(p) };
+        }
     }
 }
