@@ -327,8 +327,12 @@ const BURST: usize = 32;
 
 /// `sizes`: the table sizes to measure (all four by default).
 fn lookup(sizes: &[usize]) {
-    println!("| connections in the table | ns per hit, 4,096 recurring flows | ns per hit, uniform over all | the same, bursts of {BURST} prefetched | uniform, bursts of {BURST} prefetched | table bytes per connection |");
-    println!("|---|---|---|---|---|---|");
+    // Three kinds of traffic: a hot set of 1,024 flows (as many as the
+    // smallest table has connections: the same working set at every size,
+    // so only the table's size changes), one of 4,096 (four times that),
+    // and lookups spread uniformly over every connection.
+    println!("| connections in the table | ns per hit, 1,024 recurring flows | 4,096 recurring flows | uniform over all | 1,024 recurring, bursts of {BURST} prefetched | 4,096 recurring, bursts | uniform, bursts | table bytes per connection |");
+    println!("|---|---|---|---|---|---|---|---|");
     for &n in sizes {
         // Memory from before the table exists: its index is written when
         // it is made, the slab as connections come.
@@ -341,8 +345,21 @@ fn lookup(sizes: &[usize]) {
         }
         let per_conn = (rss_bytes().saturating_sub(rss0)) as f64 / n as f64;
         let mut rng = Rng(42);
-        let mut keys_of = |set: usize| -> Vec<FlowKey> { (0..set).map(|_| key(rng.next_u64() % n as u64)).collect() };
-        let (hot, uniform) = (keys_of(4096), keys_of(1 << 20));
+        // A hot set: `set` distinct connections (every one, in turn, in a
+        // table with fewer), in random order.
+        let mut hot_set = |set: usize| -> Vec<FlowKey> {
+            let mut picked = std::collections::HashSet::new();
+            let mut keys: Vec<FlowKey> = (0..set)
+                .map(|i| if set <= n { (0..).map(|_| rng.next_u64() % n as u64).find(|&c| picked.insert(c)).unwrap_or(0) } else { (i % n) as u64 })
+                .map(key)
+                .collect();
+            for i in (1..keys.len()).rev() {
+                keys.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+            }
+            keys
+        };
+        let (hot, warm) = (hot_set(1024), hot_set(4096));
+        let uniform: Vec<FlowKey> = (0..1 << 20).map(|_| key(rng.next_u64() % n as u64)).collect();
         // One lookup at a time, each waiting for its own cache misses.
         let single = |t: &mut ConnTable, keys: &[FlowKey]| {
             let mut k = 0;
@@ -375,9 +392,9 @@ fn lookup(sizes: &[usize]) {
                 }
             })
         };
-        let (h1, u1) = (single(&mut t, &hot), single(&mut t, &uniform));
-        let (h2, u2) = (burst(&mut t, &hot), burst(&mut t, &uniform));
-        println!("| {n} | {h1:.1} | {u1:.1} | {h2:.1} | {u2:.1} | {per_conn:.0} |");
+        let (h1, w1, u1) = (single(&mut t, &hot), single(&mut t, &warm), single(&mut t, &uniform));
+        let (h2, w2, u2) = (burst(&mut t, &hot), burst(&mut t, &warm), burst(&mut t, &uniform));
+        println!("| {n} | {h1:.1} | {w1:.1} | {u1:.1} | {h2:.1} | {w2:.1} | {u2:.1} | {per_conn:.0} |");
     }
 }
 
