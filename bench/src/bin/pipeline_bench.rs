@@ -327,10 +327,10 @@ const BURST: usize = 32;
 
 /// `sizes`: the table sizes to measure (all four by default).
 fn lookup(sizes: &[usize]) {
-    // Three kinds of traffic: a hot set of 1,024 flows (as many as the
-    // smallest table has connections: the same working set at every size,
-    // so only the table's size changes), one of 4,096 (four times that),
-    // and lookups spread uniformly over every connection.
+    // Three kinds of traffic: a hot set of 1,024 flows (about as many as
+    // the smallest table has connections: the same working set at every
+    // size, so only the table's size changes), one of 4,096 (four times
+    // that), and lookups spread uniformly over every connection.
     println!("| connections in the table | ns per hit, 1,024 recurring flows | 4,096 recurring flows | uniform over all | 1,024 recurring, bursts of {BURST} prefetched | 4,096 recurring, bursts | uniform, bursts | table bytes per connection |");
     println!("|---|---|---|---|---|---|---|---|");
     for &n in sizes {
@@ -350,7 +350,7 @@ fn lookup(sizes: &[usize]) {
         let mut hot_set = |set: usize| -> Vec<FlowKey> {
             let mut picked = std::collections::HashSet::new();
             let mut keys: Vec<FlowKey> = (0..set)
-                .map(|i| if set <= n { (0..).map(|_| rng.next_u64() % n as u64).find(|&c| picked.insert(c)).unwrap_or(0) } else { (i % n) as u64 })
+                .map(|i| if set <= n { std::iter::repeat_with(|| rng.next_u64() % n as u64).find(|&c| picked.insert(c)).unwrap_or(0) } else { (i % n) as u64 })
                 .map(key)
                 .collect();
             for i in (1..keys.len()).rev() {
