@@ -116,6 +116,11 @@ pub fn rewrite(packet: &mut [u8], src: Option<Endpoint>, dst: Option<Endpoint>) 
 /// connection's packets in one direction all carry the same tuple and
 /// get the same new one, so the change to their checksums is the same
 /// (RFC 1624: the sum of ~old + new over the changed words).
+///
+/// Both are kept as the two bytes lie in a packet, read in native order:
+/// a one's complement sum is the same sum whichever byte of each word is
+/// the high one (RFC 1071, 2.B), so the checksums are updated as they lie
+/// in the packet, without swapping them in and out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Delta4 {
     /// For the IP header checksum (the addresses).
@@ -136,7 +141,8 @@ impl Delta4 {
                 port += u32::from(!old_port) + u32::from(p);
             }
         }
-        Delta4 { ip: crate::checksum::fold(addr), l4: crate::checksum::fold(addr + port) }
+        let wire = |sum: u32| u16::from_ne_bytes(crate::checksum::fold(sum).to_be_bytes());
+        Delta4 { ip: wire(addr), l4: wire(addr + port) }
     }
 }
 
@@ -192,16 +198,19 @@ pub fn rewrite_v4_known_shape(h: &mut [u8; 40], udp: bool, src: Option<(Ipv4Addr
             h[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
         }
     }
-    let ip_check = !crate::checksum::fold((!be16(h, 10) & 0xffff) + u32::from(delta.ip));
-    h[10..12].copy_from_slice(&ip_check.to_be_bytes());
-    let old = be16(h, check_at);
+    // Native order, as the deltas (see [`Delta4`]): 0 and 0xffff read
+    // the same either way.
+    let ne16 = |h: &[u8; 40], at: usize| u32::from(u16::from_ne_bytes([h[at], h[at + 1]]));
+    let ip_check = !crate::checksum::fold((!ne16(h, 10) & 0xffff) + u32::from(delta.ip));
+    h[10..12].copy_from_slice(&ip_check.to_ne_bytes());
+    let old = ne16(h, check_at);
     // UDP over IPv4 with checksum 0 carries none, and keeps none.
     if !(udp && old == 0) {
         let mut c = !crate::checksum::fold((!old & 0xffff) + u32::from(delta.l4));
         if udp && c == 0 {
             c = 0xffff;
         }
-        h[check_at..check_at + 2].copy_from_slice(&c.to_be_bytes());
+        h[check_at..check_at + 2].copy_from_slice(&c.to_ne_bytes());
     }
 }
 
