@@ -55,7 +55,7 @@ fn benches(c: &mut Criterion) {
 
     let mut buf = vec![0u8; 20 + f.len()];
     let outer = tunnel::Outer::new(lip.addr_v4(), rs.addr_v4());
-    let to = tunnel::Hop { outer: &outer, ident: 1, mtu: 1500, src_mac: MacAddr::ZERO, dst_mac: MacAddr::ZERO };
+    let to = tunnel::Hop { outer: &outer, ident: 1, mtu: 1500, src_ipv4: proto::rewrite::src_ipv4_word(MacAddr::ZERO), dst: 0 };
     g.bench_function("ipip_encap_incl_copy", |b| {
         b.iter(|| {
             buf[20..].copy_from_slice(&f);

@@ -196,9 +196,18 @@ impl NeighborTable {
     /// The MAC of slot `i`, if known and not expired.
     #[inline]
     pub fn mac_of_slot(&self, i: usize, now: u64) -> Option<MacAddr> {
-        let (mac, confirmed) = self.shared.get(i);
-        let mac = mac?;
-        (now.saturating_sub(confirmed) < self.expire_ns).then_some(mac)
+        self.mac_word_of_slot(i, now).and_then(unpack)
+    }
+
+    /// As [`Self::mac_of_slot`], the MAC as a word: its six bytes the
+    /// word's low ones, little-endian (what
+    /// `proto::rewrite::direct_route_ipv4` stores; the top two bytes are
+    /// not the MAC's).
+    #[inline]
+    pub fn mac_word_of_slot(&self, i: usize, now: u64) -> Option<u64> {
+        let s = self.shared.slots.get(i)?;
+        let word = s.mac.load(Relaxed);
+        (word & VALID != 0 && now.saturating_sub(s.confirmed_at.load(Relaxed)) < self.expire_ns).then_some(word)
     }
 
     /// The port slot `i`'s address is reached on (fixed for the slot).

@@ -76,11 +76,12 @@ struct Dest {
     /// Its port (NAT may map ports).
     port: u16,
     /// Its next hop's slot in the neighbor table (`u32::MAX`: none), the
-    /// port that next hop is on and our MAC there (fixed per slot: kept
-    /// here so a packet does not look them up).
+    /// port that next hop is on and our MAC there with IPv4's EtherType,
+    /// as `proto::rewrite::direct_route_ipv4` writes them (fixed per slot:
+    /// kept here so a packet does not look them up).
     neighbor_slot: u32,
     out_port: u16,
-    out_mac: MacAddr,
+    out_src_word: u64,
     /// The MTU of `out_port`'s interface, and TUN's outer header template
     /// from that interface's address to this server.
     out_mtu: u16,
@@ -304,7 +305,8 @@ impl Pipeline {
                 match (slot, port, iface) {
                     (Some(slot), Some(port), Some(&k)) => {
                         let iface = &self.snapshot.interfaces[usize::from(k)];
-                        (d.neighbor_slot, d.out_port, d.out_mac) = (slot as u32, port, iface.mac);
+                        (d.neighbor_slot, d.out_port) = (slot as u32, port);
+                        d.out_src_word = proto::rewrite::src_ipv4_word(iface.mac);
                         (d.out_mtu, d.tunnel) = (iface.mtu, tunnel::Outer::new(iface.addr, d.addr));
                     }
                     _ => d.neighbor_slot = u32::MAX,
@@ -912,13 +914,19 @@ impl Pipeline {
         let d = &mut self.services[service as usize].dests[dest as usize];
         d.traffic.pkts_in += 1;
         d.traffic.bytes_in += frame.len() as u64;
-        let Some(real_mac) = self.neighbors.mac_of_slot(d.neighbor_slot as usize, now) else {
+        let Some(real_mac) = self.neighbors.mac_word_of_slot(d.neighbor_slot as usize, now) else {
             self.neighbors.request_soon_slot(d.neighbor_slot as usize, now);
             return Action::Drop(DropReason::NeighborUnresolved);
         };
         // Read after the neighbor lookup (see `tunnel_to_real`).
-        let (out_port, out_mac) = (d.out_port, d.out_mac);
-        self.send_from(out_port, out_mac, real_mac, frame)
+        let (out_port, src) = (d.out_port, d.out_src_word);
+        // Only IPv4 frames are forwarded: the EtherType written is theirs.
+        let Some(h) = frame.first_chunk_mut::<{ ethernet::HEADER_LEN }>() else {
+            return Action::Drop(DropReason::MalformedFrame);
+        };
+        proto::rewrite::direct_route_ipv4(h, real_mac, src);
+        self.counters.forwarded.inc();
+        Action::Transmit { port: out_port }
     }
 
     /// The connection key an ICMPv4 error is about: its embedded packet is
@@ -1019,7 +1027,7 @@ impl Pipeline {
         // Counted as received (as IPVS), without the outer header.
         d.traffic.pkts_in += 1;
         d.traffic.bytes_in += *len as u64;
-        let Some(real_mac) = self.neighbors.mac_of_slot(d.neighbor_slot as usize, now) else {
+        let Some(real_mac) = self.neighbors.mac_word_of_slot(d.neighbor_slot as usize, now) else {
             self.neighbors.request_soon_slot(d.neighbor_slot as usize, now);
             return Action::Drop(DropReason::NeighborUnresolved);
         };
@@ -1030,7 +1038,7 @@ impl Pipeline {
         // where it is used: the general path is out of line, and a hop
         // shared with it would have to be built in memory.
         let ident = self.ip_ident;
-        let to = || tunnel::Hop { outer: &d.tunnel, ident, mtu: d.out_mtu, src_mac: d.out_mac, dst_mac: real_mac };
+        let to = || tunnel::Hop { outer: &d.tunnel, ident, mtu: d.out_mtu, src_ipv4: d.out_src_word, dst: real_mac };
         // Each way matched on its own: one result for both would be made
         // in memory.
         let encapsulated = if plain {
@@ -1361,7 +1369,7 @@ impl Dest {
             port,
             neighbor_slot: u32::MAX,
             out_port: 0,
-            out_mac: MacAddr::ZERO,
+            out_src_word: 0,
             out_mtu: 0,
             tunnel: tunnel::Outer::new(Ipv4Addr::UNSPECIFIED, addr),
             health_slot,

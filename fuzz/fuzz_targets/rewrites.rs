@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     buf.extend_from_slice(packet);
     let outer = tunnel::Outer::new(a4(0), a4(4));
     let (smac, dmac) = (MacAddr([1; 6]), MacAddr([2; 6]));
-    let to = tunnel::Hop { outer: &outer, ident: port(8), mtu: port(10), src_mac: smac, dst_mac: dmac };
+    let to = tunnel::Hop { outer: &outer, ident: port(8), mtu: port(10), src_ipv4: proto::rewrite::src_ipv4_word(smac), dst: proto::rewrite::mac_word(dmac) };
     if let Ok(start) = tunnel::ipip_encapsulate(&mut buf.clone(), head, packet.len(), &to) {
         assert!(start + packet.len() + tunnel::OVERHEAD <= buf.len());
     }

@@ -13,7 +13,7 @@
 
 use crate::checksum;
 use crate::error::{Error, Result};
-use crate::ethernet::{self, EthernetFrame, MacAddr};
+use crate::ethernet::{self, EthernetFrame};
 use crate::ipv4::{protocol, Ipv4Packet, MIN_HEADER_LEN};
 use core::net::Ipv4Addr;
 
@@ -63,15 +63,16 @@ impl Outer {
 }
 
 /// Where an encapsulated frame goes: through `outer`, with IP id `ident`,
-/// out of an interface of `mtu` (IP bytes), from `src_mac` to the hop's
-/// `dst_mac`.
+/// out of an interface of `mtu` (IP bytes), from our MAC to the hop's,
+/// as the words [`super::direct_route_ipv4`] writes (`src_ipv4`: see
+/// [`super::src_ipv4_word`]; `dst`: [`super::mac_word`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Hop<'a> {
     pub outer: &'a Outer,
     pub ident: u16,
     pub mtu: u16,
-    pub src_mac: MacAddr,
-    pub dst_mac: MacAddr,
+    pub src_ipv4: u64,
+    pub dst: u64,
 }
 
 /// Encapsulates the Ethernet frame at `buf[start..start + len]` (IPv4
@@ -159,10 +160,8 @@ fn write_head(head: &mut [u8; ethernet::HEADER_LEN + MIN_HEADER_LEN], inner: u64
     let (lo, carry) = (x as u32).overflowing_add((x >> 32) as u32);
     let check = !checksum::fold(lo + u32::from(carry));
     let [c0, c1] = check.to_be_bytes();
-    let (eth, ip) = head.split_at_mut(ethernet::HEADER_LEN);
-    eth[..6].copy_from_slice(&to.dst_mac.0);
-    eth[6..12].copy_from_slice(&to.src_mac.0);
-    eth[12..].copy_from_slice(&ethernet::ethertype::IPV4.to_be_bytes());
+    let (eth, ip) = head.split_first_chunk_mut::<{ ethernet::HEADER_LEN }>().expect("34 bytes");
+    super::direct_route_ipv4(eth, to.dst, to.src_ipv4);
     ip[..8].copy_from_slice(&first.to_be_bytes());
     ip[8..12].copy_from_slice(&[ttl, protocol::IPIP, c0, c1]);
     ip[12..].copy_from_slice(&to.outer.addrs);
@@ -211,13 +210,15 @@ pub fn frag_needed(out: &mut [u8], original: &[u8], from: Ipv4Addr, mtu: u16, id
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ethernet::MacAddr;
+    use crate::rewrite::{mac_word, src_ipv4_word};
 
     const SMAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 9]);
     const DMAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 8]);
 
     /// The general path from `src` to `dst`, between SMAC and DMAC.
     fn encap(buf: &mut [u8], start: usize, len: usize, src: Ipv4Addr, dst: Ipv4Addr, ident: u16, mtu: u16) -> core::result::Result<usize, EncapError> {
-        ipip_encapsulate(buf, start, len, &Hop { outer: &Outer::new(src, dst), ident, mtu, src_mac: SMAC, dst_mac: DMAC })
+        ipip_encapsulate(buf, start, len, &Hop { outer: &Outer::new(src, dst), ident, mtu, src_ipv4: src_ipv4_word(SMAC), dst: mac_word(DMAC) })
     }
 
     fn frame(payload_len: usize, df: bool) -> Vec<u8> {
@@ -324,7 +325,7 @@ mod tests {
             general.extend_from_slice(&f);
             let mut plain = general.clone();
             let g = encap(&mut general, headroom, f.len(), src, dst, ident, mtu);
-            let p = ipip_encapsulate_plain(&mut plain, headroom, &Hop { outer: &Outer::new(src, dst), ident, mtu, src_mac: SMAC, dst_mac: DMAC });
+            let p = ipip_encapsulate_plain(&mut plain, headroom, &Hop { outer: &Outer::new(src, dst), ident, mtu, src_ipv4: src_ipv4_word(SMAC), dst: mac_word(DMAC) });
             proptest::prop_assert_eq!(p, g);
             proptest::prop_assert_eq!(&plain, &general);
             if let Ok(start) = p {
@@ -350,7 +351,9 @@ mod tests {
             let mut buf = vec![0u8; 20];
             buf.extend_from_slice(&f);
             let a = Ipv4Addr::from(addr);
-            let start = ipip_encapsulate_plain(&mut buf, 20, &Hop { outer: &Outer::new(a, a), ident, mtu: 1500, src_mac: SMAC, dst_mac: DMAC }).unwrap();
+            let start =
+                ipip_encapsulate_plain(&mut buf, 20, &Hop { outer: &Outer::new(a, a), ident, mtu: 1500, src_ipv4: src_ipv4_word(SMAC), dst: mac_word(DMAC) })
+                    .unwrap();
             let h = etherparse::Ipv4HeaderSlice::from_slice(&buf[start + 14..]).unwrap();
             assert_eq!(h.to_header().calc_header_checksum(), h.header_checksum(), "addresses {a}, tos {tos}, ttl {ttl}, id {ident}");
         }
@@ -359,7 +362,7 @@ mod tests {
     #[test]
     fn plain_path_refuses_short_buffers() {
         let outer = Outer::new(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST);
-        let to = Hop { outer: &outer, ident: 0, mtu: 1500, src_mac: MacAddr::ZERO, dst_mac: MacAddr::ZERO };
+        let to = Hop { outer: &outer, ident: 0, mtu: 1500, src_ipv4: src_ipv4_word(MacAddr::ZERO), dst: 0 };
         assert!(matches!(ipip_encapsulate_plain(&mut [0u8; 40], 20, &to), Err(EncapError::Invalid(_))));
         let f = frame(10, true);
         let mut buf = f.clone();
