@@ -129,6 +129,10 @@ pub struct Pipeline {
     /// Our MAC on each DPDK port, packed ([`pack_mac`]; `u64::MAX`, which
     /// no MAC packs to: not ours): the first check every frame meets.
     port_mac: Vec<u64>,
+    /// Our MAC on each DPDK port with IPv4's EtherType, as
+    /// `proto::rewrite::direct_route_ipv4` writes it (0, which no such
+    /// word is: not ours).
+    port_src_word: Vec<u64>,
     /// Egress port of each real server address.
     neighbors: NeighborTable,
     conns: ConnTable,
@@ -261,6 +265,7 @@ impl Pipeline {
         }
         let mut p = Pipeline {
             port_mac: iface_of_port.iter().map(|&k| if k == u8::MAX { u64::MAX } else { pack_mac(snapshot.interfaces[usize::from(k)].mac.0) }).collect(),
+            port_src_word: iface_of_port.iter().map(|&k| if k == u8::MAX { 0 } else { proto::rewrite::src_ipv4_word(snapshot.interfaces[usize::from(k)].mac) }).collect(),
             iface_of_port,
             neighbors: NeighborTable::new(neighbors, snapshot.arp),
             conns: ConnTable::new(snapshot.max_connections_per_core, snapshot.timeouts),
@@ -920,13 +925,7 @@ impl Pipeline {
         };
         // Read after the neighbor lookup (see `tunnel_to_real`).
         let (out_port, src) = (d.out_port, d.out_src_word);
-        // Only IPv4 frames are forwarded: the EtherType written is theirs.
-        let Some(h) = frame.first_chunk_mut::<{ ethernet::HEADER_LEN }>() else {
-            return Action::Drop(DropReason::MalformedFrame);
-        };
-        proto::rewrite::direct_route_ipv4(h, real_mac, src);
-        self.counters.forwarded.inc();
-        Action::Transmit { port: out_port }
+        self.send_words(out_port, src, real_mac, frame)
     }
 
     /// The connection key an ICMPv4 error is about: its embedded packet is
@@ -1107,24 +1106,25 @@ impl Pipeline {
         self.send(peer.0, peer.1, frame)
     }
 
+    /// Sends the IPv4 `frame` out of `port`, from our MAC there, to `dst`.
     fn send(&mut self, port: u16, dst: MacAddr, frame: &mut [u8]) -> Action {
-        let src = match self.iface_of_port.get(usize::from(port)) {
-            Some(&k) if k != u8::MAX => self.snapshot.interfaces[usize::from(k)].mac,
+        let src = match self.port_src_word.get(usize::from(port)) {
+            Some(&w) if w != 0 => w,
             _ => return Action::Drop(DropReason::NeighborUnresolved),
         };
-        self.send_from(port, src, dst, frame)
+        self.send_words(port, src, proto::rewrite::mac_word(dst), frame)
     }
 
-    /// Sends `frame` out of `port` from our MAC there, `src`, to `dst`.
+    /// Sends the IPv4 `frame` out of `port` with the Ethernet addresses
+    /// as `proto::rewrite::direct_route_ipv4` takes them.
     #[inline(always)]
-    fn send_from(&mut self, port: u16, src: MacAddr, dst: MacAddr, frame: &mut [u8]) -> Action {
-        match proto::rewrite::direct_route(frame, src, dst) {
-            Ok(()) => {
-                self.counters.forwarded.inc();
-                Action::Transmit { port }
-            }
-            Err(_) => Action::Drop(DropReason::MalformedFrame),
-        }
+    fn send_words(&mut self, port: u16, src_ipv4: u64, dst: u64, frame: &mut [u8]) -> Action {
+        let Some(h) = frame.first_chunk_mut::<{ ethernet::HEADER_LEN }>() else {
+            return Action::Drop(DropReason::MalformedFrame);
+        };
+        proto::rewrite::direct_route_ipv4(h, dst, src_ipv4);
+        self.counters.forwarded.inc();
+        Action::Transmit { port }
     }
 
     /// Which core owns `key`'s connection, when that is not simply the

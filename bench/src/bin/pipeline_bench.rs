@@ -130,6 +130,15 @@ fn established_in(mode: ForwardingMode, packets: u64) -> u64 {
     Restoring::new(mode, FLOWS, false).run(0, packets)
 }
 
+/// As [`established_in`] in the other direction: the real servers'
+/// replies to FLOWS open NAT or FullNAT connections (SNAT back to the
+/// client), round robin.
+fn established_replies(mode: ForwardingMode, packets: u64) -> u64 {
+    let mut r = Restoring::new(mode, FLOWS, false);
+    r.turn_into_replies();
+    r.run(0, packets)
+}
+
 /// Flows of the big-table runs: as many as `bench/throughput.py` sends,
 /// past the worker's prefetch threshold (16,384 connections).
 const BIG_FLOWS: usize = 65_536;
@@ -171,6 +180,29 @@ impl Restoring {
             assert_eq!(r.burst(first, BURST, 1), BURST as u64, "every flow opens");
         }
         r
+    }
+
+    /// Replaces each flow's frame by the reply a real server sends to
+    /// what the pipeline forwarded of it (addresses, ports and MACs
+    /// swapped: from the server to the address the request came from).
+    fn turn_into_replies(&mut self) {
+        for n in 0..self.pristine.len() {
+            self.restore(n as u64, 1);
+            // A UDP request keeps its place and length (no TOA, no tunnel).
+            let frame = &mut self.bufs[0][HEADROOM..self.pristine[n].len()];
+            assert!(matches!(self.p.process(0, frame, 2), Action::Transmit { .. }), "every flow forwards");
+            let sent = etherparse::SlicedPacket::from_ethernet(frame).expect("the pipeline sends what parses");
+            let (Some(etherparse::LinkSlice::Ethernet2(eth)), Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(udp))) = (sent.link, sent.net, sent.transport) else {
+                panic!("a UDP/IPv4 frame was sent");
+            };
+            let mut reply = vec![0u8; HEADROOM];
+            etherparse::PacketBuilder::ethernet2(eth.destination(), LB_MAC.0)
+                .ipv4(ip.header().destination(), ip.header().source(), 64)
+                .udp(udp.destination_port(), udp.source_port())
+                .write(&mut reply, &[0u8; 18])
+                .expect("builds");
+            self.pristine[n] = reply;
+        }
     }
 
     /// Runs `packets` frames, from flow `first` on (round robin), a
@@ -421,6 +453,8 @@ fn main() {
                 "established-nat" => established_in(ForwardingMode::Nat, n),
                 "established-fullnat" => established_in(ForwardingMode::FullNat, n),
                 "established-tun" => established_in(ForwardingMode::Tun, n),
+                "established-nat-reply" => established_replies(ForwardingMode::Nat, n),
+                "established-fullnat-reply" => established_replies(ForwardingMode::FullNat, n),
                 "established-dr-big" => established_big(ForwardingMode::DirectRoute, n),
                 "established-nat-big" => established_big(ForwardingMode::Nat, n),
                 "established-fullnat-big" => established_big(ForwardingMode::FullNat, n),
