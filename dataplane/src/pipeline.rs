@@ -265,7 +265,10 @@ impl Pipeline {
         }
         let mut p = Pipeline {
             port_mac: iface_of_port.iter().map(|&k| if k == u8::MAX { u64::MAX } else { pack_mac(snapshot.interfaces[usize::from(k)].mac.0) }).collect(),
-            port_src_word: iface_of_port.iter().map(|&k| if k == u8::MAX { 0 } else { proto::rewrite::src_ipv4_word(snapshot.interfaces[usize::from(k)].mac) }).collect(),
+            port_src_word: iface_of_port
+                .iter()
+                .map(|&k| if k == u8::MAX { 0 } else { proto::rewrite::src_ipv4_word(snapshot.interfaces[usize::from(k)].mac) })
+                .collect(),
             iface_of_port,
             neighbors: NeighborTable::new(neighbors, snapshot.arp),
             conns: ConnTable::new(snapshot.max_connections_per_core, snapshot.timeouts),

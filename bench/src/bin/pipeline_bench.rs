@@ -192,7 +192,9 @@ impl Restoring {
             let frame = &mut self.bufs[0][HEADROOM..self.pristine[n].len()];
             assert!(matches!(self.p.process(0, frame, 2), Action::Transmit { .. }), "every flow forwards");
             let sent = etherparse::SlicedPacket::from_ethernet(frame).expect("the pipeline sends what parses");
-            let (Some(etherparse::LinkSlice::Ethernet2(eth)), Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(udp))) = (sent.link, sent.net, sent.transport) else {
+            let (Some(etherparse::LinkSlice::Ethernet2(eth)), Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Udp(udp))) =
+                (sent.link, sent.net, sent.transport)
+            else {
                 panic!("a UDP/IPv4 frame was sent");
             };
             let mut reply = vec![0u8; HEADROOM];
