@@ -6,7 +6,9 @@
 //!
 //! MODE: `established` (64-byte UDP of 1,024 open DR connections, round
 //! robin), `established-dr`, `-nat`, `-fullnat`, `-tun`
-//! (the same, client to server, in that mode), `established-dr-big`,
+//! (the same, client to server, in that mode), `established-nat-reply`,
+//! `-fullnat-reply` (the real servers' replies to those connections,
+//! server to client), `established-dr-big`,
 //! `-nat-big`, `-fullnat-big`, `-tun-big` (the same with 65,536
 //! connections, each burst prefetched first as the worker does with a big
 //! table), or `new` (a SYN of a new flow every time: schedule + create).
