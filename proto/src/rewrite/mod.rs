@@ -29,10 +29,12 @@ pub fn direct_route(frame: &mut [u8], src: MacAddr, dst: MacAddr) -> Result<()> 
 /// `src_ipv4`'s eight are the source MAC and then IPv4's EtherType
 /// ([`src_ipv4_word`]). Writing the EtherType leaves an IPv4 frame's as it
 /// was; the caller sends only IPv4 frames this way.
+/// `h` is the frame's first `N` bytes, `N` at least [`HEADER_LEN`].
 #[inline(always)]
-pub fn direct_route_ipv4(h: &mut [u8; HEADER_LEN], dst: u64, src_ipv4: u64) {
+pub fn direct_route_ipv4<const N: usize>(h: &mut [u8; N], dst: u64, src_ipv4: u64) {
+    const { assert!(N >= HEADER_LEN) };
     h[..8].copy_from_slice(&dst.to_le_bytes());
-    h[6..].copy_from_slice(&src_ipv4.to_le_bytes());
+    h[6..HEADER_LEN].copy_from_slice(&src_ipv4.to_le_bytes());
 }
 
 /// A MAC as the destination word [`direct_route_ipv4`] takes.

@@ -160,8 +160,8 @@ fn write_head(head: &mut [u8; ethernet::HEADER_LEN + MIN_HEADER_LEN], inner: u64
     let (lo, carry) = (x as u32).overflowing_add((x >> 32) as u32);
     let check = !checksum::fold(lo + u32::from(carry));
     let [c0, c1] = check.to_be_bytes();
-    let (eth, ip) = head.split_first_chunk_mut::<{ ethernet::HEADER_LEN }>().expect("34 bytes");
-    super::direct_route_ipv4(eth, to.dst, to.src_ipv4);
+    super::direct_route_ipv4(head, to.dst, to.src_ipv4);
+    let ip = &mut head[ethernet::HEADER_LEN..];
     ip[..8].copy_from_slice(&first.to_be_bytes());
     ip[8..12].copy_from_slice(&[ttl, protocol::IPIP, c0, c1]);
     ip[12..].copy_from_slice(&to.outer.addrs);
