@@ -54,7 +54,9 @@ cleanup() {
         [ -f "$WORK/nginx-$rs.pid" ] && kill "$(cat "$WORK/nginx-$rs.pid")" 2>/dev/null
     done
     scripts/topology.sh down "$P" >/dev/null 2>&1
-    rm -rf "$WORK"
+    # rvsd's EAL runtime directory (its file prefix is "$P-$$"): DPDK
+    # leaves it behind.
+    rm -rf "$WORK" "/var/run/dpdk/$P-$$"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
