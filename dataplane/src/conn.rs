@@ -391,6 +391,28 @@ impl ConnTable {
         self.len == 0
     }
 
+    /// A segment with `flags` in direction `dir` of the TCP connection in
+    /// `slot`, now in state `s`: advances the state (and the timer class
+    /// with it). Returns whether the connection turned active or inactive,
+    /// if it did; `None` when the segment ends the connection instead: a
+    /// client that reuses the port of a connection that is closing starts
+    /// a new one (IPVS's conn_reuse_mode=1), scheduled afresh, not tied to
+    /// the old server, which may have left meanwhile. Out of line: an
+    /// established connection's ordinary segments never come here.
+    #[cold]
+    #[inline(never)]
+    fn tcp_segment(slot: &mut Slot, dir: Dir, s: TcpState, flags: u8, proto: L4Proto) -> Option<Option<bool>> {
+        if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN && matches!(s, TcpState::FinWait | TcpState::Close) && dir == Dir::In {
+            return None;
+        }
+        let next = Self::tcp_next(Some(s), flags);
+        if next != s {
+            slot.conn.tcp = Some(next);
+            slot.timer = timer_class(proto, Some(next));
+        }
+        Some((s.is_active() != next.is_active()).then_some(next.is_active()))
+    }
+
     fn tcp_next(current: Option<TcpState>, flags: u8) -> TcpState {
         if flags & tcp_flags::RST != 0 {
             TcpState::Close
@@ -454,21 +476,16 @@ impl ConnTable {
         // UDP and ICMP flows are always active; a TCP one as its state.
         let mut turned = None;
         if let Some(s) = slot.conn.tcp {
-            // A client that reuses the port of a connection that is
-            // closing starts a new one (IPVS's conn_reuse_mode=1): it is
-            // scheduled afresh, not tied to the old server, which may
-            // have left meanwhile.
-            if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN && matches!(s, TcpState::FinWait | TcpState::Close) && r.dir == Dir::In {
-                self.remove(r.slot);
-                return Lookup::Expired { slot: r.slot };
-            }
-            let next = Self::tcp_next(Some(s), flags);
-            if next != s {
-                slot.conn.tcp = Some(next);
-                slot.timer = timer_class(proto, Some(next));
-            }
-            if s.is_active() != next.is_active() {
-                turned = Some(next.is_active());
+            // An established connection's segments without SYN, FIN or
+            // RST (its data and ACKs: nearly all of them) change nothing.
+            if s != TcpState::Established || flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0 {
+                match Self::tcp_segment(slot, r.dir, s, flags, proto) {
+                    Some(t) => turned = t,
+                    None => {
+                        self.remove(r.slot);
+                        return Lookup::Expired { slot: r.slot };
+                    }
+                }
             }
         }
         let expires = now + self.timeouts[usize::from(slot.timer & 7)];

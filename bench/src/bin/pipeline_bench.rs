@@ -6,7 +6,9 @@
 //!
 //! MODE: `established` (64-byte UDP of 1,024 open DR connections, round
 //! robin), `established-dr`, `-nat`, `-fullnat`, `-tun`
-//! (the same, client to server, in that mode), `established-nat-reply`,
+//! (the same, client to server, in that mode), `established-dr-tcp`,
+//! `-nat-tcp`, `-fullnat-tcp`, `-tun-tcp` (the same for TCP: the ACKs of
+//! established connections), `established-nat-reply`,
 //! `-fullnat-reply` (the real servers' replies to those connections,
 //! server to client), `established-dr-big`,
 //! `-nat-big`, `-fullnat-big`, `-tun-big` (the same with 65,536
@@ -132,6 +134,15 @@ fn established_in(mode: ForwardingMode, packets: u64) -> u64 {
     Restoring::new(mode, FLOWS, false).run(0, packets)
 }
 
+/// As [`established_in`] for TCP: FLOWS connections opened by a SYN each
+/// and established by the client's ACK, then ACKs round robin (TCP's
+/// state machine runs on every packet; UDP's flows have none).
+fn established_tcp(mode: ForwardingMode, packets: u64) -> u64 {
+    let mut r = Restoring::new(mode, 0, false);
+    r.open_tcp(FLOWS);
+    r.run(0, packets)
+}
+
 /// As [`established_in`] in the other direction: the real servers'
 /// replies to FLOWS open NAT or FullNAT connections (SNAT back to the
 /// client), round robin.
@@ -182,6 +193,18 @@ impl Restoring {
             assert_eq!(r.burst(first, BURST, 1), BURST as u64, "every flow opens");
         }
         r
+    }
+
+    /// Opens `flows` TCP connections (SYN, then the handshake's ACK) and
+    /// makes their ACKs the frames to run.
+    fn open_tcp(&mut self, flows: usize) {
+        let with_headroom = |f: Vec<u8>| [vec![0u8; HEADROOM], f].concat();
+        for syn in [true, false] {
+            self.pristine = (0..flows as u32).map(|n| with_headroom(tcp_frame(n, syn))).collect();
+            for first in (0..flows as u64).step_by(BURST) {
+                assert_eq!(self.burst(first, BURST, 1), BURST as u64, "every flow opens");
+            }
+        }
     }
 
     /// Replaces each flow's frame by the reply a real server sends to
@@ -457,6 +480,10 @@ fn main() {
                 "established-nat" => established_in(ForwardingMode::Nat, n),
                 "established-fullnat" => established_in(ForwardingMode::FullNat, n),
                 "established-tun" => established_in(ForwardingMode::Tun, n),
+                "established-dr-tcp" => established_tcp(ForwardingMode::DirectRoute, n),
+                "established-nat-tcp" => established_tcp(ForwardingMode::Nat, n),
+                "established-fullnat-tcp" => established_tcp(ForwardingMode::FullNat, n),
+                "established-tun-tcp" => established_tcp(ForwardingMode::Tun, n),
                 "established-nat-reply" => established_replies(ForwardingMode::Nat, n),
                 "established-fullnat-reply" => established_replies(ForwardingMode::FullNat, n),
                 "established-dr-big" => established_big(ForwardingMode::DirectRoute, n),
