@@ -767,7 +767,7 @@ mod tests {
     fn reserved_bytes_are_index_slab_and_free_list() {
         assert_eq!(core::mem::size_of::<Slot>(), 128);
         // 1,000 connections: 2,000 index entries in 512 buckets of 64
-        // bytes, and the memo's 8,192 slot numbers.
+        // bytes, and the memo's 8,192 index entries.
         assert_eq!(ConnTable::reserved_bytes(1000), 512 * 64 + 8192 * 4 + 1000 * (128 + 4));
         for n in [100_000, 1_000_000, 10_000_000] {
             let per = ConnTable::reserved_bytes(n) / n;
@@ -1049,9 +1049,9 @@ mod tests {
         /// everything, one consulting its memo and one not (its memo is
         /// emptied before every lookup, so every lookup goes through the
         /// index, as without a memo). Now and then every entry of the
-        /// first one's memo is overwritten with one slot number (of a live
-        /// connection, a gone one, or none), as if all tuples shared one
-        /// entry that another wrote last.
+        /// first one's memo is overwritten with one index entry (of a live
+        /// connection or a gone one, either direction, or none), as if all
+        /// tuples shared one entry that another wrote last.
         #[test]
         fn the_memo_never_changes_an_answer(
             ops in proptest::collection::vec((0u8..6, 0u16..12, proptest::bool::ANY, 0u8..4, 0u64..400), 1..300),

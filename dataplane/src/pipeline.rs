@@ -126,12 +126,13 @@ pub struct Pipeline {
     local_addrs: hashbrown::HashSet<Ipv4Addr>,
     /// Interface index by DPDK port id (`u8::MAX`: not ours).
     iface_of_port: Vec<u8>,
-    /// Our MAC on each DPDK port, packed ([`pack_mac`]; `u64::MAX`, which
-    /// no MAC packs to: not ours): the first check every frame meets.
+    /// Our MAC on each DPDK port as a number (`proto::rewrite::mac_word`;
+    /// `u64::MAX`, which no MAC is: not ours): the first check every frame
+    /// meets.
     port_mac: Vec<u64>,
-    /// Our MAC on each DPDK port with IPv4's EtherType, as
-    /// `proto::rewrite::direct_route_ipv4` writes it (0, which no such
-    /// word is: not ours).
+    /// The same with IPv4's EtherType (`proto::rewrite::with_ipv4_type`;
+    /// 0: not ours), the source word of frames sent to clients: made once
+    /// here rather than per packet (3 instructions a reply).
     port_src_word: Vec<u64>,
     /// Egress port of each real server address.
     neighbors: NeighborTable,
@@ -202,12 +203,6 @@ fn src_mac(frame: &[u8]) -> MacAddr {
     MacAddr(frame.get(6..12).and_then(|m| m.try_into().ok()).unwrap_or_default())
 }
 
-/// A MAC address as a number (below 2^48).
-#[inline]
-fn pack_mac(m: [u8; 6]) -> u64 {
-    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
-}
-
 /// The core that owns a connection of the client `addr`:`port`. Both
 /// directions of NAT carry the client's tuple, so both find the same core.
 #[inline]
@@ -263,12 +258,11 @@ impl Pipeline {
         for (k, i) in snapshot.interfaces.iter().enumerate() {
             iface_of_port[usize::from(i.port)] = u8::try_from(k).map_err(|_| SnapshotError("more than 254 interfaces".into()))?;
         }
+        let port_mac: Vec<u64> =
+            iface_of_port.iter().map(|&k| if k == u8::MAX { u64::MAX } else { proto::rewrite::mac_word(snapshot.interfaces[usize::from(k)].mac) }).collect();
         let mut p = Pipeline {
-            port_mac: iface_of_port.iter().map(|&k| if k == u8::MAX { u64::MAX } else { pack_mac(snapshot.interfaces[usize::from(k)].mac.0) }).collect(),
-            port_src_word: iface_of_port
-                .iter()
-                .map(|&k| if k == u8::MAX { 0 } else { proto::rewrite::src_ipv4_word(snapshot.interfaces[usize::from(k)].mac) })
-                .collect(),
+            port_src_word: port_mac.iter().map(|&m| if m == u64::MAX { 0 } else { proto::rewrite::with_ipv4_type(m) }).collect(),
+            port_mac,
             iface_of_port,
             neighbors: NeighborTable::new(neighbors, snapshot.arp),
             conns: ConnTable::new(snapshot.max_connections_per_core, snapshot.timeouts),
@@ -530,7 +524,7 @@ impl Pipeline {
         };
         // The common case first: IPv4 to our MAC on this port.
         if let (Some(&ours), Some(h)) = (self.port_mac.get(usize::from(port)), frame.first_chunk::<{ ethernet::HEADER_LEN }>()) {
-            if pack_mac(h[..6].try_into().unwrap_or_default()) == ours && h[12..14] == [0x08, 0x00] {
+            if proto::rewrite::mac_word(MacAddr(h[..6].try_into().unwrap_or_default())) == ours && h[12..14] == [0x08, 0x00] {
                 return self.ipv4(port, buf, head, len, now, hint);
             }
         }

@@ -37,17 +37,25 @@ pub fn direct_route_ipv4<const N: usize>(h: &mut [u8; N], dst: u64, src_ipv4: u6
     h[6..HEADER_LEN].copy_from_slice(&src_ipv4.to_le_bytes());
 }
 
-/// A MAC as the destination word [`direct_route_ipv4`] takes.
+/// A MAC as a number below 2^48, its bytes little-endian: the
+/// destination word [`direct_route_ipv4`] takes.
+#[inline(always)]
 pub fn mac_word(mac: MacAddr) -> u64 {
     let [a, b, c, d, e, f] = mac.0;
     u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
 }
 
+/// The word [`direct_route_ipv4`] takes for the source MAC whose
+/// [`mac_word`] is `mac`: IPv4's EtherType in its top two bytes.
+#[inline(always)]
+pub fn with_ipv4_type(mac: u64) -> u64 {
+    let [t0, t1] = crate::ethernet::ethertype::IPV4.to_be_bytes();
+    mac | u64::from_le_bytes([0, 0, 0, 0, 0, 0, t0, t1])
+}
+
 /// The word [`direct_route_ipv4`] takes for the source MAC `src`.
 pub fn src_ipv4_word(src: MacAddr) -> u64 {
-    let [a, b, c, d, e, f] = src.0;
-    let [t0, t1] = crate::ethernet::ethertype::IPV4.to_be_bytes();
-    u64::from_le_bytes([a, b, c, d, e, f, t0, t1])
+    with_ipv4_type(mac_word(src))
 }
 
 #[cfg(test)]
