@@ -76,12 +76,14 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     rx.for_each_data(|d| seen.push((d.len(), d[14])));
     assert_eq!(seen, (0..10).map(|t| (60, t)).collect::<Vec<_>>());
     assert_eq!(rx.len(), 10);
+    let mut got = rx.drain();
     for tag in 0..10 {
-        let m = rx.pop().unwrap();
+        let m = got.next().unwrap();
         assert!(m.is_contiguous());
         assert_eq!((m.len(), m.data()[14]), (60, tag));
     }
-    assert!(rx.pop().is_none());
+    assert!(got.next().is_none());
+    drop(got);
     assert_eq!(pool.in_use(), 0, "received mbufs freed on drop");
 
     // 2. A dropped burst frees what it holds.
@@ -144,7 +146,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
             break;
         }
         drained += n;
-        while rx.pop().is_some() {}
+        rx.drain().for_each(drop);
     }
     assert_eq!(drained, sent);
     assert_eq!(pool.in_use(), 0);
@@ -162,7 +164,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     assert_eq!((ring.len(), pool.in_use()), (10, 10));
     let mut out = Burst::new();
     assert_eq!(ring.dequeue(&mut out, 32), 10);
-    assert_eq!(out.pop().unwrap().data()[14], 0, "in order");
+    assert_eq!(out.drain().next().unwrap().data()[14], 0, "in order");
     drop(out);
     assert_eq!(pool.in_use(), 0);
     let (mut sent, mut unsent) = (0, 0);
@@ -278,9 +280,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     );
     let mut leftover = 0;
     while ports[0].rx(0, &mut rx, 32) > 0 {
-        while rx.pop().is_some() {
-            leftover += 1;
-        }
+        leftover += rx.drain().count();
     }
     assert!(leftover <= 1);
     assert_eq!(pool.in_use(), 0, "the worker leaked no mbuf: {}", counters.summary());

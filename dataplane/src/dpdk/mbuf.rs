@@ -217,28 +217,13 @@ impl Burst {
         }
     }
 
-    /// Takes the next mbuf out, in order.
-    #[inline]
-    pub fn pop(&mut self) -> Option<Mbuf> {
-        if self.head == self.len {
-            return None;
-        }
-        let p = self.ptrs[self.head];
-        self.head += 1;
-        if self.head == self.len {
-            self.head = 0;
-            self.len = 0;
-        }
-        // SAFETY: every pointer in head..len is an owned, valid mbuf
-        // (put there by push or by the driver on rx); it leaves the burst here.
-        NonNull::new(p).map(|p| unsafe { Mbuf::from_raw(p) })
-    }
-
     /// Takes every mbuf out, in order: an iterator over them that frees
     /// whatever it has not handed out when dropped. The burst is empty
-    /// from the start. (What the worker takes a received burst apart
-    /// with: unlike [`Self::pop`], it keeps its position in a register
-    /// across the pipeline's calls, with no bounds checks.)
+    /// from the start. (The worker takes a received burst apart with it:
+    /// the iterator keeps its position in a register across the
+    /// pipeline's calls, with no bounds checks; a position kept in the
+    /// burst was stored and reloaded around every call, the driver having
+    /// had the burst's address.)
     #[inline]
     pub fn drain(&mut self) -> Drain<'_> {
         let (head, len) = (self.head, self.len);
