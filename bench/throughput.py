@@ -6,10 +6,13 @@ The load generator written here on DPDK (bench/src/bin/loadgen.rs: 64-byte
 UDP frames of FLOWS flows, default 65,536, client address and port varying)
 feeds the device under test through a memif pair; the device forwards into
 net_null. The device is
-either testpmd io-forward (the ceiling) or rvsd in one forwarding mode (DR,
-NAT, FullNAT, TUN; a UDP service, two real servers with static neighbor
-entries, one busy-polling worker). Every rvsd run sits between two ceiling
-runs (ceiling, DR, ceiling, NAT, ceiling, ... in each round), so each mode's
+either testpmd io-forward (the ceiling), the lean forwarder (the least a
+DR load balancer with a per-flow lookup does: bench/src/bin/leanfwd.rs, the
+yardstick for how much of the ceiling any such forwarder keeps on these
+ports), or rvsd in one forwarding mode (DR, NAT, FullNAT, TUN; a UDP
+service, two real servers with static neighbor entries, one busy-polling
+worker). Every run sits between two ceiling runs (ceiling, lean, ceiling,
+DR, ceiling, NAT, ceiling, ... in each round), so each one's
 ratio is taken against the ceiling measured just before and just after it,
 through this machine's slow phases; each run is sampled every second after
 a warm-up.
@@ -40,6 +43,7 @@ DUT_MAC = "02:00:00:00:00:02"
 # RVSD=PATH: measure that rvsd binary (e.g. an older build, for an A/B run).
 RVSD = os.environ.get("RVSD") or os.path.join(ROOT, "target/release/rvsd")
 LOADGEN = os.path.join(ROOT, "target/release/loadgen")
+LEANFWD = os.path.join(ROOT, "target/release/leanfwd")
 FLOWS = int(os.environ.get("FLOWS", "65536"))
 # ORDER=random: each frame's flow drawn at random (loadgen --order).
 ORDER = os.environ.get("ORDER", "in-turn")
@@ -182,6 +186,29 @@ def run_ceiling(work):
     return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS]
 
 
+def run_lean(work):
+    """The lean forwarder (bench/src/bin/leanfwd.rs: a flow table lookup
+    and the Ethernet header, nothing else) on the same devices: its
+    per-second forwarded packets. What any DR load balancer with a per-flow
+    lookup could reach on these ports at best."""
+    socket = os.path.join(work, "lean.sock")
+    log = open(os.path.join(work, "lean.log"), "w+")
+    dut = subprocess.Popen([LEANFWD, "--flows", str(FLOWS), "--"] + eal(f"rvs-dut-{os.getpid()}", "0@0,1@1", socket, "server"),
+                           stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(100):
+        time.sleep(0.1)
+        log.seek(0)
+        if "leanfwd: running" in log.read():
+            break
+    gen = generator(socket)
+    time.sleep(WARMUP + SECONDS + 1)
+    stop(gen)
+    stop(dut)
+    log.seek(0)
+    samples = [int(x) for x in re.findall(r"leanfwd: fwd_pps=(\d+)", log.read())]
+    return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS]
+
+
 def start_rvsd(mode, work, wrapper=(), stats_interval=1, wait_s=10):
     """rvsd in `mode` (run by `wrapper`, e.g. valgrind, if given), once it
     runs: returns the process, its log file and its memif socket."""
@@ -225,7 +252,7 @@ def prepare():
     hugepages()
     if not os.environ.get("RVSD"):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "control", "--bin", "rvsd"], cwd=ROOT, check=True)
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "bench", "--bin", "loadgen"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "bench", "--bin", "loadgen", "--bin", "leanfwd"], cwd=ROOT, check=True)
 
 
 def main():
@@ -233,7 +260,8 @@ def main():
     ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS
     SECONDS = int(sys.argv[2]) if len(sys.argv) > 2 else SECONDS
     prepare()
-    modes = ["dr", "nat", "fullnat", "tun"]
+    # "lean": the lean forwarder, the yardstick (see run_lean).
+    modes = ["lean", "dr", "nat", "fullnat", "tun"]
     ceilings = []
     results = {m: [] for m in modes}
     # Per round and mode: RVS's rate and the two ceiling runs around it.
@@ -242,7 +270,7 @@ def main():
         for r in range(ROUNDS):
             before = ceiling_median(work, r, ceilings)
             for m in modes:
-                got, drops = run_rvsd(m, work)
+                got, drops = run_lean(work) if m == "lean" else run_rvsd(m, work)
                 v = statistics.median(got) if got else 0
                 results[m].append(v)
                 print(f"round {r + 1}: {m:8s} {v / 1e6:.2f} Mpps{'  ' + ' '.join(drops) if drops else ''}", flush=True)
@@ -274,8 +302,12 @@ def main():
         steady = [x for x, ok in judged[m] if ok]
         median = f"{statistics.median(steady):.2f}" if steady else "none steady"
         per_round = " ".join(f"{x:.2f}" + ("" if ok else "*") for x, ok in judged[m])
-        print(f"| RVS {m} | {statistics.median(results[m]) / 1e6:.2f} | {max(results[m]) / 1e6:.2f} | {max(results[m]) / cb:.2f} | "
+        name = "lean forwarder (bench/src/bin/leanfwd.rs)" if m == "lean" else f"RVS {m}"
+        print(f"| {name} | {statistics.median(results[m]) / 1e6:.2f} | {max(results[m]) / 1e6:.2f} | {max(results[m]) / cb:.2f} | "
               f"{median} | {per_round} |")
+    if results["lean"] and max(results["lean"]):
+        lean = max(results["lean"])
+        print("\nRVS against the lean forwarder, best to best: " + ", ".join(f"{m} {max(results[m]) / lean:.2f}" for m in modes if m != "lean"))
     if any(max(results[m]) > cb for m in modes):
         print("\nnote: RVS beat the best ceiling: every ceiling run was starved (a slow phase of the machine); rerun with more rounds")
 

@@ -7,6 +7,9 @@ net_null transmit (what testpmd io-forward also runs for every packet),
 the pipeline (Pipeline::classify) and the rest of the worker (its loop,
 the prefetch stages, the bursts). This is what the port throughput ratio
 is made of; callgrind counts the same whatever the machine's noise.
+The lean forwarder (bench/src/bin/leanfwd.rs, the port benchmark's
+yardstick) is counted the same way, first: its lookup and rewrite fall in
+the last column.
 
 Under callgrind rvsd runs some 50 times slower than the generator sends, so
 every poll finds a full burst. Counted too, and spread over the packets:
@@ -15,7 +18,7 @@ pipeline: 5-10 a packet at 15-25 s) and the polls before the generator
 starts (a fraction of a percent); longer runs dilute both.
 
 usage: bench/worker_profile.py [SECONDS]    (as root; default 20 s per mode)
-       MODES="dr tun" bench/worker_profile.py   (a subset)
+       MODES="lean dr" bench/worker_profile.py   (a subset)
 """
 import os
 import re
@@ -28,7 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import throughput as tp  # noqa: E402  (its set-up, devices, rvsd start and generator)
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
-MODES = os.environ.get("MODES", "dr nat fullnat tun").split()
+# "lean": the lean forwarder (bench/src/bin/leanfwd.rs), the yardstick of
+# bench/throughput.py: its forwarding lcore, ports included (its lookup and
+# rewrite are the "rest of the worker" column: it has no Pipeline::classify).
+MODES = os.environ.get("MODES", "lean dr nat fullnat tun").split()
 # Inclusive cost of these functions (the largest line naming them:
 # callgrind_annotate names a function once per source file it has lines
 # in), per forwarded packet.
@@ -68,6 +74,36 @@ def profile(mode, work):
     return forwarded[-1], worker
 
 
+def profile_lean(work):
+    """The lean forwarder under callgrind on the same devices and load:
+    returns (forwarded packets, its forwarding thread's callgrind file)."""
+    out = os.path.join(work, "cg-lean")
+    socket = os.path.join(work, "lean.sock")
+    log = open(os.path.join(work, "lean.log"), "w+")
+    dut = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--separate-threads=yes",
+                            tp.LEANFWD, "--flows", str(tp.FLOWS), "--"] + tp.eal(f"rvs-dut-{os.getpid()}", "0@0,1@1", socket, "server"),
+                           stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(1200):
+        time.sleep(0.1)
+        log.seek(0)
+        if "leanfwd: running" in log.read():
+            break
+    gen = tp.generator(socket)
+    time.sleep(SECONDS)
+    tp.stop(gen)
+    tp.stop(dut, timeout=180)
+    log.seek(0)
+    text = log.read()
+    done = re.findall(r"leanfwd: done fwd_total=(\d+)", text)
+    if not done or int(done[-1]) == 0:
+        tail = "\n".join(text.splitlines()[-15:])
+        sys.exit(f"worker_profile: leanfwd forwarded nothing; the end of its log:\n{tail}")
+    files = [os.path.join(work, f) for f in os.listdir(work) if f.startswith("cg-lean-")]
+    if not files:
+        sys.exit("worker_profile: leanfwd under callgrind left no profile")
+    return int(done[-1]), max(files, key=total)
+
+
 def total(path):
     with open(path) as f:
         for line in f:
@@ -76,10 +112,10 @@ def total(path):
     return 0
 
 
-def inclusive(path):
+def inclusive(path, parts=PARTS):
     text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", path], capture_output=True, text=True, check=True).stdout
     costs = {}
-    for name, pattern in PARTS:
+    for name, pattern in parts:
         found = [int(c.replace(",", "")) for c in re.findall(r"^\s*([\d,]+) \(.*" + pattern, text, re.M)]
         if not found:
             sys.exit(f"worker_profile: no {name} ({pattern}) in callgrind's report of {path}")
@@ -95,11 +131,13 @@ def main():
     print("|---|---|---|" + "---|" * (len(PARTS) + 1))
     with tempfile.TemporaryDirectory(prefix="rvs-wprof-") as work:
         for mode in MODES:
-            forwarded, worker = profile(mode, work)
-            whole, parts = total(worker), inclusive(worker)
+            lean = mode == "lean"
+            forwarded, worker = profile_lean(work) if lean else profile(mode, work)
+            whole, parts = total(worker), inclusive(worker, [p for p in PARTS if not (lean and "classify" in p[0])])
             per = {n: c / forwarded for n, c in parts.items()}
             rest = (whole - sum(parts.values())) / forwarded
-            print(f"| {mode} | {forwarded:,} | {whole / forwarded:.0f} | " + " | ".join(f"{per[n]:.0f}" for n, _ in PARTS) + f" | {rest:.0f} |", flush=True)
+            cells = " | ".join(f"{per[n]:.0f}" if n in per else "-" for n, _ in PARTS)
+            print(f"| {mode} | {forwarded:,} | {whole / forwarded:.0f} | {cells} | {rest:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
