@@ -205,8 +205,10 @@ def run_lean(work):
     stop(gen)
     stop(dut)
     log.seek(0)
-    samples = [int(x) for x in re.findall(r"leanfwd: fwd_pps=(\d+)", log.read())]
-    return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS]
+    text = log.read()
+    samples = [int(x) for x in re.findall(r"leanfwd: fwd_pps=(\d+)", text)]
+    dropped = re.findall(r"leanfwd: done .*?(dropped=\d+)", text)
+    return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS], dropped
 
 
 def start_rvsd(mode, work, wrapper=(), stats_interval=1, wait_s=10):
