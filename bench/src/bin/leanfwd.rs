@@ -186,10 +186,17 @@ fn run(o: Options) -> Result<(), String> {
     // On the first worker lcore, as rvsd's worker and testpmd's forwarding
     // run (the main lcore shares a CPU with the generator in the benchmark).
     let seconds = o.seconds;
-    let forwarding = move || forward_loop(&ports[0], &ports[1], table, our_mac, &stop, seconds);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let forwarding = move || {
+        forward_loop(&ports[0], &ports[1], table, our_mac, &stop, seconds);
+        let _ = done_tx.send(());
+    };
     match eal.worker_lcores().first() {
         Some(&lcore) => {
             eal.launch(lcore, forwarding).map_err(|e| e.to_string())?;
+            // Asleep until the lcore is done: EAL's wait spins, and the main
+            // lcore shares its CPU with the load generator in the benchmark.
+            let _ = done_rx.recv();
             eal.wait_all();
         }
         None => forwarding(),
