@@ -4,7 +4,8 @@
 #      per packet for every mode, connection lookups at 1 thousand to 10
 #      million connections, bytes per connection;
 #   2. port throughput: RVS in every mode against testpmd io-forward on
-#      the same memif/net_null devices, fed by bench/src/bin/loadgen.rs;
+#      the same memif/net_null devices, fed by bench/src/bin/loadgen.rs,
+#      beside the lean forwarder (bench/src/bin/leanfwd.rs, the yardstick);
 #      and what it is made of: the whole worker's instructions per packet,
 #      ports included (callgrind);
 #   3. real TCP through namespaces: RVS DR, NAT, FullNAT against nftables
