@@ -189,26 +189,34 @@ def run_ceiling(work):
     return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS]
 
 
-def run_lean(work):
+def start_lean(work, wrapper=(), options=(), wait_s=10):
     """The lean forwarder (bench/src/bin/leanfwd.rs: a flow table lookup
-    and the Ethernet header, nothing else) on the same devices: its
-    per-second forwarded packets. What any DR load balancer with a per-flow
-    lookup could reach on these ports at best."""
+    and the Ethernet header, nothing else) on the same devices, run by
+    `wrapper` if given, once it runs: returns the process, its log file
+    and its memif socket."""
     socket = os.path.join(work, "lean.sock")
     log = open(os.path.join(work, "lean.log"), "w+")
-    dut = subprocess.Popen([LEANFWD, "--flows", str(FLOWS), "--"] + eal(f"rvs-dut-{os.getpid()}", "0@0,1@1", socket, "server"),
+    dut = subprocess.Popen([*wrapper, LEANFWD, "--flows", str(FLOWS), *options, "--"] + eal(f"rvs-dut-{os.getpid()}", "0@0,1@1", socket, "server"),
                            stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(100):
-        time.sleep(0.1)
-        log.seek(0)
-        if "leanfwd: running" in log.read():
-            break
+    return started(dut, log, "leanfwd: running", wait_s, "leanfwd"), log, socket
+
+
+def drive(dut, log, socket):
+    """Feeds `dut` from the generator for the warm-up and the sampled
+    seconds, stops both, and returns what `dut` logged."""
     gen = generator(socket)
     time.sleep(WARMUP + SECONDS + 1)
     stop(gen)
     stop(dut)
     log.seek(0)
-    text = log.read()
+    return log.read()
+
+
+def run_lean(work):
+    """The lean forwarder: its per-second forwarded packets, what any DR
+    load balancer with a per-flow lookup could reach on these ports at
+    best."""
+    text = drive(*start_lean(work))
     samples = [int(x) for x in re.findall(r"leanfwd: fwd_pps=(\d+)", text)]
     dropped = re.findall(r"leanfwd: done .*?(dropped=\d+)", text)
     return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS], dropped
@@ -222,25 +230,25 @@ def start_rvsd(mode, work, wrapper=(), stats_interval=1, wait_s=10):
     log = open(os.path.join(work, f"{mode}.log"), "w+")
     dut = subprocess.Popen([*wrapper, RVSD, "--config", cfg, "--stats-interval", str(stats_interval)],
                            stdout=subprocess.DEVNULL, stderr=log)
+    return started(dut, log, "running:", wait_s, f"rvsd ({mode})"), log, socket
+
+
+def started(dut, log, marker, wait_s, what):
+    """`dut` once its log says `marker` (within `wait_s` seconds; else it is
+    stopped and the run ends, with its log)."""
     for _ in range(int(wait_s * 10)):
         time.sleep(0.1)
         log.seek(0)
-        if "running:" in log.read():
-            return dut, log, socket
+        if marker in log.read():
+            return dut
     stop(dut)
     log.seek(0)
-    sys.exit(f"rvsd ({mode}) did not start:\n{log.read()}")
+    sys.exit(f"{what} did not start:\n{log.read()}")
 
 
 def run_rvsd(mode, work):
     """rvsd in `mode`: per-second forwarded packets from its counters."""
-    dut, log, socket = start_rvsd(mode, work)
-    gen = generator(socket)
-    time.sleep(WARMUP + SECONDS + 1)
-    stop(gen)
-    stop(dut)
-    log.seek(0)
-    text = log.read()
+    text = drive(*start_rvsd(mode, work))
     counts = [int(x) for x in re.findall(r"stats lcore=\d+ .*?forwarded=(\d+)", text)]
     rates = [b - a for a, b in zip(counts, counts[1:])]
     lines = [l for l in text.splitlines() if "stats lcore=" in l]

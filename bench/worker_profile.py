@@ -82,17 +82,9 @@ def profile_lean(work):
     connects), and it stops by itself SECONDS after its first frame, while
     the generator still sends."""
     out = os.path.join(work, "cg-lean")
-    socket = os.path.join(work, "lean.sock")
-    log = open(os.path.join(work, "lean.log"), "w+")
-    dut = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--separate-threads=yes",
-                            "--toggle-collect=*leanfwd::forwarding*", "--fair-sched=yes",
-                            tp.LEANFWD, "--flows", str(tp.FLOWS), "--seconds", str(SECONDS), "--"] + tp.eal(f"rvs-dut-{os.getpid()}", "0@0,1@1", socket, "server"),
-                           stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(1200):
-        time.sleep(0.1)
-        log.seek(0)
-        if "leanfwd: running" in log.read():
-            break
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--separate-threads=yes",
+                "--toggle-collect=*leanfwd::forwarding*", "--fair-sched=yes"]
+    dut, log, socket = tp.start_lean(work, wrapper=valgrind, options=["--seconds", str(SECONDS)], wait_s=120)
     gen = tp.generator(socket)
     try:
         dut.wait(SECONDS + 180)
