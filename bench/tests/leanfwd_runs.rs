@@ -1,7 +1,8 @@
 //! The lean forwarder end to end on real DPDK: fed by the load generator
 //! through a memif pair (as in bench/throughput.py, without hugepages),
 //! it forwards every frame the generator got into the memif (but what the
-//! ring held when the generator left), with one table entry per flow. Needs root, like the other DPDK tests.
+//! ring held when the generator left), with one table entry per flow.
+//! Needs root, like the other DPDK tests.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
