@@ -231,7 +231,8 @@ pub enum Lookup {
 /// hit reads in either direction (the reply tuple, the timer, the
 /// connection's tuple, state, service, server and expiry), so a lookup
 /// in a big table costs its index bucket and one line of the slab; NAT's
-/// and FullNAT's rewrites read the second (prefetched with the first).
+/// and FullNAT's rewrites read the second (prefetched with the first for
+/// their connections only: [`Ref::rewrites`]).
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 struct Slot {
@@ -249,21 +250,36 @@ struct Slot {
     next: u32,
 }
 
-/// An index entry: slot number and direction.
+/// An index entry: slot number, direction, and whether hits read the
+/// slot's second line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Ref {
     slot: u32,
     dir: Dir,
+    /// A NAT or FullNAT connection (one with a reply tuple): its packets
+    /// read the rewrite in the slot's second line, so the prefetch stage
+    /// loads that line too; a DR or TUN hit reads only the first, and
+    /// loading the second for it would spend a memory access per packet
+    /// on nothing.
+    rewrites: bool,
 }
 
 impl Ref {
-    /// As the index stores it: the slot, then one bit for the direction.
+    /// As the index stores it: the slot, then one bit for `rewrites` and
+    /// one for the direction (a slot fits in 30 bits:
+    /// [`ConnTable::MAX_CAPACITY`]).
     fn packed(self) -> u32 {
-        self.slot << 1 | u32::from(self.dir == Dir::Out)
+        self.slot << 2 | u32::from(self.rewrites) << 1 | u32::from(self.dir == Dir::Out)
     }
 
     fn unpack(r: u32) -> Self {
-        Ref { slot: r >> 1, dir: if r & 1 == 0 { Dir::In } else { Dir::Out } }
+        Ref { slot: r >> 2, dir: if r & 1 == 0 { Dir::In } else { Dir::Out }, rewrites: r & 2 != 0 }
+    }
+
+    /// The entries of the connection in `slot`: its client's tuple's and,
+    /// if it has a reply tuple, that one's.
+    fn of(slot: u32, has_reply: bool) -> [Ref; 2] {
+        [Dir::In, Dir::Out].map(|dir| Ref { slot, dir, rewrites: has_reply })
     }
 }
 
@@ -312,8 +328,9 @@ pub struct ConnTable {
 
 impl ConnTable {
     /// The most connections a table can hold: the index keeps a slot
-    /// number in 31 bits.
-    pub const MAX_CAPACITY: usize = 1 << 30;
+    /// number in 30 bits (see [`Ref::packed`]), and the highest names
+    /// none (`NIL`'s).
+    pub const MAX_CAPACITY: usize = (1 << 30) - 1;
 
     /// A table for at most `capacity` connections (at most
     /// [`Self::MAX_CAPACITY`]).
@@ -545,7 +562,7 @@ impl ConnTable {
     fn find(&self, words: TupleWords) -> Option<Ref> {
         let slots = &self.slots;
         let r = self.index.find(self.index.hash(words), move |r| {
-            let Ref { slot, dir } = Ref::unpack(r);
+            let Ref { slot, dir, .. } = Ref::unpack(r);
             slots.get(slot as usize).is_some_and(|s| s.has(dir, words))
         })?;
         Some(Ref::unpack(r))
@@ -568,10 +585,14 @@ impl ConnTable {
     #[inline]
     pub fn prefetch_entry(&self, hash: TupleHash) -> Hint {
         let Some(r) = self.index.candidate(hash.0) else { return Hint::NONE };
-        if let Some(s) = self.slots.get(Ref::unpack(r).slot as usize) {
-            // Both lines: a NAT or FullNAT hit reads the second too.
-            crate::prefetch::line(&s.out);
-            crate::prefetch::line(&s.conn.real);
+        let entry = Ref::unpack(r);
+        if let Some(s) = self.slots.get(entry.slot as usize) {
+            // The first line; a NAT or FullNAT hit reads the second too.
+            // Without a branch (services of both kinds may share a burst):
+            // for DR and TUN the second prefetch names the first line again,
+            // a line already on its way, which costs no memory access.
+            crate::prefetch::line(s);
+            crate::prefetch::line_at((s as *const Slot).cast::<u8>().wrapping_add(64 * usize::from(entry.rewrites)));
         }
         Hint(r)
     }
@@ -619,9 +640,10 @@ impl ConnTable {
         s.live = false;
         let (client, out) = (s.conn.client, s.out);
         self.unlink(slot);
-        self.index.remove(self.index.hash(client.words()), Ref { slot, dir: Dir::In }.packed());
+        let [r_in, r_out] = Ref::of(slot, out.is_some());
+        self.index.remove(self.index.hash(client.words()), r_in.packed());
         if let Some(out) = out {
-            self.index.remove(self.index.hash(out.words()), Ref { slot, dir: Dir::Out }.packed());
+            self.index.remove(self.index.hash(out.words()), r_out.packed());
         }
         self.free.push(slot);
         self.len -= 1;
@@ -663,10 +685,11 @@ impl ConnTable {
         };
         self.link(n);
         // Cannot fail: the index has room for two entries per connection.
-        let placed = self.index.insert(self.index.hash(key.words()), Ref { slot: n, dir: Dir::In }.packed());
+        let [r_in, r_out] = Ref::of(n, out.is_some());
+        let placed = self.index.insert(self.index.hash(key.words()), r_in.packed());
         debug_assert!(placed);
         if let Some(o) = out {
-            let placed = self.index.insert(self.index.hash(o.words()), Ref { slot: n, dir: Dir::Out }.packed());
+            let placed = self.index.insert(self.index.hash(o.words()), r_out.packed());
             debug_assert!(placed);
         }
         self.len += 1;
@@ -930,8 +953,10 @@ mod tests {
             (offset_of!(Slot, out), size_of_val(&s.out)),
             (offset_of!(Slot, filed_at), size_of_val(&s.filed_at)),
             (offset_of!(Slot, timer), size_of_val(&s.timer)),
+            (offset_of!(Slot, live), size_of_val(&s.live)),
             (offset_of!(Slot, conn.client), size_of_val(&c.client)),
             (offset_of!(Slot, conn.tcp), size_of_val(&c.tcp)),
+            (offset_of!(Slot, conn.toa_pending), size_of_val(&c.toa_pending)),
             (offset_of!(Slot, conn.service), size_of_val(&c.service)),
             (offset_of!(Slot, conn.dest), size_of_val(&c.dest)),
             (offset_of!(Slot, conn.expires), size_of_val(&c.expires)),
@@ -939,7 +964,36 @@ mod tests {
         for (at, len) in hot {
             assert!(at + len <= 64, "a hot field at {at}..{} leaves the first line", at + len);
         }
-        assert!(offset_of!(Slot, conn.real) >= 64, "the prefetch of the second line names `real`");
+        // What only NAT and FullNAT read is the second line, which their
+        // connections' prefetch adds (at 64 bytes from the slot).
+        for at in [offset_of!(Slot, conn.real), offset_of!(Slot, conn.real_port), offset_of!(Slot, conn.peer_mac), offset_of!(Slot, conn.local), offset_of!(Slot, conn.nat)] {
+            assert!(at >= 64, "a rewrite field at {at} is in the first line: move it or the prefetch");
+        }
+    }
+
+    /// The index entries, and so the prefetch stages' hints, say whether
+    /// a connection's packets read the slot's second line: those with a
+    /// reply tuple (NAT, FullNAT) do, DR's and TUN's do not; and the
+    /// packing keeps every field, up to the largest slot.
+    #[test]
+    fn entries_say_which_connections_read_the_second_line() {
+        let mut t = ConnTable::new(8, Timeouts::default());
+        let nat = t.insert(key(1), Some(reply(1)), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        let dr = t.insert(key(2), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        for (tuple, slot, dir, rewrites) in [(key(1), nat, Dir::In, true), (reply(1), nat, Dir::Out, true), (key(2), dr, Dir::In, false)] {
+            assert_eq!(t.find(tuple.words()), Some(Ref { slot, dir, rewrites }));
+            let hint = hint_for(&t, tuple);
+            // The stages name the tuple's own entry but for a tag collision.
+            assert!(hint == Hint::NONE || Ref::unpack(hint.0) == Ref { slot, dir, rewrites } || Ref::unpack(hint.0).slot != slot);
+        }
+        for slot in [0, 1, ConnTable::MAX_CAPACITY as u32 - 1] {
+            for (dir, rewrites) in [(Dir::In, false), (Dir::In, true), (Dir::Out, true)] {
+                let r = Ref { slot, dir, rewrites };
+                assert_eq!(Ref::unpack(r.packed()), r);
+                assert_ne!(r.packed(), NIL, "no entry is NIL");
+            }
+        }
+        assert!(Ref::unpack(NIL).slot as usize >= ConnTable::MAX_CAPACITY, "NIL names no slot");
     }
 
     #[test]
@@ -1091,7 +1145,7 @@ mod tests {
     fn a_small_table_remembers_its_tuples() {
         let mut t = ConnTable::new(RECENT_UNTIL, Timeouts::default());
         let slot = t.insert(key(1), Some(reply(1)), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
-        let (client, server) = (Ref { slot, dir: Dir::In }.packed(), Ref { slot, dir: Dir::Out }.packed());
+        let [client, server] = Ref::of(slot, true).map(Ref::packed);
         let remembered = |t: &ConnTable, r: u32| t.recent.iter().filter(|&&e| e == r).count();
         assert_eq!((remembered(&t, client), remembered(&t, server)), (0, 0), "nothing before a lookup");
         t.lookup(&reply(1), L4Proto::Tcp, ACK, SEC);
@@ -1124,7 +1178,7 @@ mod tests {
     fn a_hint_is_checked_before_it_is_trusted() {
         let mut t = ConnTable::new(8, Timeouts::default());
         let slot = t.insert(key(1), Some(reply(1)), L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
-        let hint = |slot, dir| Hint(Ref { slot, dir }.packed());
+        let hint = |slot, dir| Hint(Ref { slot, dir, rewrites: true }.packed());
         let (hint_in, hint_out) = (hint(slot, Dir::In), hint(slot, Dir::Out));
         // The stages name an entry whose tag matches in the tuple's home
         // bucket: its own, or (tags colliding) another's, or none.

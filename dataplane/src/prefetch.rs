@@ -33,3 +33,18 @@ pub fn lanes_equal(lanes: &[u16; 8], tag: u16) -> u32 {
     #[cfg(not(target_arch = "x86_64"))]
     lanes.iter().enumerate().fold(0, |m, (k, &t)| m | u32::from(t == tag) * (3 << (2 * k)))
 }
+
+/// Hints the processor to load the cache line holding address `p`, which
+/// need not be valid (a prefetch never faults): for a line picked by
+/// arithmetic rather than by a reference.
+#[inline(always)]
+pub fn line_at(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it never faults, whatever
+    // the address, reads no value into the program and writes nothing.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
