@@ -7,7 +7,8 @@
 #      the same memif/net_null devices, fed by bench/src/bin/loadgen.rs,
 #      beside the lean forwarder (bench/src/bin/leanfwd.rs, the yardstick);
 #      and what it is made of: the whole worker's instructions per packet,
-#      ports included (callgrind);
+#      ports included (callgrind), and the forwarding core's time per
+#      packet by component at full load (perf cpu-clock samples);
 #   3. real TCP through namespaces: RVS DR, NAT, FullNAT against nftables
 #      DNAT and haproxy, and the rig without any balancer, same topology.
 # Then the scheduler cost and the reload time. About 15 minutes on the
@@ -35,6 +36,8 @@ section "2. Port throughput against testpmd io-forward (bench/throughput.py $ROU
 python3 bench/throughput.py "$ROUNDS" 8
 section "2. The worker's instructions per packet, ports included (bench/worker_profile.py 15)"
 python3 bench/worker_profile.py 15
+section "2. The forwarding core's time per packet at full load (bench/time_profile.py 5)"
+python3 bench/time_profile.py 5
 section "3. Real TCP: RVS vs nftables vs haproxy vs no balancer (bench/realtcp.sh $ROUNDS 5)"
 bench/realtcp.sh "$ROUNDS" 5
 section "Scheduler cost (sched_bench)"
