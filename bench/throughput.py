@@ -24,6 +24,7 @@ usage: bench/throughput.py [ROUNDS] [SECONDS]     (as root; default 3 rounds, 10
        ORDER=random bench/throughput.py ...      (each frame's flow at random, not in turn)
        RVSD=PATH bench/throughput.py ...         (another rvsd build, e.g. for an A/B run)
        MODES="lean dr" bench/throughput.py ...   (a subset of the contenders; default all five)
+       REALS=N bench/throughput.py ...           (N real servers in rvsd's service, 1..240; default 2)
 """
 import os
 import re
@@ -46,6 +47,10 @@ RVSD = os.environ.get("RVSD") or os.path.join(ROOT, "target/release/rvsd")
 LOADGEN = os.path.join(ROOT, "target/release/loadgen")
 LEANFWD = os.path.join(ROOT, "target/release/leanfwd")
 FLOWS = int(os.environ.get("FLOWS", "65536"))
+# Real servers of rvsd's service (2 by default; at most 240, one /24).
+REALS = int(os.environ.get("REALS", "2"))
+if not 1 <= REALS <= 240:
+    sys.exit(f"throughput: REALS must be 1..240 (got {REALS})")
 # ORDER=random: each frame's flow drawn at random (loadgen --order).
 ORDER = os.environ.get("ORDER", "in-turn")
 # A ceiling run below this share of the best one ran in one of the
@@ -96,6 +101,10 @@ def rvsd_config(mode, socket, work):
         "tun": 'forwarding = "tun"',
     }[mode]
     eal_args = ", ".join(f'"{a}"' for a in eal(f"rvs-dut-{os.getpid()}", "0@0,1@1", socket, "server"))
+    # REALS real servers, 10.0.0.11 on, each with a static neighbor entry.
+    addrs = [f"10.0.0.{11 + k}" for k in range(REALS)]
+    neighbors = "\n".join(f'[[neighbors]]\naddress = "{a}"\nmac = "02:00:00:00:{k >> 8:02x}:{k & 0xff:02x}"\n' for k, a in enumerate(addrs, 0x11))
+    reals = "\n".join(f'  [[services.reals]]\n  address = "{a}"\n' for a in addrs)
     text = f"""
 [dpdk]
 eal_args = [{eal_args}]
@@ -124,13 +133,7 @@ name = "servers"
 device = "net_null0"
 address = "10.0.0.2/24"
 
-[[neighbors]]
-address = "10.0.0.11"
-mac = "02:00:00:00:00:11"
-
-[[neighbors]]
-address = "10.0.0.12"
-mac = "02:00:00:00:00:12"
+{neighbors}
 
 [[services]]
 protocol = "udp"
@@ -138,12 +141,7 @@ vip = "198.18.0.100"
 port = 9
 scheduler = "rr"
 {services}
-
-  [[services.reals]]
-  address = "10.0.0.11"
-
-  [[services.reals]]
-  address = "10.0.0.12"
+{reals}
 """
     path = os.path.join(work, f"{mode}.toml")
     with open(path, "w") as f:
