@@ -471,8 +471,9 @@ mod tests {
         let b = core(vec![service(80, vec![dest(12, 80, 3), dest(11, 80, 4), dest(11, 8080, 7)])]);
         let l = merge(&[a, b]);
         assert_eq!((l.connections, l.capacity), (2, 20));
-        let got: Vec<(u16, Vec<(String, u16, u64, u64)>)> =
-            l.services.iter().map(|s| (s.port, s.reals.iter().map(|r| (r.addr.clone(), r.port, r.conns, r.pkts_in)).collect())).collect();
+        // (service port, [(address, port, connections, packets in)]).
+        type Seen = (u16, Vec<(String, u16, u64, u64)>);
+        let got: Vec<Seen> = l.services.iter().map(|s| (s.port, s.reals.iter().map(|r| (r.addr.clone(), r.port, r.conns, r.pkts_in)).collect())).collect();
         assert_eq!(
             got,
             [
