@@ -966,7 +966,13 @@ mod tests {
         }
         // What only NAT and FullNAT read is the second line, which their
         // connections' prefetch adds (at 64 bytes from the slot).
-        for at in [offset_of!(Slot, conn.real), offset_of!(Slot, conn.real_port), offset_of!(Slot, conn.peer_mac), offset_of!(Slot, conn.local), offset_of!(Slot, conn.nat)] {
+        for at in [
+            offset_of!(Slot, conn.real),
+            offset_of!(Slot, conn.real_port),
+            offset_of!(Slot, conn.peer_mac),
+            offset_of!(Slot, conn.local),
+            offset_of!(Slot, conn.nat),
+        ] {
             assert!(at >= 64, "a rewrite field at {at} is in the first line: move it or the prefetch");
         }
     }

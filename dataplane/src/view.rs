@@ -1,7 +1,8 @@
 //! What an operator sees of the data plane (rvsadm, metrics): every worker
 //! copies its services, real servers and their counts into a view every
-//! 100 ms, behind a per-core lock taken only at that rate; readers merge
-//! the cores' views. Nothing here runs per packet.
+//! 100 ms (a slice per poll: [`VIEW_SLICE`]) and swaps it in behind a
+//! per-core lock it never waits for; readers merge the cores' views.
+//! Nothing here runs per packet.
 
 use crate::config::{ForwardingMode, L4Proto};
 use core::net::Ipv4Addr;
@@ -12,6 +13,11 @@ use std::sync::{Mutex, MutexGuard};
 /// Most connections one core lists per request: copying is done on the
 /// worker, between bursts, so the listing is bounded to keep that pause short.
 pub const MAX_LISTED_PER_CORE: usize = 100_000;
+
+/// Real servers' worth of its view a worker refreshes per poll (see
+/// `Pipeline::refresh_view`): microseconds, not the millisecond a view of
+/// 10,000 services made at once took (`reload_bench` times both).
+pub const VIEW_SLICE: usize = 256;
 
 /// One real server of one service, as one core sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +141,22 @@ impl Views {
         }
     }
 
+    /// A worker's way to [`Self::set`]: swaps `view` with core `core`'s
+    /// published one (so `view` gets the older one back, to refresh in
+    /// place) unless a reader holds it, which a worker does not wait
+    /// for (a reader clones every service under the lock); false then,
+    /// and nothing changed: try again later.
+    pub fn publish(&self, core: usize, view: &mut CoreView) -> bool {
+        let Some(m) = self.cores.get(core) else { return false };
+        let mut published = match m.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        std::mem::swap(&mut *published, view);
+        true
+    }
+
     /// Every core's latest view.
     pub fn all(&self) -> Vec<CoreView> {
         self.cores.iter().map(|m| lock(m).clone()).collect()
@@ -143,4 +165,32 @@ impl Views {
 
 fn lock(m: &Mutex<CoreView>) -> MutexGuard<'_, CoreView> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(at: u64) -> CoreView {
+        CoreView { at, ..CoreView::default() }
+    }
+
+    /// Publishing swaps: readers see the new view, the worker gets the
+    /// old one back; while a reader holds the core's view, nothing changes
+    /// and the worker is told to try later instead of waiting.
+    #[test]
+    fn publish_swaps_unless_a_reader_holds_the_view() {
+        let views = Views::new(2);
+        let mut mine = view(7);
+        assert!(views.publish(1, &mut mine));
+        assert_eq!((views.all()[1].at, mine.at), (7, 0));
+        let held = views.cores[1].lock().unwrap();
+        let mut next = view(9);
+        assert!(!views.publish(1, &mut next), "a reader holds it");
+        assert_eq!(next.at, 9, "nothing swapped");
+        drop(held);
+        assert!(views.publish(1, &mut next));
+        assert_eq!((views.all()[1].at, next.at), (9, 7));
+        assert!(!views.publish(2, &mut next), "no such core");
+    }
 }

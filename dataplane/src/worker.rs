@@ -176,6 +176,10 @@ impl Worker {
         let mut idle_polls = 0u32;
         let mut generation = self.config.as_ref().map_or(0, |c| c.generation());
         let mut next_view = 0u64;
+        // The view being refreshed, a slice per pass, and where it is at;
+        // `view_done`: refreshed, waiting to be published.
+        let mut view = crate::view::CoreView::default();
+        let (mut view_next, mut view_done) = (0usize, false);
         // The last connection-listing request this worker answered.
         let mut listed = 0u64;
 
@@ -190,21 +194,32 @@ impl Worker {
                         Ok(()) => counters.reloads.inc(),
                         Err(_) => counters.reload_errors.inc(),
                     }
+                    // A view begun before the reload starts over.
+                    (view_next, view_done) = (0, false);
                 }
             }
             let now = crate::clock::now_ns();
             self.pipeline.tick(now);
             if now >= next_view {
                 if let Some(views) = &self.views {
-                    views.set(usize::from(queue), self.pipeline.view(now));
+                    // In slices, one per pass, until published; then not
+                    // again for VIEW_INTERVAL.
+                    if !view_done {
+                        view_done = self.pipeline.refresh_view(&mut view, &mut view_next, crate::view::VIEW_SLICE, now);
+                    }
+                    if view_done && views.publish(usize::from(queue), &mut view) {
+                        view_done = false;
+                        next_view = now + VIEW_INTERVAL;
+                    }
                     let wanted = views.connections_wanted();
                     if wanted > listed {
                         let (conns, truncated) = self.pipeline.list_connections(now, crate::view::MAX_LISTED_PER_CORE);
                         views.set_connections(usize::from(queue), wanted, conns, truncated);
                         listed = wanted;
                     }
+                } else {
+                    next_view = now + VIEW_INTERVAL;
                 }
-                next_view = now + VIEW_INTERVAL;
             }
             self.send_arp_requests(now, &mut out, &counters);
 

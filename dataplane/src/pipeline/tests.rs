@@ -290,6 +290,44 @@ fn prefetching_is_a_hint_any_frame_will_do() {
     assert_eq!(p.counters().conns_created.get(), 1);
 }
 
+/// Refreshed a slice at a time (any budget), the view comes out as made
+/// whole at once; refreshed again in place, it keeps its vectors (no
+/// allocation), and a smaller budget only takes more calls.
+#[test]
+fn a_view_refreshed_in_slices_is_the_whole_view() {
+    let mut p = resolved(SchedulerKind::Rr, 1, 2);
+    for n in 0..10 {
+        p.process(0, &mut tcp(40_000 + n, 80, SYN), 1);
+        p.process(0, &mut udp(40_000 + n, 53), 1);
+    }
+    let whole = p.view(5);
+    assert!(whole.services.len() >= 2 && whole.services.iter().all(|s| !s.dests.is_empty()), "services with servers: {whole:?}");
+    assert!(whole.services.iter().flat_map(|s| &s.dests).any(|d| d.conns > 0), "counts copied");
+    for budget in [0, 1, 2, 3, 100] {
+        let mut view = crate::view::CoreView::default();
+        let mut next = 0;
+        let mut calls = 0;
+        while !p.refresh_view(&mut view, &mut next, budget, 5) {
+            calls += 1;
+            assert!(calls < 100, "budget {budget}: never done");
+        }
+        assert_eq!(view, whole, "budget {budget}");
+        assert_eq!(next, 0);
+        if budget < 2 {
+            assert!(calls >= whole.services.len() - 1, "budget {budget}: a service per call ({calls} calls)");
+        }
+        // Again, in place: the same vectors.
+        let (outer, inner): (_, Vec<_>) = (view.services.as_ptr(), view.services.iter().map(|s| s.dests.as_ptr()).collect());
+        while !p.refresh_view(&mut view, &mut next, budget, 6) {}
+        assert_eq!(view.at, 6);
+        assert_eq!(
+            (view.services.as_ptr(), view.services.iter().map(|s| s.dests.as_ptr()).collect::<Vec<_>>()),
+            (outer, inner),
+            "budget {budget}: reallocated"
+        );
+    }
+}
+
 #[test]
 fn bad_and_foreign_input_is_counted_not_forwarded() {
     let mut p = resolved(SchedulerKind::Rr, 1, 1);
