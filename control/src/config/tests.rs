@@ -137,9 +137,9 @@ fn every_kind_of_semantic_error_is_caught() {
         ("[workers]", "[timeouts]\nudp = 100000000000\n[workers]", "timeouts.udp: must be 1..31536000"),
         ("[workers]", "[arp]\nexpire = 9223372036854775807\n[workers]", "arp.expire: must be 1..31536000"),
         ("scheduler = \"wrr\"", "scheduler = \"wrr\"\npersistence_timeout = 31536001", "persistence_timeout: must be 0..31536000"),
-        ("[workers]", "[limits]\nconnections_per_core = 1073741825\n[workers]", "limits.connections_per_core: must be 1..1073741824"),
+        ("[workers]", "[limits]\nconnections_per_core = 1073741824\n[workers]", "limits.connections_per_core: must be 1..1073741823"),
         ("[workers]", "[arp]\nrefresh = 60\nexpire = 30\n[workers]", "arp.expire: must be greater than arp.refresh"),
-        ("[workers]", "[limits]\nconnections_per_core = 0\n[workers]", "limits.connections_per_core: must be 1..1073741824"),
+        ("[workers]", "[limits]\nconnections_per_core = 0\n[workers]", "limits.connections_per_core: must be 1..1073741823"),
         (
             "scheduler = \"wrr\"",
             "scheduler = \"wrr\"\nscheduler_flags = [\"sh-port\"]",
