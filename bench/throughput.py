@@ -26,6 +26,8 @@ usage: bench/throughput.py [ROUNDS] [SECONDS]     (as root; default 3 rounds, 10
        MODES="lean dr" bench/throughput.py ...   (a subset of the contenders; default all five)
        REALS=N bench/throughput.py ...           (N real servers in rvsd's service, 1..240; default 2)
 """
+import atexit
+import glob
 import os
 import re
 import shutil
@@ -262,6 +264,9 @@ def prepare():
     if os.geteuid() != 0:
         sys.exit("run as root (hugepages, DPDK)")
     hugepages()
+    # Every DPDK process of this run (eal() names them rvs-ROLE-PID) leaves
+    # its runtime directory behind when it exits: removed when the run ends.
+    atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in glob.glob(f"/var/run/dpdk/rvs-*-{os.getpid()}")])
     if not os.environ.get("RVSD"):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "control", "--bin", "rvsd"], cwd=ROOT, check=True)
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "bench", "--bin", "loadgen", "--bin", "leanfwd"], cwd=ROOT, check=True)
