@@ -172,22 +172,38 @@ def stop(p, timeout=10):
         p.wait()
 
 
-def run_ceiling(work):
-    """testpmd io-forward memif -> null: per-second Tx-pps of port 1."""
+def start_ceiling(work):
+    """testpmd io-forward memif -> null, given time to start: returns the
+    process, its log file and its memif socket."""
     socket = os.path.join(work, "ceil.sock")
     log = open(os.path.join(work, "ceil.log"), "w+")
     dut = subprocess.Popen(["dpdk-testpmd"] + eal(f"rvs-ceil-{os.getpid()}", "0@0,1@1", socket, "server")
                            + ["--", "--forward-mode=io", "--total-num-mbufs=16384", "--stats-period", "1"],
                            stdout=log, stderr=subprocess.STDOUT)
     time.sleep(3)
+    return dut, log, socket
+
+
+def rates(kind, text):
+    """Packets forwarded per second, in order, from the log `text` of
+    testpmd ("ceiling"), the lean forwarder ("lean") or rvsd (a mode)."""
+    if kind == "ceiling":
+        return [int(x) for x in re.findall(r"NIC statistics for port 1.*?Tx-pps:\s+(\d+)", text, re.S)]
+    if kind == "lean":
+        return [int(x) for x in re.findall(r"leanfwd: fwd_pps=(\d+)", text)]
+    counts = [int(x) for x in re.findall(r"stats lcore=\d+ .*?forwarded=(\d+)", text)]
+    return [b - a for a, b in zip(counts, counts[1:])]
+
+
+def run_ceiling(work):
+    """testpmd io-forward memif -> null: per-second Tx-pps of port 1."""
+    dut, log, socket = start_ceiling(work)
     gen = generator(socket)
     time.sleep(WARMUP + SECONDS)
     stop(gen)
     stop(dut)
     log.seek(0)
-    text = log.read()
-    samples = [int(x) for x in re.findall(r"NIC statistics for port 1.*?Tx-pps:\s+(\d+)", text, re.S)]
-    return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS]
+    return [s for s in rates("ceiling", log.read()) if s > 0][WARMUP:WARMUP + SECONDS]
 
 
 def start_lean(work, wrapper=(), options=(), wait_s=10):
@@ -218,7 +234,7 @@ def run_lean(work):
     load balancer with a per-flow lookup could reach on these ports at
     best."""
     text = drive(*start_lean(work))
-    samples = [int(x) for x in re.findall(r"leanfwd: fwd_pps=(\d+)", text)]
+    samples = rates("lean", text)
     dropped = re.findall(r"leanfwd: done .*?(dropped=\d+)", text)
     return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS], dropped
 
@@ -250,11 +266,10 @@ def started(dut, log, marker, wait_s, what):
 def run_rvsd(mode, work):
     """rvsd in `mode`: per-second forwarded packets from its counters."""
     text = drive(*start_rvsd(mode, work))
-    counts = [int(x) for x in re.findall(r"stats lcore=\d+ .*?forwarded=(\d+)", text)]
-    rates = [b - a for a, b in zip(counts, counts[1:])]
+    per_second = rates(mode, text)
     lines = [l for l in text.splitlines() if "stats lcore=" in l]
     drops = re.findall(r"drop_\w+=\d+", lines[-1]) if lines else []
-    busy = [r for r in rates if r > 0]
+    busy = [r for r in per_second if r > 0]
     return busy[WARMUP:WARMUP + SECONDS], drops
 
 

@@ -62,27 +62,12 @@ def start(mode, work):
     """The contender `mode`, started and fed; returns (process, its log,
     the generator)."""
     if mode == "ceiling":
-        socket = os.path.join(work, "ceil.sock")
-        log = open(os.path.join(work, "ceil.log"), "w+")
-        dut = subprocess.Popen(["dpdk-testpmd"] + tp.eal(f"rvs-ceil-{os.getpid()}", "0@0,1@1", socket, "server")
-                               + ["--", "--forward-mode=io", "--total-num-mbufs=16384", "--stats-period", "1"],
-                               stdout=log, stderr=subprocess.STDOUT)
-        time.sleep(3)
+        dut, log, socket = tp.start_ceiling(work)
     elif mode == "lean":
         dut, log, socket = tp.start_lean(work)
     else:
         dut, log, socket = tp.start_rvsd(mode, work)
     return dut, log, tp.generator(socket)
-
-
-def rates(mode, text):
-    """The forwarder's packets per second, one per second of its log."""
-    if mode == "ceiling":
-        return [int(x) for x in re.findall(r"NIC statistics for port 1.*?Tx-pps:\s+(\d+)", text, re.S)]
-    if mode == "lean":
-        return [int(x) for x in re.findall(r"leanfwd: fwd_pps=(\d+)", text)]
-    counts = [int(x) for x in re.findall(r"stats lcore=\d+ .*?forwarded=(\d+)", text)]
-    return [b - a for a, b in zip(counts, counts[1:])]
 
 
 def shares(data, key):
@@ -102,15 +87,15 @@ def profile(mode, work):
     dut, log, gen = start(mode, work)
     time.sleep(tp.WARMUP + 1)
     data = os.path.join(work, f"perf-{mode}.data")
-    before = len(rates(mode, (log.seek(0), log.read())[1]))
+    before = len(tp.rates(mode, (log.seek(0), log.read())[1]))
     subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "5000", "-C", CPU, "-o", data, "--", "sleep", str(SECONDS)],
                    check=True, capture_output=True)
-    after = len(rates(mode, (log.seek(0), log.read())[1]))
+    after = len(tp.rates(mode, (log.seek(0), log.read())[1]))
     tp.stop(gen)
     tp.stop(dut)
     log.seek(0)
     # The seconds logged while perf sampled (the first and last partly).
-    sampled = [r for r in rates(mode, log.read())[before:after] if r > 0]
+    sampled = [r for r in tp.rates(mode, log.read())[before:after] if r > 0]
     if not sampled:
         sys.exit(f"time_profile: {mode} forwarded nothing while sampled")
     by_object = shares(data, "dso")

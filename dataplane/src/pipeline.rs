@@ -1165,27 +1165,33 @@ impl Pipeline {
             if spent > 0 && spent.saturating_add(s.pool.len()) > budget {
                 return false;
             }
-            let port = (s.key & 0xffff) as u16;
-            let (scheduler, persistence) = (s.pool.spec().kind, s.pool.persistence_timeout());
-            if view.services.len() <= *next {
-                view.services.push(ServiceView {
-                    proto: s.proto,
-                    vip: s.vip,
-                    port,
-                    scheduler,
-                    mode: s.mode,
-                    persistence,
-                    retired: s.retired,
-                    dests: Vec::new(),
-                });
-            }
-            let sv = &mut view.services[*next];
-            (sv.proto, sv.vip, sv.port, sv.scheduler, sv.mode, sv.persistence, sv.retired) = (s.proto, s.vip, port, scheduler, s.mode, persistence, s.retired);
-            sv.dests.truncate(s.pool.len());
-            for d in 0..s.pool.len() {
+            let header = ServiceView {
+                proto: s.proto,
+                vip: s.vip,
+                port: (s.key & 0xffff) as u16,
+                scheduler: s.pool.spec().kind,
+                mode: s.mode,
+                persistence: s.pool.persistence_timeout(),
+                retired: s.retired,
+                dests: Vec::new(),
+            };
+            // The service's entry, keeping its servers' vector (cleared
+            // and refilled below: no allocation when it has the room).
+            let sv = match view.services.get_mut(*next) {
+                Some(sv) => {
+                    *sv = ServiceView { dests: std::mem::take(&mut sv.dests), ..header };
+                    sv
+                }
+                None => {
+                    view.services.push(header);
+                    view.services.last_mut().expect("just pushed")
+                }
+            };
+            sv.dests.clear();
+            sv.dests.extend((0..s.pool.len()).map(|d| {
                 let (p, x) = (s.pool.dest(d), s.dests[d]);
                 let t = x.traffic;
-                let dv = DestView {
+                DestView {
                     addr: x.addr,
                     port: x.port,
                     weight: p.weight(),
@@ -1198,12 +1204,8 @@ impl Pipeline {
                     pkts_out: t.pkts_out,
                     bytes_in: t.bytes_in,
                     bytes_out: t.bytes_out,
-                };
-                match sv.dests.get_mut(d) {
-                    Some(v) => *v = dv,
-                    None => sv.dests.push(dv),
                 }
-            }
+            }));
             spent += s.pool.len().max(1);
             *next += 1;
         }

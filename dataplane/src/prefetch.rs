@@ -5,15 +5,7 @@
 /// Hints the processor to load the cache line holding `*v`.
 #[inline(always)]
 pub fn line<T>(v: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch only hints the cache; it never faults, reads no
-    // value into the program and writes nothing, whatever the address
-    // (here a valid reference anyway). SSE is part of x86_64.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>((v as *const T).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
+    line_at((v as *const T).cast::<u8>());
 }
 
 /// Bit `2k` (and `2k + 1`) set where `lanes[k] == tag`: eight 16-bit
