@@ -59,6 +59,21 @@ fn timer_class(proto: L4Proto, tcp: Option<TcpState>) -> u8 {
     }
 }
 
+/// The TCP flags that send a segment of a connection in state `tcp`
+/// through the state machine ([`ConnTable::tcp_segment`]): none for UDP
+/// and ICMP; for an established connection SYN, FIN and RST (its data
+/// and ACKs, nearly all of its segments, change nothing); in any other
+/// state those and ACK. A segment with none of the four (PSH or URG
+/// alone, or no flag at all) changes no state, as in IPVS.
+fn watched_flags(tcp: Option<TcpState>) -> u8 {
+    const CHANGE: u8 = tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST;
+    match tcp {
+        None => 0,
+        Some(TcpState::Established) => CHANGE,
+        Some(_) => CHANGE | tcp_flags::ACK,
+    }
+}
+
 /// A connection's tuple. Laid out as in a packet (addresses, then ports,
 /// then the protocol), so that a stored key's [`FlowKey::words`] are two
 /// loads.
@@ -244,6 +259,10 @@ struct Slot {
     /// set when the state changes, so a packet refreshes with one load.
     timer: u8,
     live: bool,
+    /// The TCP flags that make a segment matter to the state machine
+    /// ([`watched_flags`]), set with the state: a packet tests its flags
+    /// against it, one load and one test, instead of matching the state.
+    watch: u8,
     conn: Conn,
     /// Timer wheel links.
     prev: u32,
@@ -426,6 +445,7 @@ impl ConnTable {
         if next != s {
             slot.conn.tcp = Some(next);
             slot.timer = timer_class(proto, Some(next));
+            slot.watch = watched_flags(Some(next));
         }
         Some((s.is_active() != next.is_active()).then_some(next.is_active()))
     }
@@ -490,18 +510,17 @@ impl ConnTable {
             self.remove(r.slot);
             return Lookup::Expired { slot: r.slot };
         }
-        // UDP and ICMP flows are always active; a TCP one as its state.
+        // UDP and ICMP flows are always active; a TCP one as its state,
+        // which only a segment with a watched flag can change.
         let mut turned = None;
-        if let Some(s) = slot.conn.tcp {
-            // An established connection's segments without SYN, FIN or
-            // RST (its data and ACKs: nearly all of them) change nothing.
-            if s != TcpState::Established || flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0 {
-                match Self::tcp_segment(slot, r.dir, s, flags, proto) {
-                    Some(t) => turned = t,
-                    None => {
-                        self.remove(r.slot);
-                        return Lookup::Expired { slot: r.slot };
-                    }
+        if flags & slot.watch != 0 {
+            // Only TCP connections watch flags.
+            let s = slot.conn.tcp.unwrap_or(TcpState::Established);
+            match Self::tcp_segment(slot, r.dir, s, flags, proto) {
+                Some(t) => turned = t,
+                None => {
+                    self.remove(r.slot);
+                    return Lookup::Expired { slot: r.slot };
                 }
             }
         }
@@ -672,7 +691,7 @@ impl ConnTable {
             tcp,
             expires: now + self.timeouts[usize::from(timer_class(proto, tcp))],
         };
-        let slot = Slot { conn, out, live: true, timer: timer_class(proto, tcp), prev: NIL, next: NIL, filed_at: 0 };
+        let slot = Slot { conn, out, live: true, timer: timer_class(proto, tcp), watch: watched_flags(tcp), prev: NIL, next: NIL, filed_at: 0 };
         let n = match self.free.pop() {
             Some(n) => {
                 self.slots[n as usize] = slot;
@@ -821,6 +840,43 @@ mod tests {
         assert!(t.is_empty());
     }
 
+    /// A segment without SYN, FIN, RST or ACK (PSH, URG = 0x20, or no flag)
+    /// changes no state, as in IPVS, but keeps the connection alive.
+    #[test]
+    fn a_segment_without_state_flags_changes_no_state() {
+        let mut t = ConnTable::new(8, Timeouts::default());
+        t.insert(key(1), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap();
+        for (flags, at) in [(0, 1), (PSH, 2), (0x20 | PSH, 3)] {
+            let (c, _, was_active) = hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, flags, at * SEC));
+            assert_eq!((c.tcp, c.expires, was_active), (Some(TcpState::SynRecv), (at + 60) * SEC, false), "flags {flags:#x}");
+        }
+        let (c, _, _) = hit_of(&mut t, |t| t.lookup(&key(1), L4Proto::Tcp, ACK, 4 * SEC));
+        assert_eq!(c.tcp, Some(TcpState::Established));
+    }
+
+    /// The watched flags skip the state machine only for segments it
+    /// would leave as they are: for every state and every flags byte with
+    /// SYN, FIN, RST or ACK, an unwatched segment keeps the state and
+    /// would not end the connection.
+    #[test]
+    fn only_segments_that_change_nothing_go_unwatched() {
+        let state_flags = SYN | FIN | RST | ACK;
+        for s in [TcpState::SynRecv, TcpState::Established, TcpState::FinWait, TcpState::Close] {
+            let watch = watched_flags(Some(s));
+            for flags in 0..=u8::MAX {
+                if flags & state_flags == 0 || flags & watch != 0 {
+                    continue;
+                }
+                assert_eq!(ConnTable::tcp_next(Some(s), flags), s, "{s:?} {flags:#x}");
+                let mut t = ConnTable::new(1, Timeouts::default());
+                let n = t.insert(key(1), None, L4Proto::Tcp, SYN, b(0, 0), 0).unwrap() as usize;
+                t.slots[n].conn.tcp = Some(s);
+                assert!(ConnTable::tcp_segment(&mut t.slots[n], Dir::In, s, flags, L4Proto::Tcp).is_some(), "{s:?} {flags:#x} would end it");
+            }
+        }
+        assert_eq!(watched_flags(None), 0, "UDP and ICMP watch nothing");
+    }
+
     #[test]
     fn a_new_syn_on_a_closing_connection_ends_it() {
         for closing in [FIN | ACK, RST] {
@@ -954,6 +1010,7 @@ mod tests {
             (offset_of!(Slot, filed_at), size_of_val(&s.filed_at)),
             (offset_of!(Slot, timer), size_of_val(&s.timer)),
             (offset_of!(Slot, live), size_of_val(&s.live)),
+            (offset_of!(Slot, watch), size_of_val(&s.watch)),
             (offset_of!(Slot, conn.client), size_of_val(&c.client)),
             (offset_of!(Slot, conn.tcp), size_of_val(&c.tcp)),
             (offset_of!(Slot, conn.toa_pending), size_of_val(&c.toa_pending)),

@@ -24,7 +24,10 @@ const SEC: u64 = 1_000_000_000;
 /// Set in a slot's `mac` word when it holds a MAC.
 const VALID: u64 = 1 << 63;
 /// `confirmed_at` of a static entry: always fresh (ages saturate at 0).
-const STATIC: u64 = u64::MAX;
+/// Far in the future (about 146 years of uptime) rather than `u64::MAX`,
+/// so that adding an expiry (at most a year, as the configuration bounds
+/// it) cannot overflow: the packet path compares with a sum.
+const STATIC: u64 = u64::MAX / 2;
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -216,7 +219,10 @@ impl NeighborTable {
     pub fn mac_word_of_slot(&self, i: usize, now: u64) -> Option<u64> {
         let s = self.shared.slots.get(i)?;
         let word = s.mac.load(Relaxed);
-        (word & VALID != 0 && now.saturating_sub(s.confirmed_at.load(Relaxed)) < self.expire_ns).then_some(word)
+        // `now - confirmed < expire`, as a sum: an add where a saturating
+        // subtract took three instructions (a time another core confirmed
+        // after this one's `now` counts as fresh either way).
+        (word & VALID != 0 && now < s.confirmed_at.load(Relaxed) + self.expire_ns).then_some(word)
     }
 
     /// The port slot `i`'s address is reached on (fixed for the slot).

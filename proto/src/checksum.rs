@@ -56,11 +56,27 @@ pub fn header20(h: &[u8; 20]) -> u16 {
 /// the plain sum modulo 0xffff (2^16 and 2^32 are both 1 modulo 0xffff, so
 /// 32-bit words in either byte order do), except that a nonzero multiple
 /// of 0xffff folds to 0xffff, which is what a right header sums to.
+///
+/// The test for a nonzero multiple is one multiply and one compare
+/// (Granlund and Montgomery's divisibility test): 0xffff is odd, so it
+/// has an inverse modulo 2^64, and multiplying by it maps the multiples
+/// `k * 0xffff` (for any `k`, as `s` is far below 2^64) to exactly `k`,
+/// and every other value above `u64::MAX / 0xffff`; subtracting 1 moves
+/// `k = 0` (the all-zero sum) to the top too. The compiler's own
+/// remainder test took a widening multiply, a shift and a subtract, and
+/// the zero test its own branch (4 instructions more per packet).
 #[inline]
 pub fn header20_valid(h: &[u8; 20]) -> bool {
     let w = |at: usize| u64::from(u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
-    let s = w(0) + w(4) + w(8) + w(12) + w(16);
-    s != 0 && s % 0xffff == 0
+    nonzero_multiple_of_ffff(w(0) + w(4) + w(8) + w(12) + w(16))
+}
+
+/// `s != 0 && s % 0xffff == 0`, as [`header20_valid`] explains.
+#[inline(always)]
+fn nonzero_multiple_of_ffff(s: u64) -> bool {
+    const INVERSE: u64 = 0xfffe_fffe_fffe_ffff;
+    const { assert!(INVERSE.wrapping_mul(0xffff) == 1) };
+    s.wrapping_mul(INVERSE).wrapping_sub(1) < u64::MAX / 0xffff
 }
 
 /// The checksum field value for `data`: the complement of its folded sum.
@@ -123,8 +139,23 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// The multiply test is the remainder test over every sum five
+        /// 32-bit words can make, and at the edges of that range.
+        #[test]
+        fn the_divisibility_test_is_the_remainder_test(s in 0u64..=5 * u64::from(u32::MAX), k in 0u64..=5 * u64::from(u32::MAX) / 0xffff) {
+            proptest::prop_assert_eq!(nonzero_multiple_of_ffff(s), s != 0 && s % 0xffff == 0);
+            for t in [k * 0xffff, (k * 0xffff).saturating_sub(1), k * 0xffff + 1] {
+                proptest::prop_assert_eq!(nonzero_multiple_of_ffff(t), t != 0 && t % 0xffff == 0, "{:#x}", t);
+            }
+        }
+    }
+
     #[test]
     fn header20_valid_edge_cases() {
+        for s in [0, 1, 0xfffe, 0xffff, 0x1_0000, 2 * 0xffff, 5 * u64::from(u32::MAX), u64::MAX / 0xffff * 0xffff, u64::MAX] {
+            assert_eq!(nonzero_multiple_of_ffff(s), s != 0 && s % 0xffff == 0, "{s:#x}");
+        }
         assert!(!header20_valid(&[0; 20]), "all zero sums to 0, not 0xffff");
         assert!(header20_valid(&[0xff; 20]), "all ones folds to 0xffff");
         let mut h = [0u8; 20];
