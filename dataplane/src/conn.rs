@@ -427,6 +427,21 @@ impl ConnTable {
         self.len == 0
     }
 
+    /// Slots ever used (live or free): where a listing in slices
+    /// ([`Self::live_in`]) ends.
+    pub fn slots_used(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The connections in slots `range` (clamped to [`Self::slots_used`]),
+    /// in slot order. A connection keeps its slot while it lives, so
+    /// slices listed one after the other, with packets between them, list
+    /// every connection that lived throughout exactly once.
+    pub fn live_in(&self, range: core::ops::Range<usize>) -> impl Iterator<Item = &Conn> + '_ {
+        let end = range.end.min(self.slots.len());
+        self.slots[range.start.min(end)..end].iter().filter(|s| s.live).map(|s| &s.conn)
+    }
+
     /// A segment with `flags` in direction `dir` of the TCP connection in
     /// `slot`, now in state `s`: advances the state (and the timer class
     /// with it). Returns whether the connection turned active or inactive,

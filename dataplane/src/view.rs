@@ -10,9 +10,16 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use sched::SchedulerKind;
 use std::sync::{Mutex, MutexGuard};
 
-/// Most connections one core lists per request: copying is done on the
-/// worker, between bursts, so the listing is bounded to keep that pause short.
+/// Most connections one core lists per request: the copies are made on
+/// the worker and kept until the admin thread takes them.
 pub const MAX_LISTED_PER_CORE: usize = 100_000;
+
+/// Connection slots a worker looks at per poll while it lists its
+/// connections (see `Pipeline::list_connections_slice`): tens of
+/// microseconds between bursts, where a listing of 100,000 connections
+/// made at once paused forwarding for milliseconds (`reload_bench`
+/// times both).
+pub const LIST_SLICE: usize = 1024;
 
 /// Real servers' worth of its view a worker refreshes per poll (see
 /// `Pipeline::refresh_view`): microseconds, not the millisecond a view of
@@ -72,6 +79,16 @@ pub struct ConnView {
     /// ESTABLISHED, SYN_RECV, FIN_WAIT, CLOSE, or UDP.
     pub state: &'static str,
     pub expires_in_s: u64,
+}
+
+/// A listing of one core's connections being made, a slice per poll.
+#[derive(Debug, Clone, Default)]
+pub struct ConnListing {
+    /// The first slot not looked at yet.
+    pub next_slot: usize,
+    pub rows: Vec<ConnView>,
+    /// It stopped at its cap with connections left.
+    pub truncated: bool,
 }
 
 /// One core's answer to a connection-listing request.

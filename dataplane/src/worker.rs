@@ -180,8 +180,10 @@ impl Worker {
         // `view_done`: refreshed, waiting to be published.
         let mut view = crate::view::CoreView::default();
         let (mut view_next, mut view_done) = (0usize, false);
-        // The last connection-listing request this worker answered.
+        // The last connection-listing request this worker answered, and
+        // the one it is answering, a slice per pass.
         let mut listed = 0u64;
+        let mut listing: Option<(u64, crate::view::ConnListing)> = None;
 
         while !self.stop.load(Relaxed) {
             // A reload: apply it between bursts (one load per loop otherwise).
@@ -211,14 +213,23 @@ impl Worker {
                         view_done = false;
                         next_view = now + VIEW_INTERVAL;
                     }
-                    let wanted = views.connections_wanted();
-                    if wanted > listed {
-                        let (conns, truncated) = self.pipeline.list_connections(now, crate::view::MAX_LISTED_PER_CORE);
-                        views.set_connections(usize::from(queue), wanted, conns, truncated);
-                        listed = wanted;
-                    }
                 } else {
                     next_view = now + VIEW_INTERVAL;
+                }
+            }
+            if let Some(views) = &self.views {
+                if listing.is_none() {
+                    let wanted = views.connections_wanted();
+                    if wanted > listed {
+                        listing = Some((wanted, crate::view::ConnListing::default()));
+                    }
+                }
+                if let Some((wanted, l)) = &mut listing {
+                    if self.pipeline.list_connections_slice(l, now, crate::view::LIST_SLICE, crate::view::MAX_LISTED_PER_CORE) {
+                        views.set_connections(usize::from(queue), *wanted, std::mem::take(&mut l.rows), l.truncated);
+                        listed = *wanted;
+                        listing = None;
+                    }
                 }
             }
             self.send_arp_requests(now, &mut out, &counters);

@@ -1,11 +1,14 @@
 //! Reload cost with 10,000 services (issue 6: under a second): the control
 //! thread's part (parse and validate the file, check the snapshot, build
 //! the neighbor table) and a worker's part (apply it in place), for a
-//! reload that changes a weight in every service.
+//! reload that changes a weight in every service. Then what a worker
+//! pauses forwarding for to keep its view for operators (10,000 services)
+//! and to answer a connection listing (`rvsadm -c`, 100,000 connections):
+//! made whole at once, and in the slices the worker makes them in.
 //! Run: `cargo run --release -p bench --bin reload_bench`.
 
-use dataplane::config::{Interface, Snapshot};
-use dataplane::pipeline::Pipeline;
+use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot};
+use dataplane::pipeline::{Action, Pipeline};
 use proto::MacAddr;
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -106,5 +109,83 @@ fn main() {
         dataplane::view::VIEW_SLICE,
         median(&mut longest_us),
         slices / 21
+    );
+    listing_pause();
+}
+
+/// Connections in the listing benchmark's table: more than a core lists.
+const LISTED_CONNECTIONS: u32 = 150_000;
+
+/// A worker's pause to answer `rvsadm -c` with a table of
+/// `LISTED_CONNECTIONS` DR connections: the listing made whole at once
+/// (as it first was) against the longest of the slices `Worker::run`
+/// makes it in, each up to `MAX_LISTED_PER_CORE` rows.
+fn listing_pause() {
+    const LB_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+    let (vip, real) = (Ipv4Addr::new(198, 18, 0, 100), Ipv4Addr::new(198, 18, 0, 11));
+    let service = Service {
+        proto: L4Proto::Tcp,
+        vip,
+        port: 80,
+        scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Rr),
+        persistence: None,
+        mode: ForwardingMode::DirectRoute,
+        local_addrs: vec![],
+        reals: vec![RealServer::new(real, 1)],
+    };
+    let interface = Interface { port: 0, mac: LB_MAC, addr: Ipv4Addr::new(198, 18, 0, 2), prefix_len: 24, mtu: 1500, kernel: false };
+    let snapshot = Snapshot { max_connections_per_core: 1 << 18, ..Snapshot::new(vec![interface], vec![service]) };
+    let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).expect("valid snapshot");
+    // The real server answers ARP, then clients open connections.
+    let mut f = vec![0u8; 60];
+    proto::arp::write_request(&mut f, MacAddr([2, 0, 0, 0, 1, 11]), real, Ipv4Addr::new(198, 18, 0, 2)).expect("fits");
+    f[0..6].copy_from_slice(&LB_MAC.0);
+    f[21] = 2;
+    assert_eq!(p.process(0, &mut f, 0), Action::Consumed);
+    for k in 0..LISTED_CONNECTIONS {
+        let client = Ipv4Addr::from(0x6400_0000 + k / 50_000);
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 10], LB_MAC.0)
+            .ipv4(client.octets(), vip.octets(), 64)
+            .tcp(1024 + (k % 50_000) as u16, 80, 1, 65535)
+            .syn()
+            .write(&mut f, &[])
+            .expect("builds");
+        assert!(matches!(p.process(0, &mut f, 1), Action::Transmit { .. }), "connection {k} opens");
+    }
+    let max = dataplane::view::MAX_LISTED_PER_CORE;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|x, y| x.total_cmp(y));
+        v[v.len() / 2]
+    };
+    let mut whole_ms = Vec::new();
+    for _ in 0..11 {
+        let t = Instant::now();
+        let (rows, truncated) = p.list_connections(2, max);
+        whole_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!((rows.len(), truncated), (max, true));
+    }
+    let (mut longest_us, mut slices) = (Vec::new(), 0);
+    for _ in 0..11 {
+        let mut listing = dataplane::view::ConnListing::default();
+        let mut longest = 0f64;
+        loop {
+            let t = Instant::now();
+            let done = p.list_connections_slice(&mut listing, 2, dataplane::view::LIST_SLICE, max);
+            longest = longest.max(t.elapsed().as_secs_f64() * 1e6);
+            slices += 1;
+            if done {
+                break;
+            }
+        }
+        assert_eq!((listing.rows.len(), listing.truncated), (max, true));
+        longest_us.push(longest);
+    }
+    println!(
+        "a worker's listing of {max} of its {LISTED_CONNECTIONS} connections (rvsadm -c): made whole {:.2} ms (median of 11); in slices of {} slots, the longest slice {:.0} us (median of 11 listings, {} slices each)",
+        median(&mut whole_ms),
+        dataplane::view::LIST_SLICE,
+        median(&mut longest_us),
+        slices / 11
     );
 }

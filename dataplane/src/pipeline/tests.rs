@@ -1361,6 +1361,64 @@ fn lists_connections_with_state_expiry_and_a_cap() {
     assert_eq!(rows.iter().map(|r| r.state).collect::<Vec<_>>(), ["ESTABLISHED"]);
 }
 
+/// A listing made in slices of any size, with nothing changing between
+/// them, is the listing made at once, rows and cap alike.
+#[test]
+fn connection_listings_in_slices_equal_the_whole() {
+    let mut p = resolved(SchedulerKind::Rr, 1, 1);
+    for k in 0..20 {
+        let mut f = if k % 3 == 0 { udp(41000 + k, 53) } else { tcp(41000 + k, 80, SYN) };
+        assert!(matches!(p.process(0, &mut f, SEC), Action::Transmit { .. }));
+    }
+    for max in [0, 1, 7, 20, 100] {
+        let whole = p.list_connections(2 * SEC, max);
+        assert_eq!(whole.0.len(), max.min(20));
+        assert_eq!(whole.1, max < 20, "truncated exactly when some were left out");
+        for slots in [1, 2, 3, 7, 64] {
+            let mut listing = crate::view::ConnListing::default();
+            let mut slices = 1;
+            while !p.list_connections_slice(&mut listing, 2 * SEC, slots, max) {
+                slices += 1;
+                assert!(slices <= 20 + 1, "a listing ends");
+            }
+            assert_eq!((&listing.rows, listing.truncated), (&whole.0, whole.1), "max {max}, slices of {slots}");
+        }
+    }
+}
+
+/// Connections that come and go between the slices do not disturb the
+/// ones that live throughout: each of those is listed exactly once.
+#[test]
+fn a_listing_in_slices_lists_each_lasting_connection_once() {
+    let mut p = resolved(SchedulerKind::Rr, 1, 1);
+    let lasting: Vec<u16> = (42000..42010).collect();
+    for &port in &lasting {
+        assert!(matches!(p.process(0, &mut tcp(port, 80, SYN), SEC), Action::Transmit { .. }));
+    }
+    let mut listing = crate::view::ConnListing::default();
+    let mut newcomer = 43000;
+    let mut slices = 1;
+    while !p.list_connections_slice(&mut listing, 2 * SEC, 2, 1000) {
+        slices += 1;
+        if slices <= 4 {
+            // A UDP flow and a TCP connection after each of slices 1 to 3:
+            // 16 slots in all, listed in 8 slices of 2.
+            assert!(matches!(p.process(0, &mut udp(newcomer, 53), 2 * SEC), Action::Transmit { .. }));
+            assert!(matches!(p.process(0, &mut tcp(newcomer + 1, 80, SYN), 2 * SEC), Action::Transmit { .. }));
+            newcomer += 2;
+        }
+    }
+    assert_eq!((slices, p.connections()), (8, 16), "the listing went on over the newcomers' slots");
+    for port in lasting {
+        assert_eq!(listing.rows.iter().filter(|r| r.client.1 == port).count(), 1, "port {port}");
+    }
+    let mut ports: Vec<u16> = listing.rows.iter().map(|r| r.client.1).collect();
+    let n = ports.len();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), n, "nothing listed twice");
+}
+
 mod fast_parse_oracle {
     use super::*;
 
