@@ -58,6 +58,9 @@ ORDER = os.environ.get("ORDER", "in-turn")
 # A ceiling run below this share of the best one ran in one of the
 # machine's slow phases, and so may the rvsd run next to it (see main).
 SOUND = 0.8
+# A run whose generator found the memif ring full in at least this share
+# of the sampled seconds was limited by its forwarder (see `saturation`).
+SATURATED = 0.8
 # The top of each one's distribution of per-second samples: its mean of
 # this many best seconds.
 TOP = 10
@@ -151,15 +154,40 @@ scheduler = "rr"
     return path
 
 
-def generator(socket):
+def generator(socket, out=subprocess.DEVNULL):
     """The load generator (bench/src/bin/loadgen.rs) on CPU 0, as the memif
     client: FLOWS flows of 64-byte UDP to the VIP, in turn or (ORDER)
-    at random."""
+    at random. Its per-second report goes to `out` (see `saturation`)."""
     return subprocess.Popen(
         [LOADGEN, "--dst-mac", DUT_MAC, "--dst", "198.18.0.100:9", "--flows", str(FLOWS), "--order", ORDER, "--"]
         + ["--lcores", "0@0", "-m", "256", "--no-pci", "--no-telemetry", "--file-prefix", f"rvs-gen-{os.getpid()}",
            f"--vdev=net_memif0,role=client,socket={socket}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=out, stderr=subprocess.DEVNULL)
+
+
+def generator_log(socket):
+    """A file for the generator's report, beside the run's memif socket."""
+    return open(socket + ".gen.log", "w+")
+
+
+def saturation(gen_log, first=None, count=None):
+    """The share of the generator's sampled seconds (after the warm-up) in
+    which the memif ring to the forwarder was full (the port refused some
+    of its frames): the forwarder, not the generator, set the rate then.
+    A run whose forwarder kept up with the generator (a share near 0)
+    measured the generator, and gives only a lower bound of what the
+    forwarder can do: in this machine's fast phases the generator tops
+    out near 20 Mpps, below some forwarders (session 13: testpmd, the
+    lean forwarder and RVS all at 19-20 Mpps in some runs, 29-51 in
+    others). `count` seconds from second `first` (by default the
+    sampled ones, after WARMUP). None when the generator reported
+    nothing."""
+    first = WARMUP if first is None else first
+    count = SECONDS if count is None else count
+    gen_log.seek(0)
+    refused = [int(x) for x in re.findall(r"loadgen: tx_pps=\d+ tx_total=\d+ tx_refused=(\d+)", gen_log.read())]
+    steps = [b - a for a, b in zip(refused, refused[1:])][first:first + count]
+    return sum(1 for d in steps if d > 0) / len(steps) if steps else None
 
 
 def stop(p, timeout=10):
@@ -196,14 +224,16 @@ def rates(kind, text):
 
 
 def run_ceiling(work):
-    """testpmd io-forward memif -> null: per-second Tx-pps of port 1."""
+    """testpmd io-forward memif -> null: per-second Tx-pps of port 1, and
+    the run's `saturation`."""
     dut, log, socket = start_ceiling(work)
-    gen = generator(socket)
+    gen_log = generator_log(socket)
+    gen = generator(socket, gen_log)
     time.sleep(WARMUP + SECONDS)
     stop(gen)
     stop(dut)
     log.seek(0)
-    return [s for s in rates("ceiling", log.read()) if s > 0][WARMUP:WARMUP + SECONDS]
+    return [s for s in rates("ceiling", log.read()) if s > 0][WARMUP:WARMUP + SECONDS], saturation(gen_log)
 
 
 def start_lean(work, wrapper=(), options=(), wait_s=10):
@@ -220,23 +250,25 @@ def start_lean(work, wrapper=(), options=(), wait_s=10):
 
 def drive(dut, log, socket):
     """Feeds `dut` from the generator for the warm-up and the sampled
-    seconds, stops both, and returns what `dut` logged."""
-    gen = generator(socket)
+    seconds, stops both, and returns what `dut` logged and the run's
+    `saturation`."""
+    gen_log = generator_log(socket)
+    gen = generator(socket, gen_log)
     time.sleep(WARMUP + SECONDS + 1)
     stop(gen)
     stop(dut)
     log.seek(0)
-    return log.read()
+    return log.read(), saturation(gen_log)
 
 
 def run_lean(work):
     """The lean forwarder: its per-second forwarded packets, what any DR
     load balancer with a per-flow lookup could reach on these ports at
     best."""
-    text = drive(*start_lean(work))
+    text, sat = drive(*start_lean(work))
     samples = rates("lean", text)
     dropped = re.findall(r"leanfwd: done .*?(dropped=\d+)", text)
-    return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS], dropped
+    return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS], dropped, sat
 
 
 def start_rvsd(mode, work, wrapper=(), stats_interval=1, wait_s=10):
@@ -265,12 +297,12 @@ def started(dut, log, marker, wait_s, what):
 
 def run_rvsd(mode, work):
     """rvsd in `mode`: per-second forwarded packets from its counters."""
-    text = drive(*start_rvsd(mode, work))
+    text, sat = drive(*start_rvsd(mode, work))
     per_second = rates(mode, text)
     lines = [l for l in text.splitlines() if "stats lcore=" in l]
     drops = re.findall(r"drop_\w+=\d+", lines[-1]) if lines else []
     busy = [r for r in per_second if r > 0]
-    return busy[WARMUP:WARMUP + SECONDS], drops
+    return busy[WARMUP:WARMUP + SECONDS], drops, sat
 
 
 def prepare():
@@ -301,18 +333,23 @@ def main():
     results = {m: [] for m in modes}
     # Every per-second sample of each, over all rounds (the ceiling's too).
     seconds = {m: [] for m in ["ceiling"] + modes}
+    # The per-second samples of the runs whose forwarder set the rate
+    # (see `saturation`): what each can do, not what the generator did.
+    saturated = {m: [] for m in ["ceiling"] + modes}
     # Per round and mode: RVS's rate and the two ceiling runs around it.
     around_runs = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="rvs-tput-") as work:
         for r in range(ROUNDS):
-            before = ceiling_median(work, r, ceilings, seconds["ceiling"])
+            before = ceiling_median(work, r, ceilings, seconds["ceiling"], saturated["ceiling"])
             for m in modes:
-                got, drops = run_lean(work) if m == "lean" else run_rvsd(m, work)
+                got, drops, sat = run_lean(work) if m == "lean" else run_rvsd(m, work)
                 seconds[m] += got
+                if sat is not None and sat >= SATURATED:
+                    saturated[m] += got
                 v = statistics.median(got) if got else 0
                 results[m].append(v)
-                print(f"round {r + 1}: {m:8s} {v / 1e6:.2f} Mpps{'  ' + ' '.join(drops) if drops else ''}", flush=True)
-                after = ceiling_median(work, r, ceilings, seconds["ceiling"])
+                print(f"round {r + 1}: {m:8s} {v / 1e6:.2f} Mpps  {saturation_note(sat)}{'  ' + ' '.join(drops) if drops else ''}", flush=True)
+                after = ceiling_median(work, r, ceilings, seconds["ceiling"], saturated["ceiling"])
                 around_runs[m].append((v, before, after))
                 around = (before + after) / 2
                 share = f"{v / around:.2f} of the ceilings around it" if around else "no ceiling around it"
@@ -350,6 +387,15 @@ def main():
     if top["ceiling"]:
         print(f"\nMean of the {TOP} best seconds over all rounds (samples: " + ", ".join(f"{m} {len(v)}" for m, v in seconds.items()) + "): "
               + ", ".join(f"{m} {top[m] / 1e6:.2f} Mpps ({top[m] / top['ceiling']:.2f})" for m in seconds))
+    # The same over the saturated runs only: the ratio of capacities.
+    top_sat = {m: statistics.mean(sorted(v)[-TOP:]) if v else 0 for m, v in saturated.items()}
+    if top_sat["ceiling"]:
+        print(f"\nSaturated runs only (the generator's ring full in at least {SATURATED:.0%} of the sampled seconds: the forwarder set the rate), "
+              f"mean of the {TOP} best seconds (samples: " + ", ".join(f"{m} {len(v)}" for m, v in saturated.items()) + "): "
+              + ", ".join(f"{m} {top_sat[m] / 1e6:.2f} Mpps ({top_sat[m] / top_sat['ceiling']:.2f})" if top_sat[m] else f"{m} none"
+                          for m in saturated))
+    else:
+        print("\nSaturated runs only: no saturated ceiling run (the generator set every ceiling run's rate); no ratio of capacities")
     if results.get("lean") and max(results["lean"]):
         lean = max(results["lean"])
         print("\nRVS against the lean forwarder, best to best: " + ", ".join(f"{m} {max(results[m]) / lean:.2f}" for m in modes if m != "lean"))
@@ -357,15 +403,25 @@ def main():
         print("\nnote: RVS beat the best ceiling: every ceiling run was starved (a slow phase of the machine); rerun with more rounds")
 
 
-def ceiling_median(work, r, ceilings, samples):
+def ceiling_median(work, r, ceilings, samples, saturated):
     """One ceiling run: its median Mpps, printed and added to `ceilings`;
-    its per-second samples added to `samples`."""
-    got = run_ceiling(work)
+    its per-second samples added to `samples`, and to `saturated` if the
+    run was."""
+    got, sat = run_ceiling(work)
     samples += got
+    if sat is not None and sat >= SATURATED:
+        saturated += got
     c = statistics.median(got) if got else 0
     ceilings.append(c)
-    print(f"round {r + 1}: ceiling {c / 1e6:.2f} Mpps", flush=True)
+    print(f"round {r + 1}: ceiling {c / 1e6:.2f} Mpps  {saturation_note(sat)}", flush=True)
     return c
+
+
+def saturation_note(sat):
+    """How a run's `saturation` reads in its line."""
+    if sat is None:
+        return "(no generator report)"
+    return f"(generator's ring full {sat:.0%} of the seconds{'' if sat >= SATURATED else ': generator-bound'})"
 
 
 if __name__ == "__main__":

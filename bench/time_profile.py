@@ -67,7 +67,8 @@ def start(mode, work):
         dut, log, socket = tp.start_lean(work)
     else:
         dut, log, socket = tp.start_rvsd(mode, work)
-    return dut, log, tp.generator(socket)
+    gen_log = tp.generator_log(socket)
+    return dut, log, tp.generator(socket, gen_log), gen_log
 
 
 def shares(data, key):
@@ -83,8 +84,9 @@ def shares(data, key):
 
 def profile(mode, work):
     """(packets per second while sampled, {component: percent of the
-    CPU's samples})."""
-    dut, log, gen = start(mode, work)
+    CPU's samples}, the share of the sampled seconds the forwarder was
+    saturated: `throughput.saturation`)."""
+    dut, log, gen, gen_log = start(mode, work)
     time.sleep(tp.WARMUP + 1)
     data = os.path.join(work, f"perf-{mode}.data")
     before = len(tp.rates(mode, (log.seek(0), log.read())[1]))
@@ -93,6 +95,7 @@ def profile(mode, work):
     after = len(tp.rates(mode, (log.seek(0), log.read())[1]))
     tp.stop(gen)
     tp.stop(dut)
+    sat = tp.saturation(gen_log, tp.WARMUP + 1, SECONDS)
     log.seek(0)
     # The seconds logged while perf sampled (the first and last partly).
     sampled = [r for r in tp.rates(mode, log.read())[before:after] if r > 0]
@@ -109,7 +112,7 @@ def profile(mode, work):
         parts["own: worker loop"] = own - pipeline
     else:
         parts["own"] = own
-    return statistics.median(sampled), parts
+    return statistics.median(sampled), parts, sat
 
 
 def main():
@@ -120,22 +123,24 @@ def main():
     with tempfile.TemporaryDirectory(prefix="rvs-tprof-") as work:
         keep = os.environ.get("KEEP_PERF_DATA")
         for mode in MODES:
-            pps, parts = profile(mode, work)
-            rows.append((mode, pps, parts))
+            pps, parts, sat = profile(mode, work)
+            rows.append((mode, pps, parts, sat))
             if keep:
                 os.makedirs(keep, exist_ok=True)
                 os.replace(os.path.join(work, f"perf-{mode}.data"), os.path.join(keep, f"perf-{mode}.data"))
-            print(f"{mode}: {pps / 1e6:.2f} Mpps, " + ", ".join(f"{k} {v:.1f}%" for k, v in parts.items() if v), flush=True)
+            print(f"{mode}: {pps / 1e6:.2f} Mpps, {tp.saturation_note(sat)}, " + ", ".join(f"{k} {v:.1f}%" for k, v in parts.items() if v), flush=True)
     names = [n for n, _ in OBJECTS] + ["own", "own: worker loop", "own: pipeline"]
-    names = [n for n in names if any(n in p for _, _, p in rows)]
+    names = [n for n in names if any(n in p for _, _, p, _ in rows)]
     print()
-    print("| forwarder | Mpps while sampled | ns per packet | " + " | ".join(names) + " |")
-    print("|---|---|---|" + "---|" * len(names))
-    for mode, pps, parts in rows:
+    print("| forwarder | Mpps while sampled | forwarder saturated | ns per packet | " + " | ".join(names) + " |")
+    print("|---|---|---|---|" + "---|" * len(names))
+    for mode, pps, parts, sat in rows:
         ns = 1e9 / pps
         cells = [f"{parts[n] / 100 * ns:.1f}" if parts.get(n) else "-" for n in names]
-        print(f"| {mode} | {pps / 1e6:.2f} | {ns:.1f} | " + " | ".join(cells) + " |")
-    print("\n(ns per packet of each component: its share of CPU " + CPU + "'s cpu-clock samples times the time per packet)")
+        print(f"| {mode} | {pps / 1e6:.2f} | {'-' if sat is None else f'{sat:.0%}'} | {ns:.1f} | " + " | ".join(cells) + " |")
+    print("\n(ns per packet of each component: its share of CPU " + CPU + "'s cpu-clock samples times the time per packet; "
+          "\"forwarder saturated\": the share of the seconds the generator found its ring full. Below it the generator set the rate, "
+          "the forwarder polled an empty ring part of the time, and that time is in its memif column: compare components of saturated runs)")
 
 
 if __name__ == "__main__":
