@@ -1,9 +1,10 @@
 //! Whether this machine has the memory the connection tables may take.
 //!
-//! A table takes its memory as connections come, so a configured capacity
-//! beyond the machine's memory goes unnoticed until a busy day or a SYN
-//! flood fills it, and the kernel then kills rvsd. Refusing to start,
-//! saying why, is the operator's better deal.
+//! A table takes all its memory when it is made (so that a worker never
+//! stops for a page fault as its table grows), and a configured capacity
+//! beyond the machine's memory would have the kernel kill rvsd as it
+//! starts, or later, with the memory other processes take meanwhile.
+//! Refusing to start, saying why, is the operator's better deal.
 
 use dataplane::conn::ConnTable;
 
