@@ -199,6 +199,11 @@ fn families(s: &Sources) -> Vec<MetricFamily> {
         ("rvs_core_icmp_forwarded_total", "counter", "ICMP errors about connections translated and forwarded.", |c| c.icmp_forwarded.get()),
         ("rvs_core_icmp_echo_replies_total", "counter", "Pings to VIPs and FullNAT local addresses answered.", |c| c.icmp_echo_replies.get()),
     ];
+    // Seconds, not a count: apart from the integer counters.
+    t.family("rvs_core_busy_seconds_total", "counter", "Time the core spent in poll loop iterations that found packets.");
+    for (lcore, c) in &s.cores {
+        t.sample("rvs_core_busy_seconds_total", &[("core", &lcore.to_string())], c.busy_ns.get() as f64 / 1e9);
+    }
     for (name, kind, help, f) in per_core {
         t.family(name, kind, help);
         for (lcore, c) in &s.cores {

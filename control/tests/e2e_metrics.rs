@@ -21,6 +21,7 @@ fn metrics_match_the_traffic_and_the_endpoint_is_robust() {
     let mut lab = Lab::up_kind("rvse2emet", "nat");
     lab.start_real_servers_on(8080);
     let cfg = lab.config_file("nat.toml");
+    let started = std::time::Instant::now();
     lab.start_rvsd(&cfg);
 
     // Exactly 50 UDP requests, each answered once: 50 in, 50 out.
@@ -44,6 +45,10 @@ fn metrics_match_the_traffic_and_the_endpoint_is_robust() {
     assert!(sum(&m, "rvs_neighbors_resolved", &[]) >= 2.0);
     assert!(sum(&m, "rvs_mempool_mbufs", &[]) > 0.0);
     assert!(m.keys().any(|k| k.starts_with("rvs_core_polls_total{")));
+    // The cores were busy for a while, and idle (sleeping between empty
+    // polls) most of the time since rvsd started.
+    let (busy, up) = (sum(&m, "rvs_core_busy_seconds_total", &[]), started.elapsed().as_secs_f64());
+    assert!(busy > 0.0 && busy < up / 2.0, "busy {busy} s of {up} s");
     // Every metric the shipped Grafana dashboard queries exists.
     let dashboard = std::fs::read_to_string(repo().join("configs/grafana-rvs.json")).unwrap();
     let mut names: Vec<&str> = dashboard

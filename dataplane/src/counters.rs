@@ -188,6 +188,11 @@ pub struct CoreCounters {
     /// Poll loop iterations that found packets, and that found none.
     pub polls_busy: Counter,
     pub polls_idle: Counter,
+    /// Nanoseconds spent in the iterations that found packets: the share
+    /// of the core's time its traffic takes (the rest it polled empty
+    /// queues or slept), and the packets it forwarded over this time are
+    /// what it can forward at most.
+    pub busy_ns: Counter,
     /// Configurations applied by reload, and reloads this core refused.
     pub reloads: Counter,
     pub reload_errors: Counter,
@@ -216,7 +221,7 @@ impl CoreCounters {
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={} icmp_forwarded={} icmp_echo_replies={} garp_sent={} to_kernel={} from_kernel={} reloads={} reload_errors={}",
+            "rx={} tx={} forwarded={} arp_replies={} arp_requests={} arp_learned={} conns_created={} conns_expired={} conns_active={} toa_inserted={} toa_skipped={} redirected={} redirected_in={} icmp_frag_needed={} icmp_forwarded={} icmp_echo_replies={} garp_sent={} to_kernel={} from_kernel={} reloads={} reload_errors={} polls_busy={} polls_idle={} busy_ns={}",
             self.rx_packets.get(),
             self.tx_packets.get(),
             self.forwarded.get(),
@@ -238,6 +243,9 @@ impl CoreCounters {
             self.from_kernel.get(),
             self.reloads.get(),
             self.reload_errors.get(),
+            self.polls_busy.get(),
+            self.polls_idle.get(),
+            self.busy_ns.get(),
         );
         for r in DropReason::ALL {
             let n = self.drops(r);

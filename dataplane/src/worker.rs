@@ -91,6 +91,33 @@ impl KernelPolls {
     }
 }
 
+/// The time of the passes that found packets: each pass runs from its
+/// clock read to the next pass's, so the time is had without reading the
+/// clock again.
+#[derive(Debug, Default)]
+struct BusyTime {
+    /// When the last pass began, and whether it found packets.
+    started: u64,
+    busy: bool,
+}
+
+impl BusyTime {
+    /// A pass begins at `now`: the nanoseconds the last one took if it
+    /// found packets (0 if not).
+    #[inline(always)]
+    fn begin(&mut self, now: u64) -> u64 {
+        let last = if self.busy { now.saturating_sub(self.started) } else { 0 };
+        self.started = now;
+        last
+    }
+
+    /// The pass that began last found packets, or not.
+    #[inline(always)]
+    fn end(&mut self, busy: bool) {
+        self.busy = busy;
+    }
+}
+
 /// Output batches of one poll pass: per port, per core to redirect to,
 /// and per port's TAP (the kernel).
 struct Outputs {
@@ -173,6 +200,7 @@ impl Worker {
             place_of_port: Outputs::place_table(ports.iter().map(Port::id)),
         };
         let mut kernel_polls = KernelPolls::default();
+        let mut busy_time = BusyTime::default();
         let mut idle_polls = 0u32;
         let mut generation = self.config.as_ref().map_or(0, |c| c.generation());
         let mut next_view = 0u64;
@@ -201,6 +229,10 @@ impl Worker {
                 }
             }
             let now = crate::clock::now_ns();
+            let busy_ns = busy_time.begin(now);
+            if busy_ns > 0 {
+                counters.busy_ns.add(busy_ns);
+            }
             self.pipeline.tick(now);
             if now >= next_view {
                 if let Some(views) = &self.views {
@@ -302,6 +334,7 @@ impl Worker {
                 }
             }
 
+            busy_time.end(got > 0);
             if got == 0 {
                 counters.polls_idle.inc();
                 idle_polls = idle_polls.saturating_add(1);
@@ -395,6 +428,23 @@ mod tests {
 
     /// The TAP queues are read on the first pass, then, while the kernel
     /// is quiet, once per interval; while reads find frames, on every pass.
+    /// Only the passes that found packets count, each from its beginning
+    /// to the next pass's; the idle passes (and the sleeps after them)
+    /// between do not.
+    #[test]
+    fn busy_time_counts_the_passes_that_found_packets() {
+        let mut t = BusyTime::default();
+        let mut total = 0;
+        // (when the pass begins, whether it finds packets)
+        for (now, busy) in [(100, true), (130, true), (200, false), (1_000, false), (5_000, true), (5_040, false), (9_000, true)] {
+            total += t.begin(now);
+            t.end(busy);
+        }
+        assert_eq!(total, 30 + 70 + 40, "100..130, 130..200 and 5,000..5,040");
+        assert_eq!(t.begin(9_025), 25, "the last one, when the next begins");
+        assert_eq!(BusyTime::default().begin(7), 0, "nothing before the first pass");
+    }
+
     #[test]
     fn tap_queues_are_read_often_only_while_the_kernel_sends() {
         let mut polls = KernelPolls::default();
