@@ -20,6 +20,24 @@ use std::sync::Arc;
 
 const SWEEP_INTERVAL: u64 = 1_000_000_000;
 
+/// What the worker knows of a received frame besides its bytes, for
+/// [`Pipeline::process_hinted`]: one small value (a register, where two
+/// arguments would be a stack slot more for every packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// The entry the prefetch stages expect its lookup to find
+    /// ([`Pipeline::prefetch_entry`]), checked before it is trusted.
+    pub hint: Hint,
+    /// The port checked its IPv4 header checksum and found it right
+    /// (receive checksum offload): the pipeline does not check it again.
+    pub ip_checksum_good: bool,
+}
+
+impl Received {
+    /// No hint, no checksum checked.
+    pub const NOTHING: Received = Received { hint: Hint::NONE, ip_checksum_good: false };
+}
+
 /// What to do with a frame after [`Pipeline::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -501,14 +519,14 @@ impl Pipeline {
     /// IPIP header at the front); `*head` and `*len` are updated.
     #[inline]
     pub fn process_room(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64) -> Action {
-        self.process_hinted(port, buf, head, len, now, Hint::NONE)
+        self.process_hinted(port, buf, head, len, now, Received::NOTHING)
     }
 
-    /// As [`Self::process_room`], with the hint the prefetch stages gave
-    /// for this frame ([`Self::prefetch_entry`]).
+    /// As [`Self::process_room`], with what the worker knows of the frame
+    /// besides its bytes ([`Received`]).
     #[inline]
-    pub fn process_hinted(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64, hint: Hint) -> Action {
-        let action = self.classify(port, buf, head, len, now, hint);
+    pub fn process_hinted(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64, rx: Received) -> Action {
+        let action = self.classify(port, buf, head, len, now, rx);
         if let Action::Drop(reason) = action {
             self.counters.count_drop(reason);
         }
@@ -518,14 +536,14 @@ impl Pipeline {
     /// Everything the pipeline does with a frame. Never inlined: it is
     /// where `bench/pipeline.sh` counts the pipeline's instructions.
     #[inline(never)]
-    fn classify(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64, hint: Hint) -> Action {
+    fn classify(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64, rx: Received) -> Action {
         let Some(frame) = buf.get_mut(*head..head.saturating_add(*len)) else {
             return Action::Drop(DropReason::MalformedFrame);
         };
         // The common case first: IPv4 to our MAC on this port.
         if let (Some(&ours), Some(h)) = (self.port_mac.get(usize::from(port)), frame.first_chunk::<{ ethernet::HEADER_LEN }>()) {
             if proto::rewrite::mac_word(MacAddr(h[..6].try_into().unwrap_or_default())) == ours && h[12..14] == [0x08, 0x00] {
-                return self.ipv4(port, buf, head, len, now, hint);
+                return self.ipv4(port, buf, head, len, now, rx);
             }
         }
         self.classify_other(port, frame, now)
@@ -592,7 +610,7 @@ impl Pipeline {
         }
     }
 
-    fn ipv4(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64, hint: Hint) -> Action {
+    fn ipv4(&mut self, port: u16, buf: &mut [u8], head: &mut usize, len: &mut usize, now: u64, rx: Received) -> Action {
         // The very range `classify` checked, written the same way: the
         // compiler then knows it is in bounds (about 7 instructions).
         let frame = &mut buf[*head..head.saturating_add(*len)];
@@ -600,7 +618,7 @@ impl Pipeline {
         // Anything else goes through the views, which explain the drops.
         // The tuple travels as its two words (what the lookup takes); the
         // few paths that need its fields rebuild the key from them.
-        let ((words, proto, flags), frame, plain) = match fast_parse(frame) {
+        let ((words, proto, flags), frame, plain) = match fast_parse(frame, rx.ip_checksum_good) {
             Some(p) => (p, frame, true),
             None => match self.parse_slow(port, buf, head, len, now) {
                 Ok((key, proto, flags)) => ((key.words(), proto, flags), &mut buf[*head..*head + *len], false),
@@ -617,7 +635,7 @@ impl Pipeline {
             }
         }
 
-        let (slot, dir, service, dest) = match self.conns.lookup_hinted(words, hint, proto, flags, now) {
+        let (slot, dir, service, dest) = match self.conns.lookup_hinted(words, rx.hint, proto, flags, now) {
             Lookup::Hit { slot, dir, service, dest, turned } => {
                 if let Some(active) = turned {
                     self.services[service as usize].pool.set_active(dest as usize, active);
@@ -1321,12 +1339,14 @@ fn echo_ports(icmp: &[u8]) -> Option<(u16, u16, bool)> {
 }
 
 /// The flow of an Ethernet frame carrying IPv4 without options, not a
-/// fragment, with a valid header checksum and a complete TCP or UDP
-/// header: (the tuple's words, protocol, TCP flags). `None` for every
-/// other frame (the general parser then decides); never accepts a frame
-/// the general parser would refuse, and reads the same fields (tested).
+/// fragment, with a valid header checksum (or one the port found right:
+/// `checksum_good`) and a complete TCP or UDP header: (the tuple's words,
+/// protocol, TCP flags). `None` for every other frame (the general parser
+/// then decides); never accepts a frame the general parser would refuse
+/// but for the checksum the port vouched for, and reads the same fields
+/// (tested).
 #[inline]
-fn fast_parse(f: &[u8]) -> Option<(TupleWords, L4Proto, u8)> {
+fn fast_parse(f: &[u8], checksum_good: bool) -> Option<(TupleWords, L4Proto, u8)> {
     const IP: usize = ethernet::HEADER_LEN;
     const L4: usize = IP + 20;
     // Ethernet, IPv4 and a TCP header without options: 54 bytes. Shorter
@@ -1338,7 +1358,7 @@ fn fast_parse(f: &[u8]) -> Option<(TupleWords, L4Proto, u8)> {
     }
     let total = usize::from(be16(IP + 2));
     let header: &[u8; 20] = h[IP..L4].try_into().ok()?;
-    if IP + total > f.len() || !proto::checksum::header20_valid(header) {
+    if IP + total > f.len() || !(checksum_good || proto::checksum::header20_valid(header)) {
         return None;
     }
     let l4_len = total.checked_sub(20)?;

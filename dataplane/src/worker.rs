@@ -5,7 +5,7 @@
 use crate::conn::{Hint, TupleHash};
 use crate::counters::{CoreCounters, DropReason};
 use crate::dpdk::{Burst, Mbuf, Mempool, Port, Ring, MAX_BURST};
-use crate::pipeline::{Action, Pipeline};
+use crate::pipeline::{Action, Pipeline, Received};
 use crate::published::Published;
 use crate::view::Views;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -358,9 +358,10 @@ impl Worker {
             return;
         }
         let (len0, mut len) = (m.len(), m.len());
+        let checked = m.ip_checksum_good();
         let (buf, head0) = m.buffer_mut();
         let mut head = head0;
-        let action = self.pipeline.process_hinted(port, buf, &mut head, &mut len, now, hint);
+        let action = self.pipeline.process_hinted(port, buf, &mut head, &mut len, now, Received { hint, ip_checksum_good: checked });
         if (head, len) != (head0, len0) && !m.set_bounds(head, len) {
             counters.count_drop(DropReason::MalformedFrame);
             return;

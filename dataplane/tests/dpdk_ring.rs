@@ -56,6 +56,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     assert!(Port::by_name(&eal, "net_nonexistent9").is_err());
     port.start(1, 256, 256, &pool).unwrap();
     assert_eq!(pool.in_use(), 0, "net_ring does not pre-fill rx");
+    assert!(!port.checks_ip_checksums(), "net_ring offers no receive checksum offload: frames are checked in software");
 
     // 1. Mbufs sent come back intact; dropping them returns them to the pool.
     let mut b = Burst::new();

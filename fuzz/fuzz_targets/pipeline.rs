@@ -6,7 +6,7 @@
 use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot};
 use dataplane::conn::Hint;
 use dataplane::health::{Health, HealthBoard};
-use dataplane::pipeline::{Action, Pipeline};
+use dataplane::pipeline::{Action, Pipeline, Received};
 use libfuzzer_sys::fuzz_target;
 use proto::MacAddr;
 use std::net::Ipv4Addr;
@@ -73,8 +73,11 @@ fuzz_target!(|data: &[u8]| {
         let fresh = p.prefetch_entry(p.prefetch_index(&f));
         let hint = if k % 3 == 2 { stale } else { fresh };
         stale = fresh;
+        // Now and then as from a port that checks IPv4 header checksums
+        // and vouched for this one, whatever it holds.
+        let ip_checksum_good = k % 4 == 1;
         let (mut head, mut len) = (0, f.len());
-        if let Action::Transmit { port } = p.process_hinted(0, &mut f, &mut head, &mut len, now, hint) {
+        if let Action::Transmit { port } = p.process_hinted(0, &mut f, &mut head, &mut len, now, Received { hint, ip_checksum_good }) {
             assert_eq!(port, 0);
         }
         p.tick(now);

@@ -13,14 +13,17 @@
 //! server to client), `established-dr-big`,
 //! `-nat-big`, `-fullnat-big`, `-tun-big` (the same with 65,536
 //! connections, each burst prefetched first as the worker does with a big
-//! table), or `new` (a SYN of a new flow every time: schedule + create).
+//! table), `established-dr-checked`, `-tun-checked` (DR and TUN with
+//! the IPv4 header checksums checked by the port, as with a NIC's receive
+//! checksum offload), or `new` (a SYN of a new flow every time: schedule
+//! and create).
 //! `bench/pipeline.sh` runs `count` under callgrind at two lengths and
 //! reports instructions per packet (the difference, so setup cancels).
 
 use bench::{median_ns_per_op, median_ns_per_op_after, Rng};
 use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot, Timeouts};
 use dataplane::conn::{Binding, ConnTable, FlowKey, Hint, Lookup, TupleHash};
-use dataplane::pipeline::{Action, Pipeline};
+use dataplane::pipeline::{Action, Pipeline, Received};
 use proto::MacAddr;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -134,6 +137,14 @@ fn established_in(mode: ForwardingMode, packets: u64) -> u64 {
     Restoring::new(mode, FLOWS, false).run(0, packets)
 }
 
+/// As [`established_in`], the frames' IPv4 header checksums checked by
+/// the port (as on a NIC with receive checksum offload).
+fn established_checked(mode: ForwardingMode, packets: u64) -> u64 {
+    let mut r = Restoring::new(mode, FLOWS, false);
+    r.ip_checked = true;
+    r.run(0, packets)
+}
+
 /// As [`established_in`] for TCP: FLOWS connections opened by a SYN each
 /// and established by the client's ACK, then ACKs round robin (TCP's
 /// state machine runs on every packet; UDP's flows have none).
@@ -176,6 +187,9 @@ struct Restoring {
     /// Prefetch each burst's connections first, as the worker does when
     /// its table is big.
     prefetch: bool,
+    /// Hand the frames over as ones whose IPv4 header checksum the port
+    /// checked (receive checksum offload).
+    ip_checked: bool,
 }
 
 impl Restoring {
@@ -188,7 +202,7 @@ impl Restoring {
                 b
             })
             .collect();
-        let mut r = Restoring { p: pipeline_in(mode, 1 << 20), pristine, bufs: vec![vec![0u8; HEADROOM + 128]; BURST], prefetch };
+        let mut r = Restoring { p: pipeline_in(mode, 1 << 20), pristine, bufs: vec![vec![0u8; HEADROOM + 128]; BURST], prefetch, ip_checked: false };
         for first in (0..flows as u64).step_by(BURST) {
             assert_eq!(r.burst(first, BURST, 1), BURST as u64, "every flow opens");
         }
@@ -256,7 +270,10 @@ impl Restoring {
         let flows = self.pristine.len();
         for ((buf, k), hint) in self.bufs[..n].iter_mut().zip(first..).zip(hints) {
             let (mut head, mut len) = (HEADROOM, self.pristine[(k as usize) % flows].len() - HEADROOM);
-            sent += u64::from(matches!(self.p.process_hinted(0, buf, &mut head, &mut len, now, hint), Action::Transmit { .. }));
+            sent += u64::from(matches!(
+                self.p.process_hinted(0, buf, &mut head, &mut len, now, Received { hint, ip_checksum_good: self.ip_checked }),
+                Action::Transmit { .. }
+            ));
         }
         sent
     }
@@ -480,6 +497,8 @@ fn main() {
                 "established-nat" => established_in(ForwardingMode::Nat, n),
                 "established-fullnat" => established_in(ForwardingMode::FullNat, n),
                 "established-tun" => established_in(ForwardingMode::Tun, n),
+                "established-dr-checked" => established_checked(ForwardingMode::DirectRoute, n),
+                "established-tun-checked" => established_checked(ForwardingMode::Tun, n),
                 "established-dr-tcp" => established_tcp(ForwardingMode::DirectRoute, n),
                 "established-nat-tcp" => established_tcp(ForwardingMode::Nat, n),
                 "established-fullnat-tcp" => established_tcp(ForwardingMode::FullNat, n),

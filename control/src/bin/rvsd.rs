@@ -227,14 +227,15 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
         };
         let link = port.link();
         info!(
-            "interface {} on {} (port {}): {mac} {}/{} link {} {} Mb/s, {nworkers} queue(s)",
+            "interface {} on {} (port {}): {mac} {}/{} link {} {} Mb/s, {nworkers} queue(s), IPv4 header checksums checked {}",
             ic.name,
             ic.device,
             port.id(),
             ic.addr,
             ic.prefix_len,
             if link.up { "up" } else { "down" },
-            link.speed_mbps
+            link.speed_mbps,
+            if port.checks_ip_checksums() { "by the device" } else { "in software" }
         );
         interfaces.push(Interface { port: port.id(), mac, addr: ic.addr, prefix_len: ic.prefix_len, mtu: ic.mtu, kernel: tap.is_some() });
         ports.push(port);

@@ -55,6 +55,15 @@ impl Mbuf {
         self.len() == 0
     }
 
+    /// Whether the port checked this frame's IPv4 header checksum and
+    /// found it right (receive checksum offload: see
+    /// [`super::Port::checks_ip_checksums`]). False when it found it wrong,
+    /// did not check, or does not offer to.
+    #[inline]
+    pub fn ip_checksum_good(&self) -> bool {
+        self.m().ol_flags & u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK) == u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD)
+    }
+
     /// True when the packet is in one segment (all it holds is in [`Self::data`]).
     pub fn is_contiguous(&self) -> bool {
         self.m().nb_segs == 1 && self.m().pkt_len == u32::from(self.m().data_len)
@@ -305,6 +314,33 @@ impl Drop for Drain<'_> {
         for &p in self.ptrs.by_ref() {
             // SAFETY: owned mbufs not handed out; each freed once.
             unsafe { dpdk_sys::rte_pktmbuf_free(p) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The port's verdict on the IPv4 header checksum, from the mbuf's
+    /// flags: good only when it checked and found it right.
+    #[test]
+    fn only_a_checksum_the_port_found_right_counts_as_good() {
+        for (flags, good) in [
+            (dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD, true),
+            (dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD, false),
+            (dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_NONE, false),
+            (dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN, false),
+        ] {
+            // Other flags set around it change nothing.
+            for others in [0, !u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK)] {
+                let mut raw = rte_mbuf { ol_flags: u64::from(flags) | others, ..Default::default() };
+                // SAFETY: a valid mbuf header owned by this test, handed
+                // back (never freed to a pool) before it goes.
+                let m = unsafe { Mbuf::from_raw(NonNull::from(&mut raw)) };
+                assert_eq!(m.ip_checksum_good(), good, "flags {flags:#x} with {others:#x}");
+                m.into_raw();
+            }
         }
     }
 }
