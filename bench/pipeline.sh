@@ -20,7 +20,7 @@ count() { # mode packets -> total instructions
 }
 echo "| mode | instructions per packet |"
 echo "|---|---|"
-for mode in established established-dr established-nat established-fullnat established-tun established-nat-reply established-fullnat-reply established-dr-tcp established-nat-tcp established-fullnat-tcp established-tun-tcp established-dr-big established-tun-big new; do
+for mode in established established-dr established-nat established-fullnat established-tun established-nat-reply established-fullnat-reply established-dr-tcp established-nat-tcp established-fullnat-tcp established-tun-tcp established-dr-big established-tun-big established-dr-checked established-tun-checked new; do
     a=$(count "$mode" 100000)
     b=$(count "$mode" 200000)
     echo "| $mode | $(( (b - a) / 100000 )) |"
