@@ -43,7 +43,10 @@ MODES = os.environ.get("MODES", "lean dr nat fullnat tun").split()
 # shared 32 MiB L3 holds the benchmark's whole table). The simulation
 # does not see the generator's writes to the memif rings (another
 # process): ring lines miss only when evicted, so these are the
-# forwarder's own footprint, not the cross-core traffic.
+# forwarder's own footprint, not the cross-core traffic. An L2 miss here
+# is an L3 hit on this machine, which the prefetch stages mostly hide: a
+# layout with fewer of them was slower in time (session 14, RESULTS' port
+# section); judge such changes with bench/time_profile.py.
 CACHE_SIM = ["--cache-sim=yes", "--D1=49152,12,64", "--LL=1048576,16,64"]
 # Inclusive cost of these functions (the largest line naming them:
 # callgrind_annotate names a function once per source file it has lines
