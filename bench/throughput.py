@@ -206,7 +206,9 @@ def start_ceiling(work):
     socket = os.path.join(work, "ceil.sock")
     log = open(os.path.join(work, "ceil.log"), "w+")
     dut = subprocess.Popen(["dpdk-testpmd"] + eal(f"rvs-ceil-{os.getpid()}", "0@0,1@1", socket, "server")
-                           + ["--", "--forward-mode=io", "--total-num-mbufs=16384", "--stats-period", "1"],
+                           # --record-burst-stats: at exit, the share of its
+                           # receive polls that found nothing (see `empty_polls`).
+                           + ["--", "--forward-mode=io", "--total-num-mbufs=16384", "--stats-period", "1", "--record-burst-stats"],
                            stdout=log, stderr=subprocess.STDOUT)
     time.sleep(3)
     return dut, log, socket
@@ -223,9 +225,22 @@ def rates(kind, text):
     return [b - a for a, b in zip(counts, counts[1:])]
 
 
+def empty_polls(kind, text):
+    """The share of its receive polls in which the forwarder found no frame,
+    over the whole run (the generator's start and end included), from the
+    log `text` of testpmd (its burst statistics at exit) or the lean
+    forwarder; None if it did not say. A forwarder that polls an empty
+    ring most of the time is not what sets the rate: the generator is."""
+    if kind == "ceiling":
+        m = re.search(r"Forward statistics for port 0.*?RX-bursts : \d+ \[(\d+)% of 0 pkts", text, re.S)
+        return int(m.group(1)) / 100 if m else (0.0 if re.search(r"Forward statistics for port 0.*?RX-bursts :", text, re.S) else None)
+    m = re.search(r"leanfwd: done .*?polls=(\d+) empty_polls=(\d+)", text)
+    return int(m.group(2)) / int(m.group(1)) if m and int(m.group(1)) else None
+
+
 def run_ceiling(work):
-    """testpmd io-forward memif -> null: per-second Tx-pps of port 1, and
-    the run's `saturation`."""
+    """testpmd io-forward memif -> null: per-second Tx-pps of port 1, the
+    run's `saturation`, and its `empty_polls`."""
     dut, log, socket = start_ceiling(work)
     gen_log = generator_log(socket)
     gen = generator(socket, gen_log)
@@ -233,7 +248,8 @@ def run_ceiling(work):
     stop(gen)
     stop(dut)
     log.seek(0)
-    return [s for s in rates("ceiling", log.read()) if s > 0][WARMUP:WARMUP + SECONDS], saturation(gen_log)
+    text = log.read()
+    return [s for s in rates("ceiling", text) if s > 0][WARMUP:WARMUP + SECONDS], saturation(gen_log), empty_polls("ceiling", text)
 
 
 def start_lean(work, wrapper=(), options=(), wait_s=10):
@@ -268,6 +284,9 @@ def run_lean(work):
     text, sat = drive(*start_lean(work))
     samples = rates("lean", text)
     dropped = re.findall(r"leanfwd: done .*?(dropped=\d+)", text)
+    empty = empty_polls("lean", text)
+    if empty is not None:
+        dropped.append(f"empty polls {empty:.0%}")
     return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS], dropped, sat
 
 
@@ -432,13 +451,14 @@ def ceiling_median(work, r, ceilings, samples, saturated):
     """One ceiling run: its median Mpps, printed and added to `ceilings`;
     its per-second samples added to `samples`, and to `saturated` if the
     run was."""
-    got, sat = run_ceiling(work)
+    got, sat, empty = run_ceiling(work)
     samples += got
     if sat is not None and sat >= SATURATED:
         saturated += got
     c = statistics.median(got) if got else 0
     ceilings.append(c)
-    print(f"round {r + 1}: ceiling {c / 1e6:.2f} Mpps  {saturation_note(sat)}", flush=True)
+    empty_note = f"  empty polls {empty:.0%}" if empty is not None else ""
+    print(f"round {r + 1}: ceiling {c / 1e6:.2f} Mpps  {saturation_note(sat)}{empty_note}", flush=True)
     return c
 
 

@@ -64,6 +64,9 @@ fn leanfwd_forwards_everything_the_generator_sends() {
     assert!(forwarded <= sent_total && sent_total - forwarded <= 1024, "forwarded {forwarded} of {sent_total}: {got}");
     assert_eq!(last_value(&got, "dropped="), Some(0), "{got}");
     assert_eq!(last_value(&got, "flows="), Some(1000), "one table entry per flow: {got}");
+    // Its polls: at least one a burst of frames, the empty ones among them.
+    let (polls, empty) = (last_value(&got, "polls=").expect("polls"), last_value(&got, "empty_polls=").expect("empty polls"));
+    assert!(polls >= forwarded.div_ceil(32) && empty < polls, "{polls} polls, {empty} empty: {got}");
 }
 
 #[test]
