@@ -427,8 +427,6 @@ mod tests {
         Outputs { tx: vec![], redirect: vec![], kernel: vec![], place_of_port: Outputs::place_table(ids.iter().copied()) }
     }
 
-    /// The TAP queues are read on the first pass, then, while the kernel
-    /// is quiet, once per interval; while reads find frames, on every pass.
     /// Only the passes that found packets count, each from its beginning
     /// to the next pass's; the idle passes (and the sleeps after them)
     /// between do not.
@@ -446,6 +444,8 @@ mod tests {
         assert_eq!(BusyTime::default().begin(7), 0, "nothing before the first pass");
     }
 
+    /// The TAP queues are read on the first pass, then, while the kernel
+    /// is quiet, once per interval; while reads find frames, on every pass.
     #[test]
     fn tap_queues_are_read_often_only_while_the_kernel_sends() {
         let mut polls = KernelPolls::default();

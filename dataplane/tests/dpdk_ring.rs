@@ -57,6 +57,12 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     port.start(1, 256, 256, &pool).unwrap();
     assert_eq!(pool.in_use(), 0, "net_ring does not pre-fill rx");
     assert!(!port.checks_ip_checksums(), "net_ring offers no receive checksum offload: frames are checked in software");
+    // A TAP device offers it (computed in its driver), but nobody reads its
+    // verdict (the kernel's frames go out unchanged): not enabled there.
+    let mut tap = Port::create_tap(&eal, 9, &format!("rvschk{}", std::process::id() % 100_000), MacAddr([2, 0, 0, 0, 0, 0x77])).unwrap();
+    tap.start(1, 256, 256, &pool).unwrap();
+    assert!(!tap.checks_ip_checksums(), "not enabled on a TAP");
+    drop(tap);
 
     // 1. Mbufs sent come back intact; dropping them returns them to the pool.
     let mut b = Burst::new();

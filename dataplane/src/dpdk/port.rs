@@ -10,7 +10,11 @@ pub struct Port {
     id: u16,
     name: String,
     started: bool,
-    /// The device checks received IPv4 header checksums (enabled at start).
+    /// Whether to have the device check received IPv4 header checksums
+    /// where it can (not for a TAP: what the kernel sends goes out
+    /// unchanged, nobody reads the verdict), and whether it does (enabled
+    /// at start).
+    wants_ip_checksums: bool,
     checks_ip_checksums: bool,
 }
 
@@ -47,7 +51,7 @@ impl Port {
         if rc != 0 {
             return Err(DpdkError::new(format!("finding DPDK port {name:?} (is its --vdev or PCI device in eal_args?)"), rc));
         }
-        Ok(Port { id, name: name.to_string(), started: false, checks_ip_checksums: false })
+        Ok(Port { id, name: name.to_string(), started: false, wants_ip_checksums: true, checks_ip_checksums: false })
     }
 
     /// Creates a kernel TAP interface `kernel_name` with the MAC `mac`
@@ -63,7 +67,9 @@ impl Port {
         if rc != 0 {
             return Err(DpdkError::new(format!("creating the TAP device {devargs:?} (needs /dev/net/tun and CAP_NET_ADMIN)"), rc));
         }
-        Self::by_name(eal, &name)
+        let mut tap = Self::by_name(eal, &name)?;
+        tap.wants_ip_checksums = false;
+        Ok(tap)
     }
 
     pub fn id(&self) -> u16 {
@@ -94,7 +100,7 @@ impl Port {
         // Where the device checks IPv4 header checksums, the pipeline
         // takes its verdict instead of checking again (about 15
         // instructions a packet: see `Mbuf::ip_checksum_good`).
-        if info.rx_offload_capa & RX_OFFLOAD_IPV4_CKSUM != 0 {
+        if self.wants_ip_checksums && info.rx_offload_capa & RX_OFFLOAD_IPV4_CKSUM != 0 {
             conf.rxmode.offloads |= RX_OFFLOAD_IPV4_CKSUM;
         }
         if queues > 1 && info.flow_type_rss_offloads != 0 {
