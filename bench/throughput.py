@@ -443,7 +443,9 @@ def main():
     if results.get("lean") and max(results["lean"]):
         lean = max(results["lean"])
         print("\nRVS against the lean forwarder, best to best: " + ", ".join(f"{m} {max(results[m]) / lean:.2f}" for m in modes if m != "lean"))
-    if any(max(results[m]) > cb for m in modes):
+    # (The lean forwarder reaches the ceiling's rate by design: only RVS
+    # above it says the ceiling runs were starved.)
+    if any(max(results[m]) > cb for m in modes if m != "lean"):
         print("\nnote: RVS beat the best ceiling: every ceiling run was starved (a slow phase of the machine); rerun with more rounds")
 
 
