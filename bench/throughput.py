@@ -232,8 +232,12 @@ def empty_polls(kind, text):
     forwarder; None if it did not say. A forwarder that polls an empty
     ring most of the time is not what sets the rate: the generator is."""
     if kind == "ceiling":
-        m = re.search(r"Forward statistics for port 0.*?RX-bursts : \d+ \[(\d+)% of 0 pkts", text, re.S)
-        return int(m.group(1)) / 100 if m else (0.0 if re.search(r"Forward statistics for port 0.*?RX-bursts :", text, re.S) else None)
+        m = re.search(r"Forward statistics for port 0.*?RX-bursts : \d+ \[(.*?)\]", text, re.S)
+        if not m:
+            return None
+        # "97% of 0 pkts + 3% of 32 pkts"; no "of 0 pkts" part: never empty.
+        empty = re.match(r"(\d+)% of 0 pkts", m.group(1))
+        return int(empty.group(1)) / 100 if empty else 0.0
     m = re.search(r"leanfwd: done .*?polls=(\d+) empty_polls=(\d+)", text)
     return int(m.group(2)) / int(m.group(1)) if m and int(m.group(1)) else None
 
@@ -280,14 +284,15 @@ def drive(dut, log, socket):
 def run_lean(work):
     """The lean forwarder: its per-second forwarded packets, what any DR
     load balancer with a per-flow lookup could reach on these ports at
-    best."""
+    best; as `run_rvsd` returns (notes for the run's line: its drops and
+    empty polls; no busy time)."""
     text, sat = drive(*start_lean(work))
     samples = rates("lean", text)
-    dropped = re.findall(r"leanfwd: done .*?(dropped=\d+)", text)
+    notes = re.findall(r"leanfwd: done .*?(dropped=\d+)", text)
     empty = empty_polls("lean", text)
     if empty is not None:
-        dropped.append(f"empty polls {empty:.0%}")
-    return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS], dropped, sat
+        notes.append(f"empty polls {empty:.0%}")
+    return [s for s in samples if s > 0][WARMUP:WARMUP + SECONDS], notes, sat, []
 
 
 def start_rvsd(mode, work, wrapper=(), stats_interval=1, wait_s=10):
@@ -368,16 +373,16 @@ def main():
     saturated = {m: [] for m in ["ceiling"] + modes}
     # Per round and mode: RVS's rate and the two ceiling runs around it.
     around_runs = {m: [] for m in modes}
-    # Per RVS mode, every sampled second's rate over its worker's busy time.
-    busy_rates = {m: [] for m in modes if m != "lean"}
+    # Per mode, every sampled second's rate over its worker's busy time
+    # (RVS's; the lean forwarder has none).
+    busy_rates = {m: [] for m in modes}
     with tempfile.TemporaryDirectory(prefix="rvs-tput-") as work:
         for r in range(ROUNDS):
             before = ceiling_median(work, r, ceilings, seconds["ceiling"], saturated["ceiling"])
             for m in modes:
-                got, drops, sat, while_busy = run_lean(work) + ([],) if m == "lean" else run_rvsd(m, work)
+                got, drops, sat, while_busy = run_lean(work) if m == "lean" else run_rvsd(m, work)
                 seconds[m] += got
-                if m != "lean":
-                    busy_rates[m] += [r for _, r in while_busy]
+                busy_rates[m] += [r for _, r in while_busy]
                 if sat is not None and sat >= SATURATED:
                     saturated[m] += got
                 v = statistics.median(got) if got else 0
