@@ -25,6 +25,9 @@ usage: bench/throughput.py [ROUNDS] [SECONDS]     (as root; default 3 rounds, 10
        RVSD=PATH bench/throughput.py ...         (another rvsd build, e.g. for an A/B run)
        MODES="lean dr" bench/throughput.py ...   (a subset of the contenders; default all five)
        REALS=N bench/throughput.py ...           (N real servers in rvsd's service, 1..240; default 2)
+       BURST=N bench/throughput.py ...           (frames a receive takes at most, 1..64, for every
+                                                  forwarder: rvsd's workers.burst, testpmd's --burst,
+                                                  the lean forwarder's --burst; default 64)
 """
 import atexit
 import glob
@@ -53,6 +56,16 @@ FLOWS = int(os.environ.get("FLOWS", "65536"))
 REALS = int(os.environ.get("REALS", "2"))
 if not 1 <= REALS <= 240:
     sys.exit(f"throughput: REALS must be 1..240 (got {REALS})")
+# Frames a receive takes at most, the same for every forwarder (rvsd's
+# workers.burst, testpmd's --burst, leanfwd's --burst). 64, not rvsd's
+# default 32: a forwarder that cannot keep up is handed full bursts, and
+# at 64 each memif receive and net_null send (and each pass of rvsd's
+# loop) serves twice as many frames; rvsd DR forwarded 9-16% more in
+# interleaved pairs (session 15, RESULTS' port section). testpmd and the
+# lean forwarder, which keep up, take what has arrived either way.
+BURST = int(os.environ.get("BURST", "64"))
+if not 1 <= BURST <= 64:
+    sys.exit(f"throughput: BURST must be 1..64 (got {BURST})")
 # ORDER=random: each frame's flow drawn at random (loadgen --order).
 ORDER = os.environ.get("ORDER", "in-turn")
 # A ceiling run below this share of the best one ran in one of the
@@ -121,6 +134,7 @@ connections_per_core = {max(262_144, FLOWS)}
 [workers]
 count = 1
 idle_sleep_us = 0
+burst = {BURST}
 
 [metrics]
 listen = ""
@@ -208,7 +222,7 @@ def start_ceiling(work):
     dut = subprocess.Popen(["dpdk-testpmd"] + eal(f"rvs-ceil-{os.getpid()}", "0@0,1@1", socket, "server")
                            # --record-burst-stats: at exit, the share of its
                            # receive polls that found nothing (see `empty_polls`).
-                           + ["--", "--forward-mode=io", "--total-num-mbufs=16384", "--stats-period", "1", "--record-burst-stats"],
+                           + ["--", "--forward-mode=io", "--total-num-mbufs=16384", f"--burst={BURST}", "--stats-period", "1", "--record-burst-stats"],
                            stdout=log, stderr=subprocess.STDOUT)
     time.sleep(3)
     return dut, log, socket
@@ -263,7 +277,7 @@ def start_lean(work, wrapper=(), options=(), wait_s=10):
     and its memif socket."""
     socket = os.path.join(work, "lean.sock")
     log = open(os.path.join(work, "lean.log"), "w+")
-    dut = subprocess.Popen([*wrapper, LEANFWD, "--flows", str(FLOWS), *options, "--"] + eal(f"rvs-dut-{os.getpid()}", "0@0,1@1", socket, "server"),
+    dut = subprocess.Popen([*wrapper, LEANFWD, "--flows", str(FLOWS), "--burst", str(BURST), *options, "--"] + eal(f"rvs-dut-{os.getpid()}", "0@0,1@1", socket, "server"),
                            stdout=log, stderr=subprocess.STDOUT)
     return started(dut, log, "leanfwd: running", wait_s, "leanfwd"), log, socket
 

@@ -14,10 +14,11 @@
 //! burst's entries prefetched before it is processed, so a lookup reads
 //! one cache line.
 //!
-//!   leanfwd [--rx NAME] [--tx NAME] [--flows N] [--seconds S] -- EAL-ARGS...
+//!   leanfwd [--rx NAME] [--tx NAME] [--flows N] [--burst B] [--seconds S] -- EAL-ARGS...
 //!     receives on device `--rx` (default net_memif0, the load generator's
 //!     memif) and sends on `--tx` (default net_null0); room for N flows
-//!     (default 65536); with `--seconds`, it stops S seconds after the
+//!     (default 65536); receives up to B frames at a time (default 32,
+//!     at most 64); with `--seconds`, it stops S seconds after the
 //!     first frame came in (or after a minute, if none came by then).
 //!
 //! Once a second it prints `leanfwd: fwd_pps=N fwd_total=N dropped=N`;
@@ -26,14 +27,15 @@
 //! forwarder that finds its ring empty most of the time is not what sets
 //! the rate).
 
-use dataplane::dpdk::{Burst, Eal, Mempool, Port};
+use dataplane::dpdk::{Burst, Eal, Mempool, Port, MAX_BURST};
 use proto::MacAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BURST: usize = 32;
+/// Frames a receive takes at most, unless `--burst` says otherwise.
+const DEFAULT_BURST: usize = 32;
 
 /// With `--seconds`, how long to wait for a first frame before giving up
 /// (under valgrind, a memif takes seconds to connect).
@@ -154,6 +156,8 @@ struct Options {
     rx: String,
     tx: String,
     flows: usize,
+    /// Frames a receive takes at most.
+    burst: usize,
     seconds: Option<u64>,
     eal: Vec<String>,
 }
@@ -161,7 +165,7 @@ struct Options {
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let split = args.iter().position(|a| a == "--").ok_or("EAL arguments go after `--`")?;
     let (ours, eal) = (&args[..split], &args[split + 1..]);
-    let mut o = Options { rx: "net_memif0".into(), tx: "net_null0".into(), flows: 65_536, seconds: None, eal: eal.to_vec() };
+    let mut o = Options { rx: "net_memif0".into(), tx: "net_null0".into(), flows: 65_536, burst: DEFAULT_BURST, seconds: None, eal: eal.to_vec() };
     let mut it = ours.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -170,6 +174,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--rx" => o.rx = value.clone(),
             "--tx" => o.tx = value.clone(),
             "--flows" => o.flows = value.parse().ok().filter(|&n| n > 0 && n <= 1 << 26).ok_or_else(bad)?,
+            "--burst" => o.burst = value.parse().ok().filter(|&n| (1..=MAX_BURST).contains(&n)).ok_or_else(bad)?,
             "--seconds" => o.seconds = Some(value.parse().map_err(|_| bad())?),
             _ => return Err(format!("unknown option {flag}")),
         }
@@ -195,10 +200,10 @@ fn run(o: Options) -> Result<(), String> {
     println!("leanfwd: running, {} -> {}", ports[0].name(), ports[1].name());
     // On the first worker lcore, as rvsd's worker and testpmd's forwarding
     // run (the main lcore shares a CPU with the generator in the benchmark).
-    let seconds = o.seconds;
+    let (seconds, burst) = (o.seconds, o.burst);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let forwarding = move || {
-        forward_loop(&ports[0], &ports[1], table, our_mac, &stop, seconds);
+        forward_loop(&ports[0], &ports[1], table, our_mac, &stop, seconds, burst);
         let _ = done_tx.send(());
     };
     match eal.worker_lcores().first() {
@@ -217,16 +222,16 @@ fn run(o: Options) -> Result<(), String> {
 
 /// Waits for the first frames, then forwards until `stop` (or `seconds`
 /// after the first frame).
-fn forward_loop(rx_port: &Port, tx_port: &Port, table: FlowTable, our_mac: MacAddr, stop: &AtomicBool, seconds: Option<u64>) {
+fn forward_loop(rx_port: &Port, tx_port: &Port, table: FlowTable, our_mac: MacAddr, stop: &AtomicBool, seconds: Option<u64>, burst: usize) {
     let mut rx = Burst::new();
     let start = Instant::now();
-    while rx_port.rx(0, &mut rx, BURST) == 0 {
+    while rx_port.rx(0, &mut rx, burst) == 0 {
         if stop.load(Relaxed) || (seconds.is_some() && start.elapsed() >= FIRST_FRAME_WAIT) {
             println!("leanfwd: done fwd_total=0 dropped=0 flows=0");
             return;
         }
     }
-    forwarding(rx_port, tx_port, table, our_mac, stop, seconds, rx);
+    forwarding(rx_port, tx_port, table, our_mac, stop, seconds, burst, rx);
 }
 
 /// The forwarding proper, from the first received burst `rx` on, reporting
@@ -234,7 +239,8 @@ fn forward_loop(rx_port: &Port, tx_port: &Port, table: FlowTable, our_mac: MacAd
 /// instructions in here only (the idle polls before the load generator
 /// connects are no part of forwarding).
 #[inline(never)]
-fn forwarding(rx_port: &Port, tx_port: &Port, mut table: FlowTable, our_mac: MacAddr, stop: &AtomicBool, seconds: Option<u64>, mut rx: Burst) {
+#[allow(clippy::too_many_arguments)]
+fn forwarding(rx_port: &Port, tx_port: &Port, mut table: FlowTable, our_mac: MacAddr, stop: &AtomicBool, seconds: Option<u64>, burst: usize, mut rx: Burst) {
     let start = Instant::now();
     let (mut next_report, mut last_total) = (start + Duration::from_secs(1), 0u64);
     let (mut total, mut dropped) = (0u64, 0u64);
@@ -252,7 +258,7 @@ fn forwarding(rx_port: &Port, tx_port: &Port, mut table: FlowTable, our_mac: Mac
             });
             for mut m in rx.drain() {
                 match forward(&mut table, m.data_mut(), our_mac) {
-                    // The burst has BURST slots at most, as many as rx gave.
+                    // The burst has MAX_BURST slots, at least as many as rx gave.
                     Ok(()) => drop(tx.push(m)),
                     Err(_) => dropped += 1,
                 }
@@ -277,7 +283,7 @@ fn forwarding(rx_port: &Port, tx_port: &Port, mut table: FlowTable, our_mac: Mac
         if stop.load(Relaxed) {
             break;
         }
-        rx_port.rx(0, &mut rx, BURST);
+        rx_port.rx(0, &mut rx, burst);
     }
     // Each pass took what the last one's receive (or, first, the caller's)
     // brought.
@@ -290,7 +296,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("leanfwd: {e}");
-            eprintln!("usage: leanfwd [--rx NAME] [--tx NAME] [--flows N] [--seconds S] -- EAL-ARGS...");
+            eprintln!("usage: leanfwd [--rx NAME] [--tx NAME] [--flows N] [--burst B] [--seconds S] -- EAL-ARGS...");
             ExitCode::from(2)
         }
     }
@@ -411,6 +417,10 @@ mod tests {
         let o = parse_args(&args("--flows 7 --seconds 3 -- -l 0 --no-pci")).expect("valid");
         assert_eq!((o.rx.as_str(), o.tx.as_str(), o.flows, o.seconds, o.eal.len()), ("net_memif0", "net_null0", 7, Some(3), 3));
         let o = parse_args(&args("--rx net_ring0 --tx net_ring1 --")).expect("valid");
-        assert_eq!((o.rx.as_str(), o.tx.as_str()), ("net_ring0", "net_ring1"));
+        assert_eq!((o.rx.as_str(), o.tx.as_str(), o.burst), ("net_ring0", "net_ring1", DEFAULT_BURST));
+        assert_eq!(parse_args(&args("--burst 64 --")).expect("valid").burst, 64);
+        for bad in ["0", "65", "many"] {
+            assert!(parse_args(&args(&format!("--burst {bad} --"))).is_err(), "burst {bad}: 1..=64 only");
+        }
     }
 }
