@@ -55,14 +55,19 @@ def row_of(output, mode):
     (29.33, 9.8, 19.2)
     >>> row_of(out, "nat") is None
     True
+    >>> row_of(out.replace("memif", "ports"), "dr") is None
+    True
     """
     header = next((line for line in output.splitlines() if line.startswith("| forwarder |")), None)
     row = next((line for line in output.splitlines() if line.startswith(f"| {mode} |")), None)
     if header is None or row is None:
         return None
     cells = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
+    owns = [n for n in ("own", "own: worker loop", "own: pipeline") if n in cells]
+    if not owns or "memif" not in cells or "Mpps while sampled" not in cells:
+        return None  # not the table this reads: time_profile.py changed
     number = lambda name: float(cells[name]) if cells.get(name, "-") != "-" else 0.0  # noqa: E731
-    own = sum(number(n) for n in ("own", "own: worker loop", "own: pipeline"))
+    own = sum(number(n) for n in owns)
     return number("Mpps while sampled"), number("memif"), own
 
 
