@@ -66,9 +66,10 @@ def row_of(output, mode):
     owns = [n for n in ("own", "own: worker loop", "own: pipeline") if n in cells]
     if not owns or "memif" not in cells or "Mpps while sampled" not in cells:
         return None  # not the table this reads: time_profile.py changed
-    number = lambda name: float(cells[name]) if cells.get(name, "-") != "-" else 0.0  # noqa: E731
-    own = sum(number(n) for n in owns)
-    return number("Mpps while sampled"), number("memif"), own
+    def number(name):
+        return float(cells[name]) if cells[name] != "-" else 0.0
+
+    return number("Mpps while sampled"), number("memif"), sum(number(n) for n in owns)
 
 
 def run(env, seconds):

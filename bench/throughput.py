@@ -60,9 +60,9 @@ if not 1 <= REALS <= 240:
 # workers.burst, testpmd's --burst, leanfwd's --burst). 64, not rvsd's
 # default 32: a forwarder that cannot keep up is handed full bursts, and
 # at 64 each memif receive and net_null send (and each pass of rvsd's
-# loop) serves twice as many frames; rvsd DR forwarded 9-16% more in
-# interleaved pairs (session 15, RESULTS' port section). testpmd and the
-# lean forwarder, which keep up, take what has arrived either way.
+# loop) serves twice as many frames (what that was worth: RESULTS' port
+# section, session 15). testpmd and the lean forwarder, which keep up,
+# take what has arrived either way.
 BURST = int(os.environ.get("BURST", "64"))
 if not 1 <= BURST <= 64:
     sys.exit(f"throughput: BURST must be 1..64 (got {BURST})")

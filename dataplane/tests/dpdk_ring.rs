@@ -13,21 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Removes this process's DPDK runtime directory when dropped (at the
-/// test's end, passed or not): DPDK leaves it behind, one per run.
-struct RuntimeDir;
+mod common;
+use common::RuntimeDir;
 
-impl Drop for RuntimeDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/rvs-test-{}", std::process::id()));
-    }
-}
-
-fn eal() -> Eal {
+fn eal(dir: &RuntimeDir) -> Eal {
     let args: Vec<String> = ["-l", "0", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry", "--log-level", "error", "--vdev=net_ring0"]
         .iter()
         .map(|s| s.to_string())
-        .chain(["--file-prefix".to_string(), format!("rvs-test-{}", std::process::id())])
+        .chain(["--file-prefix".to_string(), dir.prefix().to_string()])
         .collect();
     Eal::init(&args).expect("EAL init (is DPDK installed? run as root)")
 }
@@ -48,8 +41,8 @@ fn frame(m: &mut Mbuf, tag: u8) {
 
 #[test]
 fn dpdk_ownership_and_worker_on_net_ring() {
-    let _dir = RuntimeDir;
-    let eal = eal();
+    let dir = RuntimeDir::new("test");
+    let eal = eal(&dir);
     assert!(Eal::init(&[]).is_err(), "a second EAL init is refused");
     let pool = Arc::new(Mempool::new(&eal, "test_pool", 2047, 0).unwrap());
     let mut port = Port::by_name(&eal, "net_ring0").unwrap();

@@ -10,14 +10,8 @@ use std::ffi::CString;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Removes this process's DPDK runtime directory when dropped.
-struct RuntimeDir;
-
-impl Drop for RuntimeDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/rvs-tapchk-{}", std::process::id()));
-    }
-}
+mod common;
+use common::RuntimeDir;
 
 /// A UDP datagram to 198.18.0.2:9 carrying `marker`, in an Ethernet frame
 /// to `dst`; its IPv4 header checksum made wrong if `spoil`.
@@ -61,12 +55,12 @@ fn send_from_kernel(ifname: &str, frames: &[Vec<u8>]) {
 
 #[test]
 fn a_tap_devices_checksum_verdict_reaches_the_mbuf() {
-    let _dir = RuntimeDir;
+    let dir = RuntimeDir::new("tapchk");
     let ifname = format!("rvsck{}", std::process::id() % 100_000);
     let args: Vec<String> = ["-l", "0", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry", "--log-level", "error"]
         .iter()
         .map(|s| s.to_string())
-        .chain([format!("--file-prefix=rvs-tapchk-{}", std::process::id()), format!("--vdev=net_tap7,iface={ifname}")])
+        .chain([format!("--file-prefix={}", dir.prefix()), format!("--vdev=net_tap7,iface={ifname}")])
         .collect();
     let eal = Eal::init(&args).expect("EAL init (is DPDK installed? run as root)");
     let pool = Mempool::new(&eal, "tapchk_pool", 1023, 0).unwrap();
