@@ -16,20 +16,26 @@
 #   CONTENDERS="nft haproxy" bench/realtcp.sh   (a subset of: rvs-dr rvs-nat
 #                                               rvs-fullnat nft haproxy route direct)
 #   IDLE_SLEEP_US=0 bench/realtcp.sh        (rvsd's workers.idle_sleep_us; default: the config's 100)
+#   PMD=af_packet bench/realtcp.sh          (rvsd's device driver: af_xdp, the default, or af_packet)
 #
 # Two measurements per contender and round:
 #   cps   new connections per second: wrk, 32 connections, "Connection:
 #         close" on a tiny response, so every request is a new TCP connection;
 #   gbps  throughput: wrk, 8 keep-alive connections fetching 1 MiB.
 # The real servers are nginx on 198.18.0.11/12 (ports 80 and 8080). RVS
-# runs on net_af_packet (what the e2e tests use), so its numbers include the
-# copies of the af_packet PMD; the kernel contenders forward inside the
-# kernel. Prints one line per run (with rs1's share of the connections)
-# and the medians at the end, with ratios to nft, haproxy and direct.
+# runs on DPDK's AF_XDP driver (net_af_xdp: an XDP socket on each of the
+# LB's veths; the kernel copies each frame once into rvsd's buffers and
+# once out); PMD=af_packet runs it on net_af_packet instead (what the e2e
+# tests use: two copies each way and a system call per burst sent). The
+# kernel contenders forward inside the kernel. Prints one line per run
+# (with rs1's share of the connections) and the medians at the end, with
+# ratios to nft, haproxy and direct.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 ROUNDS=${1:-3}
+PMD=${PMD:-af_xdp}
+case $PMD in af_xdp | af_packet) ;; *) echo "realtcp: PMD must be af_xdp or af_packet" >&2; exit 2 ;; esac
 SECS=${2:-5}
 P=rvsbt
 VIP=198.18.1.100
@@ -41,6 +47,7 @@ need=()
 for t in wrk:wrk nginx:nginx-light haproxy:haproxy nft:nftables; do
     command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
 done
+dpkg-query -W -f='${Status}' librte-net-af-xdp23 2>/dev/null | grep -q "install ok installed" || need+=(librte-net-af-xdp23)
 if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
@@ -186,6 +193,8 @@ direct_down() {
 # rvsd on the LB with the configuration in $WORK/rvs.toml (plus this
 # run's admin socket and idle setting); returns once it runs.
 start_rvsd() {
+    # The configs name af_packet devices ("net_af_packet0,iface=eth0").
+    [ "$PMD" = af_packet ] || sed -i "s|net_af_packet|net_$PMD|g" "$WORK/rvs.toml"
     [ -n "${IDLE_SLEEP_US:-}" ] && sed -i "s|^idle_sleep_us = .*|idle_sleep_us = $IDLE_SLEEP_US|" "$WORK/rvs.toml"
     printf '\n[admin]\nsocket = "%s/rvsd.sock"\n' "$WORK" >>"$WORK/rvs.toml"
     ip netns exec "$P-lb" "$RVSD" --config "$WORK/rvs.toml" 2>"$WORK/rvsd.log" &
@@ -285,6 +294,9 @@ stop_lb() { # contender
     direct) direct_down ;;
     *) ip netns exec "$P-cl" ip neigh flush all ;;
     esac
+    # rvsd detaches its XDP programs when it stops; should one be left
+    # (rvsd killed), it would swallow the next contender's frames.
+    case $1 in rvs-*) for dev in eth0 eth1; do ip -n "$P-lb" link set dev "$dev" xdp off; done ;; esac
     rm -f "$WORK/rvsd.log"
 }
 
@@ -342,7 +354,7 @@ median() { # contender kind
 declare -A CPS
 for c in "${CONTENDERS[@]}"; do CPS[$c]=$(median "$c" cps); done
 echo
-echo "medians over $ROUNDS rounds of ${SECS}s (cps: new connections/s; gbps: Gbit/s of 1 MiB responses; cps as a ratio of each reference run):"
+echo "medians over $ROUNDS rounds of ${SECS}s, RVS on net_$PMD (cps: new connections/s; gbps: Gbit/s of 1 MiB responses; cps as a ratio of each reference run):"
 for c in "${CONTENDERS[@]}"; do
     line="  $c cps=${CPS[$c]} gbps=$(median "$c" gbps)"
     for ref in nft haproxy direct; do

@@ -3,7 +3,7 @@
 # nothing is fetched when everything is already there.
 set -euo pipefail
 
-PKGS=(libdpdk-dev dpdk dpdk-dev clang libclang-dev pkg-config ethtool curl iproute2 iputils-ping bird2 python3 procps tcpdump)
+PKGS=(libdpdk-dev dpdk dpdk-dev librte-net-af-xdp23 clang libclang-dev pkg-config ethtool curl iproute2 iputils-ping bird2 python3 procps tcpdump)
 
 missing=()
 for p in "${PKGS[@]}"; do

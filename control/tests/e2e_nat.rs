@@ -41,6 +41,31 @@ fn nat_downloads_are_intact_and_servers_see_the_client() {
     assert!(stat(&log, "forwarded") > 40 * 700, "1 MiB each is over 700 segments: {log}");
 }
 
+/// The same service on DPDK's AF_XDP driver (what bench/realtcp.sh runs
+/// RVS on): XDP sockets on the veths instead of af_packet.
+#[test]
+fn nat_over_af_xdp_downloads_are_intact() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_kind("rvse2enx", "nat");
+    lab.start_real_servers_on(8080);
+    let cfg = lab.config_file_af_xdp("nat.toml");
+    lab.start_rvsd(&cfg);
+    assert!(lab.log().contains("interface servers on net_af_xdp1"), "{}", lab.log());
+
+    let lines = lab.client_args("download", 20, &["1048576", "4"]);
+    assert_eq!(tally_from(&lines, lab.client_addr).values().sum::<usize>(), 20, "{lines:?}");
+    let up = lab.client_args("upload", 8, &["1048576", "4"]);
+    assert_eq!(tally_from(&up, lab.client_addr).values().sum::<usize>(), 8, "{up:?}");
+    let by_server = tally_from(&lab.client("udp", 40), lab.client_addr);
+    assert_eq!((by_server["rs1"], by_server["rs2"]), (20, 20), "rr over new UDP flows");
+
+    let log = lab.stop_rvsd();
+    for bad in ["drop_malformed_frame", "drop_malformed_ipv4", "drop_malformed_l4", "drop_neighbor_unresolved", "drop_tx_queue_full"] {
+        assert_eq!(stat(&log, bad), 0, "{bad} in {log}");
+    }
+    assert!(stat(&log, "forwarded") > 20 * 700, "1 MiB each is over 700 segments: {log}");
+}
+
 #[test]
 fn nat_with_two_workers_steers_replies_to_the_owning_core() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -45,6 +45,16 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     let eal = eal(&dir);
     assert!(Eal::init(&[]).is_err(), "a second EAL init is refused");
     let pool = Arc::new(Mempool::new(&eal, "test_pool", 2047, 0).unwrap());
+    // 0. The buffers lie back to back, also without hugepages: the AF_XDP
+    //    driver registers the pool with the kernel as one area of count x
+    //    buffer size, and a buffer beyond it is never sent.
+    let all: Vec<Mbuf> = (0..2047).map(|_| Mbuf::alloc(&pool).expect("the whole pool")).collect();
+    let mut at: Vec<usize> = all.iter().map(|m| m.data().as_ptr() as usize).collect();
+    at.sort_unstable();
+    let stride = at[1] - at[0];
+    assert!(stride < 4096 && at.windows(2).all(|w| w[1] - w[0] == stride), "buffers not packed: {stride} bytes apart, {} in all", at[2046] - at[0]);
+    drop(all);
+    assert_eq!(pool.in_use(), 0);
     let mut port = Port::by_name(&eal, "net_ring0").unwrap();
     assert!(Port::by_name(&eal, "net_nonexistent9").is_err());
     port.start(1, 256, 256, &pool).unwrap();

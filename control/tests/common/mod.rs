@@ -280,6 +280,16 @@ impl Lab {
         path
     }
 
+    /// ... on DPDK's AF_XDP driver (`net_af_xdp`: an XDP socket on each
+    /// veth) instead of af_packet.
+    pub(crate) fn config_file_af_xdp(&self, name: &str) -> PathBuf {
+        let path = self.config_file(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("net_af_packet"), "{name} has no af_packet device to replace");
+        std::fs::write(&path, text.replace("net_af_packet", "net_af_xdp")).unwrap();
+        path
+    }
+
     /// ... with `workers` worker lcores (sharing CPU 1) and as many
     /// af_packet queue pairs on every port.
     pub(crate) fn config_file_workers(&self, name: &str, workers: u32) -> PathBuf {

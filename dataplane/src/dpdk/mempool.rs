@@ -1,11 +1,11 @@
 //! Packet buffer pools.
 
 use super::DpdkError;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::ptr::NonNull;
 
-/// A pool of packet buffers (`rte_pktmbuf_pool_create`). Must outlive every
-/// port queue set up with it and every mbuf taken from it.
+/// A pool of packet buffers. Must outlive every port queue set up with it
+/// and every mbuf taken from it.
 #[derive(Debug)]
 pub struct Mempool {
     ptr: NonNull<dpdk_sys::rte_mempool>,
@@ -20,13 +20,62 @@ unsafe impl Sync for Mempool {}
 impl Mempool {
     /// `count` buffers (best as 2^k - 1) of the default 2 KiB data room,
     /// with a per-lcore cache of `cache` buffers.
+    ///
+    /// Where device addresses are virtual ones (IOVA as VA: every virtual
+    /// device, and vfio), the buffers are packed back to back. DPDK's own
+    /// `rte_pktmbuf_pool_create` keeps each buffer within one page, which
+    /// without hugepages puts every 2.3 KiB buffer on a 4 KiB page of its
+    /// own; the AF_XDP driver registers the pool with the kernel as one
+    /// area of `count` x buffer size from its start, and the kernel
+    /// rejects every buffer past that area (`tx_invalid_descs`: frames
+    /// silently not sent). Under physical addresses buffers must not
+    /// cross pages, and DPDK's layout stays.
     pub fn new(_eal: &super::Eal, name: &str, count: u32, cache: u32) -> Result<Mempool, DpdkError> {
         let cname = CString::new(name).map_err(|_| DpdkError::new("mempool name contains NUL", 22))?;
+        let data_room = dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16;
+        // SAFETY: no preconditions once the EAL is initialised (we hold &Eal).
+        let virtual_addresses = unsafe { dpdk_sys::rte_eal_iova_mode() } == dpdk_sys::rte_iova_mode_RTE_IOVA_VA;
+        if virtual_addresses {
+            return Self::packed(&cname, count, cache, data_room).map_err(|code| DpdkError::new(format!("creating mempool {name} ({count} mbufs)"), code));
+        }
         // SAFETY: valid C string; the EAL is initialised (we hold &Eal).
-        let raw = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), count, cache, 0, dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16, dpdk_sys::rte_socket_id() as i32)
-        };
+        let raw = unsafe { dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), count, cache, 0, data_room, dpdk_sys::rte_socket_id() as i32) };
         NonNull::new(raw).map(|ptr| Mempool { ptr }).ok_or_else(|| DpdkError::from_errno(format!("rte_pktmbuf_pool_create({name}, {count} mbufs)")))
+    }
+
+    /// What `rte_pktmbuf_pool_create` does, with buffers free to cross
+    /// pages (`RTE_MEMPOOL_F_NO_IOVA_CONTIG`). Err: the errno.
+    fn packed(name: &CStr, count: u32, cache: u32, data_room: u16) -> Result<Mempool, i32> {
+        let elt_size = std::mem::size_of::<dpdk_sys::rte_mbuf>() as u32 + u32::from(data_room);
+        let private = std::mem::size_of::<dpdk_sys::rte_pktmbuf_pool_private>() as u32;
+        // SAFETY: no preconditions.
+        let socket = unsafe { dpdk_sys::rte_socket_id() } as i32;
+        // SAFETY: valid C string and sizes; the EAL is initialised.
+        let raw = unsafe { dpdk_sys::rte_mempool_create_empty(name.as_ptr(), count, elt_size, cache, private, socket, dpdk_sys::RTE_MEMPOOL_F_NO_IOVA_CONTIG) };
+        // SAFETY: reads this thread's rte_errno.
+        let ptr = NonNull::new(raw).ok_or_else(|| unsafe { dpdk_sys::rvs_rte_errno() })?;
+        // Owned from here: dropping it frees the pool on every error below.
+        let pool = Mempool { ptr };
+        let mut info = dpdk_sys::rte_pktmbuf_pool_private { mbuf_data_room_size: data_room, ..Default::default() };
+        // SAFETY: an empty pool of ours; the ops name is DPDK's static
+        // string; `info` is read during the call only.
+        let populated = unsafe {
+            let rc = dpdk_sys::rte_mempool_set_ops_byname(raw, dpdk_sys::rte_mbuf_best_mempool_ops(), std::ptr::null_mut());
+            if rc != 0 {
+                return Err(rc);
+            }
+            dpdk_sys::rte_pktmbuf_pool_init(raw, (&raw mut info).cast());
+            dpdk_sys::rte_mempool_populate_default(raw)
+        };
+        if populated < 0 {
+            return Err(populated);
+        }
+        if populated as u32 != count {
+            return Err(12); // ENOMEM: not all buffers found room
+        }
+        // SAFETY: every object of the populated pool, initialised as mbufs.
+        unsafe { dpdk_sys::rte_mempool_obj_iter(raw, Some(dpdk_sys::rte_pktmbuf_init), std::ptr::null_mut()) };
+        Ok(pool)
     }
 
     pub(crate) fn as_ptr(&self) -> *mut dpdk_sys::rte_mempool {
