@@ -97,6 +97,29 @@ fn fullnat_servers_see_the_local_address_and_get_the_client_in_toa() {
     assert_eq!(stat(&log, "toa_skipped"), 0, "{log}");
 }
 
+/// The same service on DPDK's AF_XDP driver (what bench/realtcp.sh runs
+/// RVS on): frames that grow by the TOA go out through the XDP socket.
+#[test]
+fn fullnat_over_af_xdp_downloads_and_uploads_are_intact() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::up_kind("rvse2efx", "nat");
+    lab.start_real_servers_on(8080);
+    let cfg = lab.config_file_af_xdp("fullnat.toml");
+    lab.start_rvsd(&cfg);
+    assert!(lab.log().contains("interface servers on net_af_xdp1"), "{}", lab.log());
+    let lines = lab.client_args("download", 16, &["1048576", "4"]);
+    assert_eq!(tally_from(&lines, LIP).values().sum::<usize>(), 16, "{lines:?}");
+    let up = lab.client_args("upload", 8, &["1048576", "4"]);
+    assert_eq!(tally_from(&up, LIP).values().sum::<usize>(), 8, "{up:?}");
+    assert_eq!(tally_from(&lab.client("udp", 20), LIP).values().sum::<usize>(), 20);
+    let log = lab.stop_rvsd();
+    assert!(stat(&log, "toa_inserted") >= 24, "{log}");
+    assert_eq!(stat(&log, "toa_skipped"), 0, "{log}");
+    for bad in ["drop_malformed_frame", "drop_malformed_ipv4", "drop_malformed_l4", "drop_neighbor_unresolved", "drop_tx_queue_full"] {
+        assert_eq!(stat(&log, bad), 0, "{bad} in {log}");
+    }
+}
+
 #[test]
 fn fullnat_with_two_workers() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
