@@ -49,7 +49,14 @@ impl Port {
         // SAFETY: valid C string and out-pointer; EAL initialised.
         let rc = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
         if rc != 0 {
-            return Err(DpdkError::new(format!("finding DPDK port {name:?} (is its --vdev or PCI device in eal_args?)"), rc));
+            // Debian ships DPDK's AF_XDP driver in a package of its own;
+            // without it the EAL only logs that the vdev failed to probe.
+            let hint = if name.starts_with("net_af_xdp") {
+                "is its --vdev in eal_args, and DPDK's AF_XDP driver installed (Debian: librte-net-af-xdp23)?"
+            } else {
+                "is its --vdev or PCI device in eal_args?"
+            };
+            return Err(DpdkError::new(format!("finding DPDK port {name:?} ({hint})"), rc));
         }
         Ok(Port { id, name: name.to_string(), started: false, wants_ip_checksums: true, checks_ip_checksums: false })
     }
