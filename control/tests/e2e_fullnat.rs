@@ -115,7 +115,7 @@ fn fullnat_over_af_xdp_downloads_and_uploads_are_intact() {
     let log = lab.stop_rvsd();
     assert!(stat(&log, "toa_inserted") >= 24, "{log}");
     assert_eq!(stat(&log, "toa_skipped"), 0, "{log}");
-    for bad in ["drop_malformed_frame", "drop_malformed_ipv4", "drop_malformed_l4", "drop_neighbor_unresolved", "drop_tx_queue_full"] {
+    for bad in FORWARDING_DROPS {
         assert_eq!(stat(&log, bad), 0, "{bad} in {log}");
     }
 }

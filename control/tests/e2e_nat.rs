@@ -34,7 +34,7 @@ fn nat_downloads_are_intact_and_servers_see_the_client() {
     assert_eq!((by_server["rs1"], by_server["rs2"]), (30, 30), "rr over new UDP flows");
 
     let log = lab.stop_rvsd();
-    for bad in ["drop_malformed_frame", "drop_malformed_ipv4", "drop_malformed_l4", "drop_neighbor_unresolved", "drop_tx_queue_full", "drop_conn_table_full"] {
+    for bad in FORWARDING_DROPS {
         assert_eq!(stat(&log, bad), 0, "{bad} in {log}");
     }
     // Replies went through us: far more forwarded than the client's share.
@@ -60,7 +60,7 @@ fn nat_over_af_xdp_downloads_are_intact() {
     assert_eq!((by_server["rs1"], by_server["rs2"]), (20, 20), "rr over new UDP flows");
 
     let log = lab.stop_rvsd();
-    for bad in ["drop_malformed_frame", "drop_malformed_ipv4", "drop_malformed_l4", "drop_neighbor_unresolved", "drop_tx_queue_full"] {
+    for bad in FORWARDING_DROPS {
         assert_eq!(stat(&log, bad), 0, "{bad} in {log}");
     }
     assert!(stat(&log, "forwarded") > 20 * 700, "1 MiB each is over 700 segments: {log}");

@@ -328,6 +328,10 @@ impl Drop for Lab {
     }
 }
 
+/// Drops that a clean NAT or FullNAT run through the VIP must not have.
+pub(crate) const FORWARDING_DROPS: [&str; 6] =
+    ["drop_malformed_frame", "drop_malformed_ipv4", "drop_malformed_l4", "drop_neighbor_unresolved", "drop_tx_queue_full", "drop_conn_table_full"];
+
 /// Counts answers per server and checks each saw the DR client's address.
 pub(crate) fn tally(lines: &[String]) -> BTreeMap<String, usize> {
     tally_from(lines, "198.18.0.10")
