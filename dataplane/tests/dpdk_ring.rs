@@ -53,6 +53,12 @@ fn dpdk_ownership_and_worker_on_net_ring() {
     at.sort_unstable();
     let stride = at[1] - at[0];
     assert!(stride < 4096 && at.windows(2).all(|w| w[1] - w[0] == stride), "buffers not packed: {stride} bytes apart, {} in all", at[2046] - at[0]);
+    // ... and keep their device addresses (what a NIC's DMA uses): with
+    // IOVA as VA, the virtual ones.
+    assert!(pool.for_device_io(), "a packet pool drivers may DMA into");
+    for m in &all {
+        assert_eq!(m.data_iova(), m.data().as_ptr() as u64, "a buffer's device address");
+    }
     drop(all);
     assert_eq!(pool.in_use(), 0);
     let mut port = Port::by_name(&eal, "net_ring0").unwrap();

@@ -84,6 +84,13 @@ impl Mbuf {
         unsafe { std::slice::from_raw_parts((m.buf_addr as *const u8).add(usize::from(m.data_off)), usize::from(m.data_len)) }
     }
 
+    /// The device (IO) address of the first segment's data: where a NIC's
+    /// DMA reads or writes it (`rte_mbuf_data_iova`).
+    pub fn data_iova(&self) -> u64 {
+        let m = self.m();
+        m.buf_iova + u64::from(m.data_off)
+    }
+
     /// The first segment's data, writable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {

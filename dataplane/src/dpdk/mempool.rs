@@ -44,7 +44,10 @@ impl Mempool {
     }
 
     /// What `rte_pktmbuf_pool_create` does, with buffers free to cross
-    /// pages (`RTE_MEMPOOL_F_NO_IOVA_CONTIG`). Err: the errno.
+    /// pages (`RTE_MEMPOOL_F_NO_IOVA_CONTIG`) in one memory zone whose
+    /// device address is given to the pool: DPDK's own populate step
+    /// would then leave the buffers without one (`RTE_BAD_IOVA`), which a
+    /// NIC's DMA needs. Err: the errno.
     fn packed(name: &CStr, count: u32, cache: u32, data_room: u16) -> Result<Mempool, i32> {
         let elt_size = std::mem::size_of::<dpdk_sys::rte_mbuf>() as u32 + u32::from(data_room);
         let private = std::mem::size_of::<dpdk_sys::rte_pktmbuf_pool_private>() as u32;
@@ -54,18 +57,40 @@ impl Mempool {
         let raw = unsafe { dpdk_sys::rte_mempool_create_empty(name.as_ptr(), count, elt_size, cache, private, socket, dpdk_sys::RTE_MEMPOOL_F_NO_IOVA_CONTIG) };
         // SAFETY: reads this thread's rte_errno.
         let ptr = NonNull::new(raw).ok_or_else(|| unsafe { dpdk_sys::rvs_rte_errno() })?;
-        // Owned from here: dropping it frees the pool on every error below.
+        // Owned from here: dropping it frees the pool (and the zone, once
+        // populated) on every error below.
         let pool = Mempool { ptr };
         let mut info = dpdk_sys::rte_pktmbuf_pool_private { mbuf_data_room_size: data_room, ..Default::default() };
         // SAFETY: an empty pool of ours; the ops name is DPDK's static
         // string; `info` is read during the call only.
-        let populated = unsafe {
+        unsafe {
             let rc = dpdk_sys::rte_mempool_set_ops_byname(raw, dpdk_sys::rte_mbuf_best_mempool_ops(), std::ptr::null_mut());
             if rc != 0 {
                 return Err(rc);
             }
             dpdk_sys::rte_pktmbuf_pool_init(raw, (&raw mut info).cast());
-            dpdk_sys::rte_mempool_populate_default(raw)
+        }
+        // SAFETY: raw is a live pool; these fields are set by create_empty.
+        let object = unsafe { u64::from((*raw).header_size) + u64::from((*raw).elt_size) + u64::from((*raw).trailer_size) };
+        let len = usize::try_from(object * u64::from(count)).map_err(|_| 12)?;
+        let mut zone_name = b"rvs_".to_vec();
+        zone_name.extend(name.to_bytes().iter().take(26));
+        let zone_name = CString::new(zone_name).map_err(|_| 22)?;
+        // SAFETY: valid C string; the EAL is initialised.
+        let zone = unsafe { dpdk_sys::rte_memzone_reserve_aligned(zone_name.as_ptr(), len, socket, dpdk_sys::RTE_MEMZONE_IOVA_CONTIG, 64) };
+        if zone.is_null() {
+            // SAFETY: reads this thread's rte_errno.
+            return Err(unsafe { dpdk_sys::rvs_rte_errno() });
+        }
+        // SAFETY: a live zone of `len` bytes or more, handed to the pool,
+        // which frees it through `free_zone` when the pool is freed.
+        let populated = unsafe {
+            let z = &*zone;
+            let rc = dpdk_sys::rte_mempool_populate_iova(raw, z.__bindgen_anon_1.addr.cast(), z.iova, z.len, Some(free_zone), zone.cast_mut().cast());
+            if rc < 0 {
+                dpdk_sys::rte_memzone_free(zone);
+            }
+            rc
         };
         if populated < 0 {
             return Err(populated);
@@ -73,13 +98,27 @@ impl Mempool {
         if populated as u32 != count {
             return Err(12); // ENOMEM: not all buffers found room
         }
-        // SAFETY: every object of the populated pool, initialised as mbufs.
-        unsafe { dpdk_sys::rte_mempool_obj_iter(raw, Some(dpdk_sys::rte_pktmbuf_init), std::ptr::null_mut()) };
+        // SAFETY: every object of the populated pool, initialised as mbufs;
+        // then the pool's flags, before any device has seen the pool.
+        unsafe {
+            dpdk_sys::rte_mempool_obj_iter(raw, Some(dpdk_sys::rte_pktmbuf_init), std::ptr::null_mut());
+            // DPDK marks a pool made with NO_IOVA_CONTIG "not for device
+            // IO", and drivers that register memory for DMA (mlx5) skip
+            // such pools; this one has real device addresses.
+            (*raw).flags &= !dpdk_sys::RTE_MEMPOOL_F_NON_IO;
+        }
         Ok(pool)
     }
 
     pub(crate) fn as_ptr(&self) -> *mut dpdk_sys::rte_mempool {
         self.ptr.as_ptr()
+    }
+
+    /// Whether devices may read and write the buffers (DMA): DPDK's
+    /// `RTE_MEMPOOL_F_NON_IO` unset.
+    pub fn for_device_io(&self) -> bool {
+        // SAFETY: ptr is a live mempool; its flags are set at creation.
+        unsafe { (*self.ptr.as_ptr()).flags & dpdk_sys::RTE_MEMPOOL_F_NON_IO == 0 }
     }
 
     /// Buffers currently free in the pool (including per-lcore caches).
@@ -93,6 +132,13 @@ impl Mempool {
         // SAFETY: ptr is a live mempool.
         unsafe { dpdk_sys::rte_mempool_in_use_count(self.ptr.as_ptr()) }
     }
+}
+
+/// Frees the memory zone a packed pool was populated from.
+unsafe extern "C" fn free_zone(_chunk: *mut dpdk_sys::rte_mempool_memhdr, zone: *mut std::ffi::c_void) {
+    // SAFETY: `zone` is the memzone `Mempool::packed` reserved for this
+    // pool's only chunk; DPDK calls this once, when the pool is freed.
+    unsafe { dpdk_sys::rte_memzone_free(zone.cast_const().cast()) };
 }
 
 impl Drop for Mempool {
