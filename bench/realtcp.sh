@@ -34,9 +34,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 ROUNDS=${1:-3}
+SECS=${2:-5}
 PMD=${PMD:-af_xdp}
 case $PMD in af_xdp | af_packet) ;; *) echo "realtcp: PMD must be af_xdp or af_packet" >&2; exit 2 ;; esac
-SECS=${2:-5}
 P=rvsbt
 VIP=198.18.1.100
 WORK=$(mktemp -d /tmp/rvs-realtcp.XXXXXX)

@@ -72,10 +72,10 @@ impl Mempool {
         }
         // SAFETY: raw is a live pool; these fields are set by create_empty.
         let object = unsafe { u64::from((*raw).header_size) + u64::from((*raw).elt_size) + u64::from((*raw).trailer_size) };
-        let len = usize::try_from(object * u64::from(count)).map_err(|_| 12)?;
+        let len = usize::try_from(object * u64::from(count)).map_err(|_| libc::ENOMEM)?;
         let mut zone_name = b"rvs_".to_vec();
         zone_name.extend(name.to_bytes().iter().take(26));
-        let zone_name = CString::new(zone_name).map_err(|_| 22)?;
+        let zone_name = CString::new(zone_name).map_err(|_| libc::EINVAL)?;
         // SAFETY: valid C string; the EAL is initialised.
         let zone = unsafe { dpdk_sys::rte_memzone_reserve_aligned(zone_name.as_ptr(), len, socket, dpdk_sys::RTE_MEMZONE_IOVA_CONTIG, 64) };
         if zone.is_null() {
@@ -96,7 +96,7 @@ impl Mempool {
             return Err(populated);
         }
         if populated as u32 != count {
-            return Err(12); // ENOMEM: not all buffers found room
+            return Err(libc::ENOMEM); // not all buffers found room
         }
         // SAFETY: every object of the populated pool, initialised as mbufs;
         // then the pool's flags, before any device has seen the pool.
