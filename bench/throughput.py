@@ -168,15 +168,42 @@ scheduler = "rr"
     return path
 
 
-def generator(socket, out=subprocess.DEVNULL):
+# After the generator stops sending it keeps its memif port open, silent,
+# up to this many seconds (loadgen --linger), and the forwarder is stopped
+# in that time (`finish`): a forwarder polling while its memif peer
+# disconnects can read rings the peer has just unmapped in DPDK 22.11's
+# memif driver, and crash (seen in bench/tests/leanfwd_runs.rs, session
+# 16), losing the counters it prints at exit.
+LINGER = 60
+
+
+def generator(socket, out=subprocess.DEVNULL, seconds=None):
     """The load generator (bench/src/bin/loadgen.rs) on CPU 0, as the memif
     client: FLOWS flows of 64-byte UDP to the VIP, in turn or (ORDER)
-    at random. Its per-second report goes to `out` (see `saturation`)."""
+    at random. Its per-second report goes to `out` (see `saturation`).
+    With `seconds`, it sends that long and then lingers (see `finish`);
+    without, until it is stopped."""
+    timed = ["--seconds", str(seconds), "--linger", str(LINGER)] if seconds else []
     return subprocess.Popen(
-        [LOADGEN, "--dst-mac", DUT_MAC, "--dst", "198.18.0.100:9", "--flows", str(FLOWS), "--order", ORDER, "--"]
+        [LOADGEN, "--dst-mac", DUT_MAC, "--dst", "198.18.0.100:9", "--flows", str(FLOWS), "--order", ORDER, *timed, "--"]
         + ["--lcores", "0@0", "-m", "256", "--no-pci", "--no-telemetry", "--file-prefix", f"rvs-gen-{os.getpid()}",
            f"--vdev=net_memif0,role=client,socket={socket}"],
         stdout=out, stderr=subprocess.DEVNULL)
+
+
+def finish(gen, gen_log, dut, within, dut_timeout=10):
+    """Ends a run of a timed `generator`: waits until it has stopped
+    sending (its log `gen_log` says so; at most `within` seconds from
+    now), stops the forwarder `dut` while the generator lingers, then the
+    generator."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and gen.poll() is None:
+        gen_log.seek(0)
+        if "loadgen: done" in gen_log.read():
+            break
+        time.sleep(0.1)
+    stop(dut, dut_timeout)
+    stop(gen)
 
 
 def generator_log(socket):
@@ -261,10 +288,8 @@ def run_ceiling(work):
     run's `saturation`, and its `empty_polls`."""
     dut, log, socket = start_ceiling(work)
     gen_log = generator_log(socket)
-    gen = generator(socket, gen_log)
-    time.sleep(WARMUP + SECONDS)
-    stop(gen)
-    stop(dut)
+    gen = generator(socket, gen_log, seconds=WARMUP + SECONDS + 1)
+    finish(gen, gen_log, dut, within=WARMUP + SECONDS + 20)
     log.seek(0)
     text = log.read()
     return [s for s in rates("ceiling", text) if s > 0][WARMUP:WARMUP + SECONDS], saturation(gen_log), empty_polls("ceiling", text)
@@ -287,10 +312,8 @@ def drive(dut, log, socket):
     seconds, stops both, and returns what `dut` logged and the run's
     `saturation`."""
     gen_log = generator_log(socket)
-    gen = generator(socket, gen_log)
-    time.sleep(WARMUP + SECONDS + 1)
-    stop(gen)
-    stop(dut)
+    gen = generator(socket, gen_log, seconds=WARMUP + SECONDS + 1)
+    finish(gen, gen_log, dut, within=WARMUP + SECONDS + 20)
     log.seek(0)
     return log.read(), saturation(gen_log)
 

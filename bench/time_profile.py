@@ -68,7 +68,8 @@ def start(mode, work):
     else:
         dut, log, socket = tp.start_rvsd(mode, work)
     gen_log = tp.generator_log(socket)
-    return dut, log, tp.generator(socket, gen_log), gen_log
+    # Sending through the warm-up, the sampled seconds and perf's start.
+    return dut, log, tp.generator(socket, gen_log, seconds=tp.WARMUP + SECONDS + 3), gen_log
 
 
 def shares(data, key):
@@ -93,8 +94,7 @@ def profile(mode, work):
     subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "5000", "-C", CPU, "-o", data, "--", "sleep", str(SECONDS)],
                    check=True, capture_output=True)
     after = len(tp.rates(mode, (log.seek(0), log.read())[1]))
-    tp.stop(gen)
-    tp.stop(dut)
+    tp.finish(gen, gen_log, dut, within=20)
     sat = tp.saturation(gen_log, tp.WARMUP + 1, SECONDS)
     log.seek(0)
     # The seconds logged while perf sampled (the first and last partly).

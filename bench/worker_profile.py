@@ -26,7 +26,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import throughput as tp  # noqa: E402  (its set-up, devices, rvsd start and generator)
@@ -64,13 +63,12 @@ def profile(mode, work):
     out = os.path.join(work, f"cg-{mode}")
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--separate-threads=yes", *CACHE_SIM]
     dut, log, socket = tp.start_rvsd(mode, work, wrapper=valgrind, stats_interval=5, wait_s=120)
-    gen = tp.generator(socket)
-    time.sleep(SECONDS)
-    tp.stop(gen)
+    gen_log = tp.generator_log(socket)
+    gen = tp.generator(socket, gen_log, seconds=SECONDS)
     # SIGTERM: rvsd prints its final counters and exits; under callgrind,
     # in a slow phase of the machine, that and writing the profiles can
     # take well over stop()'s usual 10 s (killed, it leaves no profile).
-    tp.stop(dut, timeout=180)
+    tp.finish(gen, gen_log, dut, within=SECONDS + 60, dut_timeout=180)
     log.seek(0)
     text = log.read()
     forwarded = [int(x) for x in re.findall(r"stats lcore=\d+ .*? forwarded=(\d+)", text)]
