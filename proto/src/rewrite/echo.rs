@@ -41,10 +41,14 @@ pub fn reply_in_place(frame: &mut [u8], our_mac: MacAddr) -> Result<()> {
     ip.set_ttl(REPLY_TTL);
     ip.fill_checksum();
     let icmp = ip.payload_mut();
-    // Type and code form the first 16-bit word: 0x0800 becomes 0x0000.
-    let check = u16::from_be_bytes([icmp[2], icmp[3]]);
+    // Summed anew rather than updated for the type's change (RFC 1624):
+    // an update gives 0x0000 where the reply is all zeros but for the
+    // checksum (identifier, sequence and data 0), and receivers want
+    // 0xffff there. Pings are not the hot path.
     icmp[0] = v4_type::ECHO_REPLY;
-    icmp[2..4].copy_from_slice(&checksum::update16(check, u16::from(v4_type::ECHO_REQUEST) << 8, 0).to_be_bytes());
+    icmp[2..4].fill(0);
+    let sum = checksum::checksum(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     Ok(())
 }
 
@@ -81,6 +85,19 @@ mod tests {
             prop_assert_eq!(icmp.payload(), &data[..]);
             prop_assert_eq!(icmp.checksum(), icmp.icmp_type().calc_checksum(icmp.payload()));
         }
+    }
+
+    /// A reply that is all zeros but for its checksum sums to zero, so
+    /// its checksum is 0xffff; updating the request's for the type's
+    /// change gave 0x0000, which a kernel refuses (found by the modes
+    /// fuzz target).
+    #[test]
+    fn an_all_zero_reply_gets_the_checksum_that_verifies() {
+        let mut f = request(0, 0, &[0; 13]);
+        reply_in_place(&mut f, US).unwrap();
+        let icmp = &f[34..];
+        assert_eq!(&icmp[2..4], &[0xff, 0xff]);
+        assert_eq!(checksum::fold(checksum::sum(icmp, 0)), 0xffff, "verifies as a receiver checks it");
     }
 
     #[test]

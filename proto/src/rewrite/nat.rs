@@ -90,7 +90,16 @@ fn fix_l4(l4: &mut [u8], layout: &L4, src_port: Option<u16>, dst_port: Option<u1
         }
     }
     if !keep_zero {
+        // A UDP checksum of 0 would read as none (RFC 768).
         if layout.udp && check == 0 {
+            check = 0xffff;
+        }
+        // An update gives 0 for every message summing to a multiple of
+        // 0xffff, right but for one that sums to zero, which needs 0xffff:
+        // without a pseudo-header (ICMP) that is an echo reply of
+        // identifier, sequence and data 0. (TCP's and UDP's pseudo-headers
+        // never sum to zero.) Rare enough to look at the bytes.
+        if !layout.pseudo && check == 0 && l4.iter().enumerate().all(|(i, &b)| b == 0 || i == at || i == at + 1) {
             check = 0xffff;
         }
         l4[at..at + 2].copy_from_slice(&check.to_be_bytes());
@@ -541,6 +550,25 @@ mod tests {
             rewrite(&mut req, None, Some(ep4(rs, 0))).unwrap();
             prop_assert_eq!(read_echo(&req), (Icmpv4Type::EchoRequest(IcmpEchoHeader { id, seq }), true, true, client, rs));
         }
+    }
+
+    /// An echo reply that sums to zero (identifier, sequence and data 0)
+    /// needs the checksum 0xffff, where the update gave 0 (found by the
+    /// modes fuzz target: a FullNAT ping's reply back to a client that
+    /// used identifier 0).
+    #[test]
+    fn an_echo_reply_that_sums_to_zero_gets_0xffff() {
+        use etherparse::{IcmpEchoHeader, Icmpv4Type};
+        let (client, vip, laddr, rs) = ([198, 51, 100, 7], [198, 18, 0, 100], [10, 1, 0, 3], [10, 1, 0, 11]);
+        let mut reply = echo(false, rs, laddr, 4321, 0, &[0; 13]);
+        rewrite(&mut reply, Some(ep4(vip, 0)), Some(ep4(client, 0))).unwrap();
+        assert_eq!(&reply[22..24], &[0xff, 0xff]);
+        assert_eq!(read_echo(&reply), (Icmpv4Type::EchoReply(IcmpEchoHeader { id: 0, seq: 0 }), true, true, vip, client));
+        // Summing to a multiple of 0xffff but not to zero: 0, as computed.
+        let mut reply = echo(false, rs, laddr, 4321, 0, &[0xff, 0xff]);
+        rewrite(&mut reply, Some(ep4(vip, 0)), Some(ep4(client, 0))).unwrap();
+        assert_eq!(&reply[22..24], &[0, 0]);
+        assert!(read_echo(&reply).1, "the checksum verifies");
     }
 
     #[test]
