@@ -1,8 +1,9 @@
 //! FullNAT local ports. Each worker core owns the ports `p` with
 //! `p % cores == core` on every local address, so the destination port of
 //! a real server's reply names the core that owns the connection, and no
-//! two cores ever pick the same (address, port). Each core keeps a free
-//! queue per address: taking and returning a port is O(1), no retry loop.
+//! two cores ever pick the same (address, port). Each core counts out its
+//! never-used ports and keeps a queue of returned ones per address: taking
+//! and returning a port is O(1), no retry loop.
 //!
 //! Ports are reused in FIFO order, and each start begins at a random place
 //! in the range. A real server keeps a closed connection in TIME_WAIT for
@@ -22,8 +23,20 @@ pub const FIRST_PORT: u16 = 1024;
 #[derive(Debug, Clone)]
 pub struct LocalPorts {
     addrs: Vec<Ipv4Addr>,
-    /// Per address: the free ports, the longest-free first.
-    free: Vec<VecDeque<u16>>,
+    /// The core's ports are `first`, `first + step`, ... (`count` of
+    /// them); never-used ones are handed out from the `start`-th on,
+    /// wrapping round, before any returned one.
+    first: u32,
+    step: u32,
+    count: u32,
+    start: u32,
+    /// Per address: how many never-used ports have been handed out.
+    fresh_taken: Vec<u32>,
+    /// Per address: the returned ports, the longest-free first. Counted
+    /// out lazily like this, a FullNAT service costs its core a few words
+    /// per address, not a queue of every port (128 KiB each, built at
+    /// every start and reload).
+    returned: Vec<VecDeque<u16>>,
     /// Next address to take a port from (round robin).
     next: usize,
 }
@@ -40,13 +53,21 @@ impl LocalPorts {
     /// As [`Self::new`], the first port taken being the `start`-th (modulo
     /// their number) of the core's ports.
     pub fn starting_at(addrs: &[Ipv4Addr], core: u32, cores: u32, start: u64) -> Self {
-        let cores = cores.max(1);
-        let mut mine: VecDeque<u16> = (FIRST_PORT..=u16::MAX).filter(|p| u32::from(*p) % cores == core % cores).collect();
-        if !mine.is_empty() {
-            let n = mine.len() as u64;
-            mine.rotate_left((start % n) as usize);
+        let step = cores.max(1);
+        // The first port `p` from FIRST_PORT on with `p % cores == core % cores`.
+        let first = u32::from(FIRST_PORT) + (core % step + step - u32::from(FIRST_PORT) % step) % step;
+        let count = if first > u32::from(u16::MAX) { 0 } else { (u32::from(u16::MAX) - first) / step + 1 };
+        let start = if count == 0 { 0 } else { (start % u64::from(count)) as u32 };
+        LocalPorts {
+            addrs: addrs.to_vec(),
+            first,
+            step,
+            count,
+            start,
+            fresh_taken: vec![0; addrs.len()],
+            returned: addrs.iter().map(|_| VecDeque::new()).collect(),
+            next: 0,
         }
-        LocalPorts { addrs: addrs.to_vec(), free: addrs.iter().map(|_| mine.clone()).collect(), next: 0 }
     }
 
     /// Which core owns local port `port`.
@@ -54,12 +75,24 @@ impl LocalPorts {
         u32::from(port) % cores.max(1)
     }
 
+    /// A free port on address `i`: a never-used one while there are any,
+    /// else the one returned longest ago.
+    fn take_on(&mut self, i: usize) -> Option<u16> {
+        let taken = &mut self.fresh_taken[i];
+        if *taken < self.count {
+            let k = (self.start + *taken) % self.count;
+            *taken += 1;
+            return Some((self.first + k * self.step) as u16);
+        }
+        self.returned[i].pop_front()
+    }
+
     /// A free (address, port), or `None` when every address is exhausted.
     pub fn take(&mut self) -> Option<(Ipv4Addr, u16)> {
         let n = self.addrs.len();
         for k in 0..n {
             let i = (self.next + k) % n;
-            if let Some(p) = self.free[i].pop_front() {
+            if let Some(p) = self.take_on(i) {
                 self.next = (i + 1) % n;
                 return Some((self.addrs[i], p));
             }
@@ -70,12 +103,13 @@ impl LocalPorts {
     /// Returns a port taken earlier.
     pub fn give_back(&mut self, (addr, port): (Ipv4Addr, u16)) {
         if let Some(i) = self.addrs.iter().position(|a| *a == addr) {
-            self.free[i].push_back(port);
+            self.returned[i].push_back(port);
         }
     }
 
     pub fn available(&self) -> usize {
-        self.free.iter().map(VecDeque::len).sum()
+        let fresh: usize = self.fresh_taken.iter().map(|&t| (self.count - t) as usize).sum();
+        fresh + self.returned.iter().map(VecDeque::len).sum::<usize>()
     }
 }
 
@@ -97,6 +131,21 @@ mod tests {
         assert_eq!((LocalPorts::owner(p0, 2), LocalPorts::owner(p1, 2)), (0, 1));
         assert!(p0 >= FIRST_PORT);
         assert_eq!(c0.available() + 2, 2 * (65536 - 1024) / 2);
+    }
+
+    /// Each core owns exactly the ports from FIRST_PORT up that are its
+    /// number modulo the cores (counted out without testing every port).
+    #[test]
+    fn each_core_owns_the_ports_of_its_residue() {
+        for cores in [1u32, 2, 3, 7, 16384, 70_000] {
+            for core in [0, 1, 2, cores - 1, cores + 1] {
+                let mut c = LocalPorts::starting_at(&[A], core, cores, 0);
+                let mut got: Vec<u16> = std::iter::from_fn(|| c.take()).map(|(_, p)| p).collect();
+                got.sort_unstable();
+                let want: Vec<u16> = (FIRST_PORT..=u16::MAX).filter(|&p| u32::from(p) % cores == core % cores).collect();
+                assert_eq!(got, want, "core {core} of {cores}");
+            }
+        }
     }
 
     #[test]
