@@ -53,12 +53,12 @@ failed=$(grep -o '[0-9]* failed' /tmp/rvs-test.log | awk '{s += $1} END {print s
 # Each fuzz target for a bounded time; a panic makes cargo fuzz exit
 # non-zero and leaves the input in fuzz/artifacts/. FUZZ_SECONDS overrides.
 secs=${FUZZ_SECONDS:-20}
-echo "== fuzz: every parser, every rewrite, the pipeline, the config file ($secs s each)"
+echo "== fuzz: every parser, every rewrite, the pipeline, every mode's data path, the config file ($secs s each)"
 (cd fuzz && cargo fuzz build -s none 2>&1 | tail -1)
 # The config target starts from the shipped configurations and a file
 # with every key, with the file's keys and edge values as a dictionary.
 mkdir -p fuzz/corpus/config && cp configs/*.toml fuzz/seeds/config/*.toml fuzz/corpus/config/
-for t in parsers rewrites pipeline config; do
+for t in parsers rewrites pipeline modes config; do
     extra=()
     [ "$t" = config ] && extra=(-dict=config.dict)
     if (cd fuzz && cargo fuzz run -s none "$t" -- -max_total_time="$secs" "${extra[@]}" >"/tmp/rvs-fuzz-$t.log" 2>&1); then
