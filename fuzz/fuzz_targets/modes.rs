@@ -10,7 +10,9 @@
 //! header checksum (outer and inner, for IPIP) and a total length within
 //! the frame, a TCP, UDP or ICMP checksum that was right stays right, a
 //! UDP checksum that was absent (0) stays absent and one present never
-//! becomes 0; a frame handed to the kernel is unchanged.
+//! becomes 0; a frame handed to the kernel is unchanged. Two worker
+//! cores: a frame one hands to the other (the connection is the other's)
+//! is processed there, and never handed on again.
 #![no_main]
 
 use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot};
@@ -48,7 +50,9 @@ const SERVICES: [(L4Proto, u16, ForwardingMode, bool); 9] = [
     (L4Proto::Tcp, 84, ForwardingMode::FullNat, true),
 ];
 
-fn pipeline() -> (Pipeline, Arc<HealthBoard>) {
+/// The pipelines of two worker cores over the same snapshot, the real
+/// servers resolved on both, and the health board they read.
+fn pipelines() -> ([Pipeline; 2], Arc<HealthBoard>) {
     let services = SERVICES
         .iter()
         .map(|&(proto, port, mode, persistent)| Service {
@@ -85,18 +89,21 @@ fn pipeline() -> (Pipeline, Arc<HealthBoard>) {
         Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500, kernel: true },
         Interface { port: 1, mac: LB1, addr: LB1_IP, prefix_len: 24, mtu: 1500, kernel: false },
     ];
-    let snapshot = Snapshot { max_connections_per_core: 16, ..Snapshot::new(interfaces, services) };
+    let snapshot = Snapshot { max_connections_per_core: 16, worker_cores: 2, ..Snapshot::new(interfaces, services) };
     let board = Arc::new(HealthBoard::all_up(&snapshot.services));
-    let snapshot = Snapshot { health: Health(Arc::clone(&board)), ..snapshot };
-    let mut p = Pipeline::new(Arc::new(snapshot), Arc::default()).expect("valid snapshot");
-    for (ip, mac) in REALS {
-        let mut f = vec![0u8; 60];
-        proto::arp::write_request(&mut f, mac, ip, LB1_IP).expect("room for ARP");
-        f[0..6].copy_from_slice(&LB1.0);
-        f[21] = 2; // a reply
-        assert_eq!(p.process(1, &mut f, 0), Action::Consumed);
-    }
-    (p, board)
+    let snapshot = Arc::new(Snapshot { health: Health(Arc::clone(&board)), ..snapshot });
+    let core = |c: u32| {
+        let mut p = Pipeline::new(Arc::clone(&snapshot), Arc::default()).expect("valid snapshot").for_core(c);
+        for (ip, mac) in REALS {
+            let mut f = vec![0u8; 60];
+            proto::arp::write_request(&mut f, mac, ip, LB1_IP).expect("room for ARP");
+            f[0..6].copy_from_slice(&LB1.0);
+            f[21] = 2; // a reply
+            assert_eq!(p.process(1, &mut f, 0), Action::Consumed);
+        }
+        p
+    };
+    ([core(0), core(1)], board)
 }
 
 /// The input, a byte at a time (zeros once it is used up).
@@ -314,8 +321,14 @@ fn mangle(input: &mut Input, f: &mut Vec<u8>) {
     }
 }
 
+/// One frame through one core, with the hint its prefetch stages give.
+fn run(p: &mut Pipeline, port: u16, buf: &mut [u8], at: &mut usize, len: &mut usize, now: u64, received: Received) -> Action {
+    let hint = p.prefetch_entry(p.prefetch_index(&buf[*at..*at + *len]));
+    p.process_hinted(port, buf, at, len, now, Received { hint, ..received })
+}
+
 fuzz_target!(|data: &[u8]| {
-    let (mut p, board) = pipeline();
+    let (mut cores, board) = pipelines();
     let mut input = Input(data);
     let mut now = 1_000_000_000u64;
     // What clients sent (to continue) and what went to the servers (to
@@ -381,7 +394,7 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {
                 board.set(usize::from(input.byte()) % ((SERVICES.len() + 1) * REALS.len()), input.byte() & 1 == 1);
-                p.tick(now);
+                cores.iter_mut().for_each(|p| p.tick(now));
                 continue;
             }
         };
@@ -392,9 +405,18 @@ fuzz_target!(|data: &[u8]| {
         let (head, tail) = (usize::from(input.byte() % 72), usize::from(input.byte() % 48));
         let mut buf = vec![0u8; head + f.len() + tail];
         buf[head..head + f.len()].copy_from_slice(&f);
-        let hint = p.prefetch_entry(p.prefetch_index(&f));
+        // The core the port's receive queue feeds; a redirect goes to the
+        // other, the frame untouched (a ring between cores carries it as is).
+        let core = usize::from(input.byte() & 1);
         let (mut at, mut len) = (head, f.len());
-        let action = p.process_hinted(port, &mut buf, &mut at, &mut len, now, Received { hint, ip_checksum_good: vouched });
+        let received = Received { ip_checksum_good: vouched, ..Received::NOTHING };
+        let mut action = run(&mut cores[core], port, &mut buf, &mut at, &mut len, now, received);
+        if let Action::Redirect { core: to } = action {
+            assert!(to as usize != core && (to as usize) < cores.len(), "core {core} redirected to core {to}");
+            assert_eq!((at, len, &buf[at..at + len]), (head, f.len(), &f[..]), "a redirected frame is unchanged");
+            action = run(&mut cores[to as usize], port, &mut buf, &mut at, &mut len, now, received);
+            assert!(!matches!(action, Action::Redirect { .. }), "redirected twice");
+        }
         let out = buf.get(at..at + len).expect("the frame's bounds stay in its buffer");
         match action {
             Action::Transmit { port: to } => {
@@ -409,6 +431,6 @@ fuzz_target!(|data: &[u8]| {
             Action::ToKernel => assert_eq!(out, &f[..], "the kernel gets the frame as it came"),
             Action::Consumed | Action::Drop(_) | Action::Redirect { .. } => {}
         }
-        p.tick(now);
+        cores.iter_mut().for_each(|p| p.tick(now));
     }
 });
