@@ -80,7 +80,9 @@ impl LocalPorts {
     fn take_on(&mut self, i: usize) -> Option<u16> {
         let taken = &mut self.fresh_taken[i];
         if *taken < self.count {
-            let k = (self.start + *taken) % self.count;
+            // Both below `count`: one subtraction wraps, no division.
+            let k = self.start + *taken;
+            let k = if k >= self.count { k - self.count } else { k };
             *taken += 1;
             return Some((self.first + k * self.step) as u16);
         }
