@@ -10,7 +10,9 @@
 //! header checksum (outer and inner, for IPIP) and a total length within
 //! the frame, a TCP, UDP or ICMP checksum that was right stays right, a
 //! UDP checksum that was absent (0) stays absent and one present never
-//! becomes 0; a frame handed to the kernel is unchanged. Two worker
+//! becomes 0; a frame handed to the kernel is unchanged; a NAT or FullNAT
+//! server's TCP or UDP reply goes back to its client as the reverse of
+//! what the client sent. Two worker
 //! cores: a frame one hands to the other (the connection is the other's)
 //! is processed there, and never handed on again.
 #![no_main]
@@ -109,6 +111,13 @@ fn pipelines() -> ([Pipeline; 2], Arc<HealthBoard>) {
 /// The input, a byte at a time (zeros once it is used up).
 struct Input<'a>(&'a [u8]);
 
+impl Tuple {
+    /// The tuple of a packet going the other way.
+    fn reversed(self) -> Tuple {
+        Tuple { src: self.dst, dst: self.src, proto: self.proto, sport: self.dport, dport: self.sport }
+    }
+}
+
 impl Input<'_> {
     fn byte(&mut self) -> u8 {
         let Some((&b, rest)) = self.0.split_first() else { return 0 };
@@ -132,7 +141,7 @@ impl Input<'_> {
 }
 
 /// An IPv4 packet's addresses, protocol and ports (0 where none).
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Tuple {
     src: Ipv4Addr,
     dst: Ipv4Addr,
@@ -335,6 +344,9 @@ fuzz_target!(|data: &[u8]| {
     // answer, or to be the subject of an ICMP error).
     let mut clients: Vec<Tuple> = Vec::new();
     let mut to_servers: Vec<(Tuple, Vec<u8>)> = Vec::new();
+    // NAT and FullNAT connections as seen on the wire: by the tuple of
+    // their server's replies, the tuple their client sent.
+    let mut nat: std::collections::HashMap<Tuple, Tuple> = Default::default();
     let client_mac = MacAddr([2, 0, 0, 0, 1, 10]);
     for _ in 0..48 {
         if input.is_empty() {
@@ -422,10 +434,26 @@ fuzz_target!(|data: &[u8]| {
             Action::Transmit { port: to } => {
                 assert!(to <= 1, "sent on port {to}");
                 check_sent(&f, out);
-                if to == 1 {
-                    if let Some(t) = ip_of(out).and_then(innermost).and_then(tuple_of) {
-                        to_servers.push((t, ip_of(out).and_then(innermost).unwrap().to_vec()));
+                let (given, sent) = (ip_of(&f).and_then(tuple_of), ip_of(out).and_then(tuple_of));
+                if let (1, Some(t)) = (to, sent) {
+                    to_servers.push((t, ip_of(out).and_then(innermost).unwrap().to_vec()));
+                }
+                match (port, to, given, sent) {
+                    // A client's packet, translated (not DR: the VIP
+                    // stays; not TUN: an IPIP packet).
+                    (0, 1, Some(c), Some(t)) if t.proto != 4 && t.dst != c.dst => {
+                        nat.insert(t.reversed(), c);
                     }
+                    // A TCP or UDP reply of a connection seen above goes
+                    // back to the tuple its client sent, reversed. (ICMP:
+                    // an error's bytes where an echo has its identifier
+                    // are not one.)
+                    (1, 0, Some(r), Some(t)) if r.proto != ICMP => {
+                        if let Some(&c) = nat.get(&r) {
+                            assert_eq!(t, c.reversed(), "a reply to {c:?} sent as {t:?}");
+                        }
+                    }
+                    _ => {}
                 }
             }
             Action::ToKernel => assert_eq!(out, &f[..], "the kernel gets the frame as it came"),
