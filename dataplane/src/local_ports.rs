@@ -22,7 +22,7 @@ pub const FIRST_PORT: u16 = 1024;
 
 #[derive(Debug, Clone)]
 pub struct LocalPorts {
-    addrs: Vec<Ipv4Addr>,
+    addrs: Vec<LocalAddr>,
     /// The core's ports are `first`, `first + step`, ... (`count` of
     /// them); never-used ones are handed out from the `start`-th on,
     /// wrapping round, before any returned one.
@@ -30,15 +30,20 @@ pub struct LocalPorts {
     step: u32,
     count: u32,
     start: u32,
-    /// Per address: how many never-used ports have been handed out.
-    fresh_taken: Vec<u32>,
-    /// Per address: the returned ports, the longest-free first. Counted
-    /// out lazily like this, a FullNAT service costs its core a few words
-    /// per address, not a queue of every port (128 KiB each, built at
-    /// every start and reload).
-    returned: Vec<VecDeque<u16>>,
     /// Next address to take a port from (round robin).
     next: usize,
+}
+
+/// One local address's ports on this core. Counted out lazily like this,
+/// a FullNAT service costs its core a few words per address, not a queue
+/// of every port (128 KiB each, built at every start and reload).
+#[derive(Debug, Clone)]
+struct LocalAddr {
+    addr: Ipv4Addr,
+    /// How many never-used ports have been handed out.
+    fresh_taken: u32,
+    /// The returned ports, the longest-free first.
+    returned: VecDeque<u16>,
 }
 
 impl LocalPorts {
@@ -58,16 +63,8 @@ impl LocalPorts {
         let first = u32::from(FIRST_PORT) + (core % step + step - u32::from(FIRST_PORT) % step) % step;
         let count = if first > u32::from(u16::MAX) { 0 } else { (u32::from(u16::MAX) - first) / step + 1 };
         let start = if count == 0 { 0 } else { (start % u64::from(count)) as u32 };
-        LocalPorts {
-            addrs: addrs.to_vec(),
-            first,
-            step,
-            count,
-            start,
-            fresh_taken: vec![0; addrs.len()],
-            returned: addrs.iter().map(|_| VecDeque::new()).collect(),
-            next: 0,
-        }
+        let addrs = addrs.iter().map(|&addr| LocalAddr { addr, fresh_taken: 0, returned: VecDeque::new() }).collect();
+        LocalPorts { addrs, first, step, count, start, next: 0 }
     }
 
     /// Which core owns local port `port`.
@@ -78,15 +75,15 @@ impl LocalPorts {
     /// A free port on address `i`: a never-used one while there are any,
     /// else the one returned longest ago.
     fn take_on(&mut self, i: usize) -> Option<u16> {
-        let taken = &mut self.fresh_taken[i];
-        if *taken < self.count {
+        let a = &mut self.addrs[i];
+        if a.fresh_taken < self.count {
             // Both below `count`: one subtraction wraps, no division.
-            let k = self.start + *taken;
+            let k = self.start + a.fresh_taken;
             let k = if k >= self.count { k - self.count } else { k };
-            *taken += 1;
+            a.fresh_taken += 1;
             return Some((self.first + k * self.step) as u16);
         }
-        self.returned[i].pop_front()
+        a.returned.pop_front()
     }
 
     /// A free (address, port), or `None` when every address is exhausted.
@@ -96,7 +93,7 @@ impl LocalPorts {
             let i = (self.next + k) % n;
             if let Some(p) = self.take_on(i) {
                 self.next = (i + 1) % n;
-                return Some((self.addrs[i], p));
+                return Some((self.addrs[i].addr, p));
             }
         }
         None
@@ -104,14 +101,13 @@ impl LocalPorts {
 
     /// Returns a port taken earlier.
     pub fn give_back(&mut self, (addr, port): (Ipv4Addr, u16)) {
-        if let Some(i) = self.addrs.iter().position(|a| *a == addr) {
-            self.returned[i].push_back(port);
+        if let Some(a) = self.addrs.iter_mut().find(|a| a.addr == addr) {
+            a.returned.push_back(port);
         }
     }
 
     pub fn available(&self) -> usize {
-        let fresh: usize = self.fresh_taken.iter().map(|&t| (self.count - t) as usize).sum();
-        fresh + self.returned.iter().map(VecDeque::len).sum::<usize>()
+        self.addrs.iter().map(|a| (self.count - a.fresh_taken) as usize + a.returned.len()).sum()
     }
 }
 

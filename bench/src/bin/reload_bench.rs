@@ -18,14 +18,16 @@ use std::time::Instant;
 const SERVICES: u32 = 10_000;
 
 /// A config file with `SERVICES` TCP services (distinct VIPs), two real
-/// servers each; `weight` for the second server.
-fn config_text(weight: u32) -> String {
+/// servers each; `weight` for the second server; forwarding `mode`
+/// ("nat", or "fullnat" from one local address).
+fn config_text(weight: u32, mode: &str) -> String {
+    let local = if mode == "fullnat" { "local_addresses = [\"10.0.0.3\"]\n" } else { "" };
     let mut t = String::from("[dpdk]\neal_args = []\n\n[[interfaces]]\nname = \"lan\"\ndevice = \"net_null0\"\naddress = \"10.0.0.2/16\"\n");
     for s in 0..SERVICES {
         let vip = Ipv4Addr::from(0xc612_0000 + s);
         let _ = write!(
             t,
-            "\n[[services]]\nprotocol = \"tcp\"\nvip = \"{vip}\"\nport = 80\nscheduler = \"wlc\"\nforwarding = \"nat\"\n  [[services.reals]]\n  address = \"10.0.{}.{}\"\n  [[services.reals]]\n  address = \"10.0.{}.{}\"\n  weight = {weight}\n",
+            "\n[[services]]\nprotocol = \"tcp\"\nvip = \"{vip}\"\nport = 80\nscheduler = \"wlc\"\nforwarding = \"{mode}\"\n{local}  [[services.reals]]\n  address = \"10.0.{}.{}\"\n  [[services.reals]]\n  address = \"10.0.{}.{}\"\n  weight = {weight}\n",
             1 + s % 200,
             1 + s % 250,
             1 + (s + 1) % 200,
@@ -49,11 +51,59 @@ fn snapshot(text: &str) -> Arc<Snapshot> {
     })
 }
 
-fn main() {
-    let (a, b) = (config_text(1), config_text(3));
+/// The system allocator, counting the bytes allocated and not yet freed
+/// (what a worker's start holds, whatever the allocator reuses).
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; the
+// count is only read.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as above.
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(new_size, std::sync::atomic::Ordering::Relaxed);
+            LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Bytes allocated and not freed.
+fn live() -> usize {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|x, y| x.total_cmp(y));
+    v[v.len() / 2]
+}
+
+/// A worker started on `SERVICES` services forwarded in `mode`, and five
+/// reloads changing a weight in every one; prints the start's time and
+/// memory and the reloads' medians, and returns the worker.
+fn start_and_reload(mode: &str) -> Pipeline {
+    let (a, b) = (config_text(1, mode), config_text(3, mode));
     let first = snapshot(&a);
     let shared = Arc::new(dataplane::neighbor::SharedNeighbors::new(Pipeline::wanted_neighbors(&first)));
+    let (memory, t) = (live(), Instant::now());
     let mut worker = Pipeline::with_neighbors(Arc::clone(&first), Arc::default(), Arc::clone(&shared)).expect("runs");
+    let (start_ms, start_mib) = (t.elapsed().as_secs_f64() * 1e3, live().saturating_sub(memory) as f64 / f64::from(1 << 20));
     let mut control_ms = Vec::new();
     let mut worker_ms = Vec::new();
     for round in 0..5 {
@@ -67,17 +117,20 @@ fn main() {
         worker.apply(next, neighbors).expect("applies");
         worker_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|x, y| x.total_cmp(y));
-        v[v.len() / 2]
-    };
     println!(
-        "reload of {SERVICES} services ({} bytes of TOML, {} real servers): control {:.1} ms, worker apply {:.1} ms (medians of 5)",
+        "reload of {SERVICES} {mode} services ({} bytes of TOML, {} real servers): control {:.1} ms, worker apply {:.1} ms (medians of 5); the worker's start {start_ms:.1} ms, {start_mib:.1} MiB allocated",
         a.len(),
         2 * SERVICES,
         median(&mut control_ms),
         median(&mut worker_ms)
     );
+    worker
+}
+
+fn main() {
+    let worker = start_and_reload("nat");
+    // FullNAT services also keep local ports per core.
+    drop(start_and_reload("fullnat"));
     // What a worker pauses forwarding for to keep its view for operators
     // (every 100 ms): made whole at once, as it first was, and in the
     // slices `Worker::run` makes it in, published by a swap.
@@ -154,10 +207,6 @@ fn listing_pause() {
         assert!(matches!(p.process(0, &mut f, 1), Action::Transmit { .. }), "connection {k} opens");
     }
     let max = dataplane::view::MAX_LISTED_PER_CORE;
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|x, y| x.total_cmp(y));
-        v[v.len() / 2]
-    };
     let mut whole_ms = Vec::new();
     for _ in 0..11 {
         let t = Instant::now();
