@@ -3,7 +3,9 @@
 //! services (TCP and UDP, with IP and TCP options), the real servers'
 //! replies to what was forwarded to them, ICMP errors about it, pings, ARP
 //! and raw bytes; each frame then corrupted, cut short or padded, with
-//! any room before and after it. Health flips and time passing between.
+//! any room before and after it. Health flips, reloads (servers removed
+//! or made quiescent, a service removed or turned from NAT to FullNAT)
+//! and time passing between.
 //!
 //! Every frame gets a decision and none panics; and what goes out is well
 //! formed whenever what came in was: a frame sent on carries a right IPv4
@@ -19,6 +21,7 @@
 
 use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot};
 use dataplane::health::{Health, HealthBoard};
+use dataplane::neighbor::SharedNeighbors;
 use dataplane::pipeline::{Action, Pipeline, Received};
 use libfuzzer_sys::fuzz_target;
 use proto::checksum::{fold, pseudo_header_v4, sum};
@@ -52,29 +55,29 @@ const SERVICES: [(L4Proto, u16, ForwardingMode, bool); 9] = [
     (L4Proto::Tcp, 84, ForwardingMode::FullNat, true),
 ];
 
-/// The pipelines of two worker cores over the same snapshot, the real
-/// servers resolved on both, and the health board they read.
-fn pipelines() -> ([Pipeline; 2], Arc<HealthBoard>) {
+/// The configuration: every service of `SERVICES` and the ICMP one, as
+/// `change` (0: none) alters it for a reload: bit 0 removes the second
+/// server everywhere, bit 1 makes the first quiescent (weight 0), bit 2
+/// removes a service and bit 3 turns another's NAT into FullNAT (both by
+/// the high bits), bit 4 sets `expire_nodest_conn`.
+fn snapshot(change: u8) -> Snapshot {
+    let k = usize::from(change >> 5);
     let services = SERVICES
         .iter()
-        .map(|&(proto, port, mode, persistent)| Service {
-            proto,
-            vip: VIP,
-            port,
-            scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Rr),
-            persistence: persistent.then(|| sched::PersistenceConfig::new(300)),
-            mode,
-            local_addrs: if mode == ForwardingMode::FullNat { vec![LIP] } else { vec![] },
-            reals: REALS
-                .iter()
-                .enumerate()
-                .map(|(i, &(addr, _))| {
-                    let mut r = RealServer::new(addr, 1);
-                    // NAT and FullNAT servers on another port than the VIP's.
-                    r.port = (matches!(mode, ForwardingMode::Nat | ForwardingMode::FullNat) && i == 0).then_some(8080);
-                    r
-                })
-                .collect(),
+        .enumerate()
+        .filter(|&(i, _)| change & 4 == 0 || i != k)
+        .map(|(i, &(proto, port, mode, persistent))| {
+            let mode = if change & 8 != 0 && i == k + 1 && mode == ForwardingMode::Nat { ForwardingMode::FullNat } else { mode };
+            Service {
+                proto,
+                vip: VIP,
+                port,
+                scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Rr),
+                persistence: persistent.then(|| sched::PersistenceConfig::new(300)),
+                mode,
+                local_addrs: if mode == ForwardingMode::FullNat { vec![LIP] } else { vec![] },
+                reals: reals(change, matches!(mode, ForwardingMode::Nat | ForwardingMode::FullNat)),
+            }
         })
         .chain([Service {
             proto: L4Proto::Icmp,
@@ -84,28 +87,75 @@ fn pipelines() -> ([Pipeline; 2], Arc<HealthBoard>) {
             persistence: None,
             mode: ForwardingMode::FullNat,
             local_addrs: vec![LIP],
-            reals: REALS.iter().map(|&(addr, _)| RealServer::new(addr, 1)).collect(),
+            reals: reals(change, false),
         }])
         .collect::<Vec<_>>();
     let interfaces = vec![
         Interface { port: 0, mac: LB0, addr: Ipv4Addr::new(198, 18, 1, 2), prefix_len: 24, mtu: 1500, kernel: true },
         Interface { port: 1, mac: LB1, addr: LB1_IP, prefix_len: 24, mtu: 1500, kernel: false },
     ];
-    let snapshot = Snapshot { max_connections_per_core: 16, worker_cores: 2, ..Snapshot::new(interfaces, services) };
-    let board = Arc::new(HealthBoard::all_up(&snapshot.services));
-    let snapshot = Arc::new(Snapshot { health: Health(Arc::clone(&board)), ..snapshot });
-    let core = |c: u32| {
-        let mut p = Pipeline::new(Arc::clone(&snapshot), Arc::default()).expect("valid snapshot").for_core(c);
-        for (ip, mac) in REALS {
-            let mut f = vec![0u8; 60];
-            proto::arp::write_request(&mut f, mac, ip, LB1_IP).expect("room for ARP");
-            f[0..6].copy_from_slice(&LB1.0);
-            f[21] = 2; // a reply
-            assert_eq!(p.process(1, &mut f, 0), Action::Consumed);
+    Snapshot { max_connections_per_core: 16, worker_cores: 2, expire_nodest_conn: change & 16 != 0, ..Snapshot::new(interfaces, services) }
+}
+
+/// A service's real servers as `change` (see [`snapshot`]) has them;
+/// `translated` (NAT, FullNAT): the first on another port than the VIP's.
+fn reals(change: u8, translated: bool) -> Vec<RealServer> {
+    let mut reals: Vec<RealServer> = REALS.iter().map(|&(addr, _)| RealServer::new(addr, 1)).collect();
+    reals[0].port = translated.then_some(8080);
+    if change & 2 != 0 {
+        reals[0].weight = 0;
+    }
+    if change & 1 != 0 {
+        reals.truncate(1);
+    }
+    reals
+}
+
+/// Two worker cores and what they share, as rvsd has them.
+struct Lab {
+    cores: [Pipeline; 2],
+    /// The health board the current snapshot's servers are read from.
+    board: Arc<HealthBoard>,
+    neighbors: Arc<SharedNeighbors>,
+}
+
+impl Lab {
+    /// The pipelines of two worker cores over the unchanged snapshot, the
+    /// real servers resolved.
+    fn new() -> Lab {
+        let (snapshot, board) = with_health(snapshot(0));
+        let neighbors = Arc::new(SharedNeighbors::new(Pipeline::wanted_neighbors(&snapshot)));
+        let core = |c: u32| {
+            let mut p = Pipeline::with_neighbors(Arc::clone(&snapshot), Arc::default(), Arc::clone(&neighbors)).expect("valid snapshot").for_core(c);
+            for (ip, mac) in REALS {
+                let mut f = vec![0u8; 60];
+                proto::arp::write_request(&mut f, mac, ip, LB1_IP).expect("room for ARP");
+                f[0..6].copy_from_slice(&LB1.0);
+                f[21] = 2; // a reply
+                assert_eq!(p.process(1, &mut f, 0), Action::Consumed);
+            }
+            p
+        };
+        Lab { cores: [core(0), core(1)], board, neighbors }
+    }
+
+    /// Both cores reload to the snapshot `change` makes (as rvsd on
+    /// SIGHUP: the neighbors carried over, a new health board).
+    fn reload(&mut self, change: u8) {
+        let (next, board) = with_health(snapshot(change));
+        Pipeline::check(&next).expect("a valid snapshot");
+        self.neighbors = Arc::new(Pipeline::neighbors_for_reload(&self.neighbors, &next));
+        for p in &mut self.cores {
+            p.apply(Arc::clone(&next), Arc::clone(&self.neighbors)).expect("applies");
         }
-        p
-    };
-    ([core(0), core(1)], board)
+        self.board = board;
+    }
+}
+
+/// `snapshot` reading its servers' health from a new board, all up.
+fn with_health(snapshot: Snapshot) -> (Arc<Snapshot>, Arc<HealthBoard>) {
+    let board = Arc::new(HealthBoard::all_up(&snapshot.services));
+    (Arc::new(Snapshot { health: Health(Arc::clone(&board)), ..snapshot }), board)
 }
 
 /// The input, a byte at a time (zeros once it is used up).
@@ -337,7 +387,7 @@ fn run(p: &mut Pipeline, port: u16, buf: &mut [u8], at: &mut usize, len: &mut us
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (mut cores, board) = pipelines();
+    let mut lab = Lab::new();
     let mut input = Input(data);
     let mut now = 1_000_000_000u64;
     // What clients sent (to continue) and what went to the servers (to
@@ -405,8 +455,14 @@ fuzz_target!(|data: &[u8]| {
                 (port, input.bytes(len))
             }
             _ => {
-                board.set(usize::from(input.byte()) % ((SERVICES.len() + 1) * REALS.len()), input.byte() & 1 == 1);
-                cores.iter_mut().for_each(|p| p.tick(now));
+                // A health flip, or now and then a reload.
+                match input.byte() {
+                    b if b < 16 => lab.reload(input.byte()),
+                    b => {
+                        let _ = lab.board.set(usize::from(b) % ((SERVICES.len() + 1) * REALS.len()), input.byte() & 1 == 1);
+                    }
+                }
+                lab.cores.iter_mut().for_each(|p| p.tick(now));
                 continue;
             }
         };
@@ -422,11 +478,11 @@ fuzz_target!(|data: &[u8]| {
         let core = usize::from(input.byte() & 1);
         let (mut at, mut len) = (head, f.len());
         let received = Received { ip_checksum_good: vouched, ..Received::NOTHING };
-        let mut action = run(&mut cores[core], port, &mut buf, &mut at, &mut len, now, received);
+        let mut action = run(&mut lab.cores[core], port, &mut buf, &mut at, &mut len, now, received);
         if let Action::Redirect { core: to } = action {
-            assert!(to as usize != core && (to as usize) < cores.len(), "core {core} redirected to core {to}");
+            assert!(to as usize != core && (to as usize) < lab.cores.len(), "core {core} redirected to core {to}");
             assert_eq!((at, len, &buf[at..at + len]), (head, f.len(), &f[..]), "a redirected frame is unchanged");
-            action = run(&mut cores[to as usize], port, &mut buf, &mut at, &mut len, now, received);
+            action = run(&mut lab.cores[to as usize], port, &mut buf, &mut at, &mut len, now, received);
             assert!(!matches!(action, Action::Redirect { .. }), "redirected twice");
         }
         let out = buf.get(at..at + len).expect("the frame's bounds stay in its buffer");
@@ -459,6 +515,6 @@ fuzz_target!(|data: &[u8]| {
             Action::ToKernel => assert_eq!(out, &f[..], "the kernel gets the frame as it came"),
             Action::Consumed | Action::Drop(_) | Action::Redirect { .. } => {}
         }
-        cores.iter_mut().for_each(|p| p.tick(now));
+        lab.cores.iter_mut().for_each(|p| p.tick(now));
     }
 });
