@@ -1,9 +1,9 @@
 //! Every forwarding mode's data path, over frames built from the input:
 //! clients opening and continuing connections to DR, NAT, FullNAT and TUN
 //! services (TCP and UDP, with IP and TCP options), the real servers'
-//! replies to what was forwarded to them, ICMP errors about it, pings, ARP
-//! and raw bytes; each frame then corrupted, cut short or padded, with
-//! any room before and after it. Health flips, reloads (servers removed
+//! replies to what was forwarded to them, ICMP errors about it, pings,
+//! ARP and raw bytes; each frame then made a fragment now and then,
+//! corrupted, cut short or padded, with any room before and after it. Health flips, reloads (servers removed
 //! or made quiescent, a service removed or turned from NAT to FullNAT)
 //! and time passing between.
 //!
@@ -360,6 +360,26 @@ fn check_sent(given: &[u8], sent: &[u8]) {
     }
 }
 
+/// Makes the IPv4 packet in `f` (if it has a whole header) a fragment as
+/// the input says, now and then: the first (more to come), a middle or
+/// the last one; its header checksum stays right.
+fn fragment(input: &mut Input, f: &mut [u8]) {
+    let field: u16 = match input.byte() % 16 {
+        0 => 0x2000,
+        1 => 0x2000 | u16::from(input.byte()),
+        2 => u16::from(input.byte()),
+        _ => return,
+    };
+    let Some(hl) = f.get(14).map(|&vi| usize::from(vi & 15) * 4) else { return };
+    if ip_of(f).is_none() || hl < 20 || f.len() < 14 + hl {
+        return;
+    }
+    f[20..22].copy_from_slice(&field.to_be_bytes());
+    f[24..26].fill(0);
+    let c = proto::checksum::checksum(&f[14..14 + hl]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
 /// Corrupts, cuts or pads `f` as the input says.
 fn mangle(input: &mut Input, f: &mut Vec<u8>) {
     for _ in 0..input.byte() % 4 {
@@ -466,6 +486,7 @@ fuzz_target!(|data: &[u8]| {
                 continue;
             }
         };
+        fragment(&mut input, &mut f);
         mangle(&mut input, &mut f);
         // As a port that checks IPv4 header checksums would vouch: only
         // for a right one.
