@@ -513,7 +513,9 @@ fuzz_target!(|data: &[u8]| {
                 check_sent(&f, out);
                 let (given, sent) = (ip_of(&f).and_then(tuple_of), ip_of(out).and_then(tuple_of));
                 if let (1, Some(t)) = (to, sent) {
-                    to_servers.push((t, ip_of(out).and_then(innermost).unwrap().to_vec()));
+                    // As sent: for TUN the IPIP packet, which is what an
+                    // ICMP error about it quotes.
+                    to_servers.push((t, ip_of(out).unwrap().to_vec()));
                 }
                 match (port, to, given, sent) {
                     // A client's packet, translated (not DR: the VIP
