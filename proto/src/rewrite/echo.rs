@@ -41,14 +41,12 @@ pub fn reply_in_place(frame: &mut [u8], our_mac: MacAddr) -> Result<()> {
     ip.set_ttl(REPLY_TTL);
     ip.fill_checksum();
     let icmp = ip.payload_mut();
-    // Summed anew rather than updated for the type's change (RFC 1624):
-    // an update gives 0x0000 where the reply is all zeros but for the
-    // checksum (identifier, sequence and data 0), and receivers want
-    // 0xffff there. Pings are not the hot path.
+    // Type and code form the first 16-bit word: 0x0800 becomes 0x0000.
+    let check = u16::from_be_bytes([icmp[2], icmp[3]]);
     icmp[0] = v4_type::ECHO_REPLY;
-    icmp[2..4].fill(0);
-    let sum = checksum::checksum(icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let check = checksum::update16(check, u16::from(v4_type::ECHO_REQUEST) << 8, 0);
+    let check = checksum::updated_without_pseudo_header(check, icmp, 2);
+    icmp[2..4].copy_from_slice(&check.to_be_bytes());
     Ok(())
 }
 
