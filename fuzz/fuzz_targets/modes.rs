@@ -442,7 +442,7 @@ fuzz_target!(|data: &[u8]| {
             }
             3 if !to_servers.is_empty() => {
                 let (t, _) = to_servers[usize::from(input.byte()) % to_servers.len()];
-                let back = Tuple { src: t.dst, dst: t.src, proto: t.proto, sport: t.dport, dport: t.sport };
+                let back = t.reversed();
                 let flags = input.byte();
                 let payload = input.some(48);
                 (1, ipv4_frame(REALS[0].1, LB1, back, &[], l4(back, flags, &[], &payload)))
