@@ -49,6 +49,8 @@ pub struct Sources {
     pub published: Arc<Published>,
     pub reloads: Arc<Mutex<ReloadStats>>,
     pub health: Arc<crate::health::HealthState>,
+    /// The ports' links (same order as `ports`).
+    pub links: Arc<dataplane::links::LinkBoard>,
 }
 
 /// Collects families and their samples (each sample belongs to the
@@ -276,6 +278,10 @@ fn families(s: &Sources) -> Vec<MetricFamily> {
             t.sample(name, &[("port", pname), ("direction", "in")], i as f64);
             t.sample(name, &[("port", pname), ("direction", "out")], o as f64);
         }
+    }
+    t.family("rvs_port_link_up", "gauge", "1 while the port's link is up (as last read, at most 50 ms ago), 0 while it is down.");
+    for (i, pname) in s.port_names.iter().enumerate() {
+        t.sample("rvs_port_link_up", &[("port", pname)], if s.links.is_up(i) { 1.0 } else { 0.0 });
     }
     t.family("rvs_port_missed_total", "counter", "Packets the port dropped because its receive queue was full.");
     for (st, pname) in stats.iter().zip(&s.port_names) {

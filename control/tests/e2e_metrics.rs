@@ -37,6 +37,8 @@ fn metrics_match_the_traffic_and_the_endpoint_is_robust() {
     assert_eq!(sum(&m, "rvs_real_server_weight", &[udp, "real=198.18.0.11:53"]), 1.0);
     assert!(sum(&m, "rvs_core_rx_packets_total", &[]) >= 100.0);
     assert!(sum(&m, "rvs_port_packets_total", &["port=clients", "direction=in"]) >= 50.0);
+    assert_eq!(sum(&m, "rvs_port_link_up", &["port=clients"]), 1.0);
+    assert_eq!(sum(&m, "rvs_port_link_up", &["port=servers"]), 1.0);
     // xstats: at least ethdev's generic ones, for every driver.
     assert!(sum(&m, "rvs_port_xstat", &["port=clients", "name=rx_good_packets"]) >= 50.0);
     assert!(sum(&m, "rvs_port_xstat", &["port=servers", "name=tx_good_packets"]) >= 50.0);

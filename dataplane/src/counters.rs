@@ -61,10 +61,12 @@ pub enum DropReason {
     DestRemoved,
     /// The kernel's TAP did not take a frame for it (its queue was full).
     KernelQueueFull,
+    /// The port refused frames while its link was down.
+    LinkDown,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 27;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::MalformedFrame,
         DropReason::NotOurMac,
@@ -92,6 +94,7 @@ impl DropReason {
         DropReason::IcmpNoConnection,
         DropReason::DestRemoved,
         DropReason::KernelQueueFull,
+        DropReason::LinkDown,
     ];
 
     /// The label used in logs and metrics.
@@ -123,6 +126,7 @@ impl DropReason {
             DropReason::IcmpNoConnection => "icmp_no_connection",
             DropReason::DestRemoved => "dest_removed",
             DropReason::KernelQueueFull => "kernel_queue_full",
+            DropReason::LinkDown => "link_down",
         }
     }
 }

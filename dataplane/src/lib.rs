@@ -16,6 +16,7 @@ pub mod conn;
 pub mod counters;
 pub mod dpdk;
 pub mod health;
+pub mod links;
 pub mod local_ports;
 pub mod neighbor;
 pub mod pipeline;

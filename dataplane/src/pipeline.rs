@@ -165,9 +165,12 @@ pub struct Pipeline {
     steering: bool,
     /// IP identification of the outer headers this core writes (TUN).
     ip_ident: u16,
-    /// Gratuitous ARP for the VIPs and local addresses is due (at start and
-    /// after a reload); core 0 sends it.
-    announce: bool,
+    /// The ports on whose interfaces a gratuitous ARP for the VIPs and
+    /// local addresses is due: every one at start and after a reload, one
+    /// whose link came back up. Core 0 sends it once the link is up.
+    announce: Vec<u16>,
+    /// The ports whose link the worker last saw down ([`Self::set_link`]).
+    links_down: Vec<u16>,
     /// The health board generation last applied to the pools.
     health_seen: u64,
     /// The snapshot's flag, kept here: every packet of a connection reads it.
@@ -295,12 +298,14 @@ impl Pipeline {
             core: 0,
             steering: false,
             ip_ident: 0,
-            announce: true,
+            announce: Vec::new(),
+            links_down: Vec::new(),
             health_seen: 0,
             expire_nodest_conn: false,
         };
         p.reindex();
         p.refresh_health();
+        p.announce_all();
         Ok(p)
     }
 
@@ -385,8 +390,30 @@ impl Pipeline {
         self.snapshot = new;
         self.reindex();
         self.refresh_health();
-        self.announce = true;
+        self.announce_all();
         Ok(())
+    }
+
+    /// Every interface's addresses are to be announced.
+    fn announce_all(&mut self) {
+        self.announce = self.snapshot.interfaces.iter().map(|i| i.port).collect();
+    }
+
+    /// The worker saw port `port`'s link go up or down. Announcements wait
+    /// for a link that is up: sent on a down one they are lost (a memif
+    /// port before its peer connects, a NIC before its cable is in). A
+    /// link that comes back up is announced again: the switch on the
+    /// other side may have forgotten where our addresses are.
+    pub fn set_link(&mut self, port: u16, up: bool) {
+        let was_down = self.links_down.contains(&port);
+        if up && was_down {
+            self.links_down.retain(|&p| p != port);
+            if !self.announce.contains(&port) {
+                self.announce.push(port);
+            }
+        } else if !up && !was_down {
+            self.links_down.push(port);
+        }
     }
 
     /// Marks each real server available or not as the health board says.
@@ -446,23 +473,34 @@ impl Pipeline {
     pub fn arp_requests<B: AsMut<[u8]>>(&mut self, now: u64, mut alloc: impl FnMut() -> Option<B>, mut send: impl FnMut(u16, B, usize)) {
         let ifaces = &self.snapshot.interfaces;
         let counters = &self.counters;
-        if std::mem::take(&mut self.announce) && self.core == 0 {
-            // Every address we answer for, on every interface: clients and
-            // switches learn (or relearn, after a failover) where they are.
+        if !self.announce.is_empty() && self.core != 0 {
+            self.announce.clear();
+        }
+        if !self.announce.is_empty() {
+            // Every address we answer for, on every interface whose link
+            // is up: clients and switches learn (or relearn, after a
+            // failover) where they are. A down link's turn waits.
             let mut addrs: Vec<Ipv4Addr> = self.vips.iter().chain(self.local_addrs.iter()).copied().collect();
             addrs.sort_unstable();
-            for iface in ifaces {
-                for &ip in &addrs {
-                    let Some(mut buf) = alloc() else {
-                        counters.count_drop(DropReason::NoMbuf);
-                        continue;
-                    };
-                    if let Ok(len) = arp::write_gratuitous(buf.as_mut(), iface.mac, ip) {
-                        counters.garp_sent.inc();
-                        send(iface.port, buf, len);
+            let links_down = &self.links_down;
+            self.announce.retain(|&port| {
+                if links_down.contains(&port) {
+                    return true;
+                }
+                for iface in ifaces.iter().filter(|i| i.port == port) {
+                    for &ip in &addrs {
+                        let Some(mut buf) = alloc() else {
+                            counters.count_drop(DropReason::NoMbuf);
+                            continue;
+                        };
+                        if let Ok(len) = arp::write_gratuitous(buf.as_mut(), iface.mac, ip) {
+                            counters.garp_sent.inc();
+                            send(iface.port, buf, len);
+                        }
                     }
                 }
-            }
+                false
+            });
         }
         self.neighbors.due_requests(now, |port, target| {
             let Some(iface) = ifaces.iter().find(|i| i.port == port) else { return false };

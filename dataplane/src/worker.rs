@@ -5,6 +5,7 @@
 use crate::conn::{Hint, TupleHash};
 use crate::counters::{CoreCounters, DropReason};
 use crate::dpdk::{Burst, Mbuf, Mempool, Port, Ring, MAX_BURST};
+use crate::links::LinkBoard;
 use crate::pipeline::{Action, Pipeline, Received};
 use crate::published::Published;
 use crate::view::Views;
@@ -57,6 +58,9 @@ pub struct Worker {
     pub config: Option<Arc<Published>>,
     /// Where this worker's view for operators goes (`views[queue]`).
     pub views: Option<Arc<Views>>,
+    /// The links of `ports` (same index) as the control thread reads them;
+    /// `None`: every link taken to be up.
+    pub links: Option<Arc<LinkBoard>>,
 }
 
 /// How often a worker refreshes its view for operators.
@@ -127,6 +131,9 @@ struct Outputs {
     /// By DPDK port id, that port's place in the worker's ports (and in
     /// `tx` and `kernel`), or `NOT_OURS`: one load per packet, no search.
     place_of_port: Vec<u8>,
+    /// By place, whether the port's link was down when last seen: what a
+    /// port refuses then is counted as `link_down`, not as a full queue.
+    down: Vec<bool>,
 }
 
 const NOT_OURS: u8 = u8::MAX;
@@ -152,20 +159,31 @@ impl Outputs {
     }
 }
 
-fn flush(port: &Port, queue: u16, burst: &mut Burst, counters: &CoreCounters) {
+/// Sends `burst` on `port`; `down`: whether its link was down when last
+/// seen (read only when the port refused frames).
+fn flush(port: &Port, down: &bool, queue: u16, burst: &mut Burst, counters: &CoreCounters) {
     let (sent, unsent) = port.tx(queue, burst);
     counters.tx_packets.add(sent as u64);
     if unsent > 0 {
-        counters.drops_add(DropReason::TxQueueFull, unsent as u64);
+        counters.drops_add(refused(*down), unsent as u64);
+    }
+}
+
+/// Why a port refused frames: its link was down, or its queue was full.
+fn refused(link_down: bool) -> DropReason {
+    if link_down {
+        DropReason::LinkDown
+    } else {
+        DropReason::TxQueueFull
     }
 }
 
 /// Queues `m` in `burst` for `ports[i]`, sending the burst first when full
 /// (the port is looked up only then: not per packet).
 #[inline(always)]
-fn push_or_flush(ports: &[Port], i: usize, queue: u16, burst: &mut Burst, m: Mbuf, counters: &CoreCounters) {
+fn push_or_flush(ports: &[Port], down: &[bool], i: usize, queue: u16, burst: &mut Burst, m: Mbuf, counters: &CoreCounters) {
     if let Err(m) = burst.push(m) {
-        flush(&ports[i], queue, burst, counters);
+        flush(&ports[i], &down[i], queue, burst, counters);
         let _ = burst.push(m);
     }
 }
@@ -198,7 +216,10 @@ impl Worker {
             redirect: (0..ncores).map(|_| Burst::new()).collect(),
             kernel: (0..ports.len()).map(|_| Burst::new()).collect(),
             place_of_port: Outputs::place_table(ports.iter().map(Port::id)),
+            down: vec![false; ports.len()],
         };
+        // The links as the control thread last saw them (none: all up).
+        let mut links_seen = u64::MAX;
         let mut kernel_polls = KernelPolls::default();
         let mut busy_time = BusyTime::default();
         let mut idle_polls = 0u32;
@@ -226,6 +247,17 @@ impl Worker {
                     }
                     // A view begun before the reload starts over.
                     (view_next, view_done) = (0, false);
+                }
+            }
+            if let Some(board) = &self.links {
+                let g = board.generation();
+                if g != links_seen {
+                    links_seen = g;
+                    for (i, port) in ports.iter().enumerate() {
+                        let up = board.is_up(i);
+                        out.down[i] = !up;
+                        self.pipeline.set_link(port.id(), up);
+                    }
                 }
             }
             let now = crate::clock::now_ns();
@@ -311,14 +343,14 @@ impl Worker {
                     from_kernel += n;
                     counters.from_kernel.add(n as u64);
                     for m in rx.drain() {
-                        push_or_flush(&ports, i, queue, &mut out.tx[i], m, &counters);
+                        push_or_flush(&ports, &out.down, i, queue, &mut out.tx[i], m, &counters);
                     }
                 }
                 got += from_kernel;
                 kernel_polls.read(now, from_kernel);
             }
-            for (port, burst) in ports.iter().zip(out.tx.iter_mut()) {
-                flush(port, queue, burst, &counters);
+            for ((port, burst), down) in ports.iter().zip(out.tx.iter_mut()).zip(&out.down) {
+                flush(port, down, queue, burst, &counters);
             }
             if has_taps {
                 for (tap, burst) in taps.iter().zip(out.kernel.iter_mut()) {
@@ -369,7 +401,7 @@ impl Worker {
         match action {
             Action::Transmit { port: to } => {
                 let Some(oi) = out.place(to) else { return };
-                push_or_flush(&self.ports, oi, self.queue, &mut out.tx[oi], m, counters);
+                push_or_flush(&self.ports, &out.down, oi, self.queue, &mut out.tx[oi], m, counters);
             }
             Action::Redirect { core } => {
                 let (Some(rings), Some(burst)) = (&self.rings, out.redirect.get_mut(core as usize)) else {
@@ -413,7 +445,7 @@ impl Worker {
             },
             |to, m, _len| {
                 let Some(oi) = out.place(to) else { return };
-                push_or_flush(ports, oi, queue, &mut out.tx[oi], m, counters);
+                push_or_flush(ports, &out.down, oi, queue, &mut out.tx[oi], m, counters);
             },
         );
     }
@@ -424,7 +456,13 @@ mod tests {
     use super::*;
 
     fn outputs(ids: &[u16]) -> Outputs {
-        Outputs { tx: vec![], redirect: vec![], kernel: vec![], place_of_port: Outputs::place_table(ids.iter().copied()) }
+        Outputs { tx: vec![], redirect: vec![], kernel: vec![], place_of_port: Outputs::place_table(ids.iter().copied()), down: vec![] }
+    }
+
+    #[test]
+    fn what_a_down_link_refuses_is_not_a_full_queue() {
+        assert_eq!(refused(true), DropReason::LinkDown);
+        assert_eq!(refused(false), DropReason::TxQueueFull);
     }
 
     /// Only the passes that found packets count, each from its beginning

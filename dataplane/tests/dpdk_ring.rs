@@ -5,6 +5,7 @@
 use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot};
 use dataplane::counters::CoreCounters;
 use dataplane::dpdk::{Burst, Eal, Mbuf, Mempool, Port, Ring, MAX_BURST};
+use dataplane::links::LinkBoard;
 use dataplane::pipeline::Pipeline;
 use dataplane::worker::{Worker, WorkerSettings};
 use proto::MacAddr;
@@ -219,7 +220,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
         )
     });
     let counters = Arc::new(CoreCounters::default());
-    let pipeline = Pipeline::new(snapshot, Arc::clone(&counters)).unwrap();
+    let pipeline = Pipeline::new(Arc::clone(&snapshot), Arc::clone(&counters)).unwrap();
     // Queue the client's ARP request before the worker starts.
     let mut m = Mbuf::alloc(&pool).unwrap();
     assert!(m.set_len(60));
@@ -273,6 +274,7 @@ fn dpdk_ownership_and_worker_on_net_ring() {
         rings: None,
         config: None,
         views: None,
+        links: None,
     };
     let handle = std::thread::spawn(move || worker.run());
     std::thread::sleep(Duration::from_millis(300));
@@ -299,6 +301,50 @@ fn dpdk_ownership_and_worker_on_net_ring() {
         leftover += rx.drain().count();
     }
     assert!(leftover <= 1);
+    assert_eq!(pool.in_use(), 0, "the worker leaked no mbuf: {}", counters.summary());
+
+    // 7. A worker whose port's link is down announces its VIP only once
+    //    the link is up (and the control thread has seen it).
+    ports[0].set_link(false).unwrap();
+    assert!(!ports[0].link().up);
+    let links = Arc::new(LinkBoard::new([ports[0].link().up]));
+    let counters = Arc::new(CoreCounters::default());
+    let worker = Worker {
+        pipeline: Pipeline::new(snapshot, Arc::clone(&counters)).unwrap(),
+        ports: Arc::clone(&ports),
+        taps: Arc::new(vec![None]),
+        queue: 0,
+        pool: Arc::clone(&pool),
+        stop: Arc::clone(&stop),
+        settings: WorkerSettings { idle_sleep: Duration::from_micros(50), ..WorkerSettings::default() },
+        rings: None,
+        config: None,
+        views: None,
+        links: Some(Arc::clone(&links)),
+    };
+    stop.store(false, Ordering::Relaxed);
+    let handle = std::thread::spawn(move || worker.run());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(counters.polls_idle.get() > 0, "the worker runs: {}", counters.summary());
+    assert_eq!(counters.garp_sent.get(), 0, "not while the link is down: {}", counters.summary());
+    ports[0].set_link(true).unwrap();
+    assert!(ports[0].link().up);
+    assert!(links.set(0, true));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while counters.garp_sent.get() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+    assert_eq!(counters.garp_sent.get(), 1, "announced once the link came up: {}", counters.summary());
+    // Sent (the loopback ring takes everything; the worker reads its own
+    // frames back), so nothing was refused.
+    assert!(counters.tx_packets.get() >= 1, "{}", counters.summary());
+    assert_eq!(counters.drops(dataplane::counters::DropReason::LinkDown), 0);
+    while ports[0].rx(0, &mut rx, 32) > 0 {
+        rx.drain().for_each(drop);
+    }
     assert_eq!(pool.in_use(), 0, "the worker leaked no mbuf: {}", counters.summary());
     drop(ports);
 }

@@ -9,6 +9,7 @@ use control::{error, info};
 use dataplane::config::Interface;
 use dataplane::counters::CoreCounters;
 use dataplane::dpdk::{Eal, Mempool, Port, Ring};
+use dataplane::links::LinkBoard;
 use dataplane::neighbor::SharedNeighbors;
 use dataplane::pipeline::Pipeline;
 use dataplane::published::Published;
@@ -177,6 +178,21 @@ fn add_health(listing: &mut control::admin::Listing, state: &HealthState) {
     }
 }
 
+/// Reads every port's link, logs each change and publishes it to the
+/// workers.
+fn watch_links(ports: &[Port], links: &LinkBoard, cfg: &Config) {
+    for (i, (port, ic)) in ports.iter().zip(&cfg.interfaces).enumerate() {
+        let link = port.link();
+        if links.set(i, link.up) {
+            if link.up {
+                info!("interface {}: link up, {} Mb/s", ic.name, link.speed_mbps);
+            } else {
+                error!("interface {}: link down", ic.name);
+            }
+        }
+    }
+}
+
 fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
@@ -247,6 +263,9 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     let health_state = Arc::new(HealthState::default());
     let (snapshot, targets) = cfg.snapshot(&interfaces, u32::from(nworkers), &health_state);
     let snapshot = Arc::new(snapshot);
+    // The links as the control thread reads them (below, every pass of
+    // its loop), for the workers: announcements wait for a link that is up.
+    let links = Arc::new(LinkBoard::new(ports.iter().map(|p| p.link().up)));
     let ports = Arc::new(ports);
     let taps = Arc::new(taps);
     if !targets.is_empty() && !snapshot.interfaces.iter().any(|i| i.kernel) {
@@ -317,6 +336,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
             rings: rings.clone(),
             config: Some(Arc::clone(&published)),
             views: Some(Arc::clone(&views)),
+            links: Some(Arc::clone(&links)),
         });
     }
     let metrics_thread = match cfg.metrics_listen {
@@ -332,6 +352,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
                 published: Arc::clone(&published),
                 reloads: Arc::clone(&reload_stats),
                 health: Arc::clone(&health_state),
+                links: Arc::clone(&links),
             });
             let registry = control::metrics::registry(sources).map_err(|e| format!("metrics: {e}"))?;
             let stop = Arc::clone(&stop);
@@ -369,6 +390,7 @@ fn run(path: &Path, cfg: &Config, stats_interval: u64) -> Result<(), Box<dyn std
     let mut reloads = 0u64;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        watch_links(&ports, &links, cfg);
         if reload_flag.swap(false, Ordering::Relaxed) {
             let r = Running { published: &published, interfaces: &snapshot.interfaces, workers: u32::from(nworkers), health: &health_state, monitor: &monitor };
             match reload(path, &running, &r) {

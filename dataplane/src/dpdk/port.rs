@@ -172,6 +172,22 @@ impl Port {
         LinkStatus { up: rc == 0 && l.link_status() != 0, speed_mbps: l.link_speed }
     }
 
+    /// Sets the link administratively up or down (where the driver can).
+    pub fn set_link(&self, up: bool) -> Result<(), DpdkError> {
+        // SAFETY: a valid, started port.
+        let rc = unsafe {
+            if up {
+                dpdk_sys::rte_eth_dev_set_link_up(self.id)
+            } else {
+                dpdk_sys::rte_eth_dev_set_link_down(self.id)
+            }
+        };
+        if rc != 0 {
+            return Err(DpdkError::new(format!("rte_eth_dev_set_link_{}({})", if up { "up" } else { "down" }, self.name), rc));
+        }
+        Ok(())
+    }
+
     pub fn stats(&self) -> PortStats {
         let mut s = dpdk_sys::rte_eth_stats::default();
         // SAFETY: valid port and out-pointer.

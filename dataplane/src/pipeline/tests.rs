@@ -1330,6 +1330,56 @@ mod reload {
         assert_eq!(garps(&mut lb.p), 1, "after a reload");
     }
 
+    /// The gratuitous ARPs a pass sends, by port.
+    fn garps_by_port(p: &mut Pipeline) -> Vec<u16> {
+        let mut ports = Vec::new();
+        p.arp_requests(
+            0,
+            || Some(vec![0u8; 64]),
+            |port, buf, len| {
+                let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
+                let a = ArpPacket::new_checked(eth.payload()).unwrap();
+                if a.sender_ip() == a.target_ip() {
+                    ports.push(port);
+                }
+            },
+        );
+        ports
+    }
+
+    #[test]
+    fn announcements_wait_for_the_link_and_follow_it_coming_back() {
+        let mut lb = Lb::new(with_reals(&[(RS1, 1)], SchedulerKind::Rr, false));
+        let p = &mut lb.p;
+        // Down from the start (a memif port before its peer connects).
+        p.set_link(0, false);
+        assert_eq!(garps_by_port(p), [0u16; 0], "not on a down link");
+        assert_eq!(garps_by_port(p), [0u16; 0], "still not");
+        assert_eq!(p.counters().garp_sent.get(), 0);
+        p.set_link(0, true);
+        assert_eq!(garps_by_port(p), [0], "once the link is up");
+        assert_eq!(garps_by_port(p), [0u16; 0], "once");
+        // Seen up again (no change): nothing new.
+        p.set_link(0, true);
+        assert_eq!(garps_by_port(p), [0u16; 0]);
+        // A flap: announced again when the link is back, not while down.
+        p.set_link(0, false);
+        assert_eq!(garps_by_port(p), [0u16; 0]);
+        p.set_link(0, true);
+        assert_eq!(garps_by_port(p), [0], "after the link came back");
+        // A reload while the link is down waits for it too.
+        p.set_link(0, false);
+        lb.reload(with_reals(&[(RS1, 2)], SchedulerKind::Rr, false)).unwrap();
+        assert_eq!(garps_by_port(&mut lb.p), [0u16; 0]);
+        lb.p.set_link(0, true);
+        assert_eq!(garps_by_port(&mut lb.p), [0], "the reload's announcement, once");
+        assert_eq!(garps_by_port(&mut lb.p), [0u16; 0]);
+        // A port that is not an interface's announces nothing.
+        lb.p.set_link(9, false);
+        lb.p.set_link(9, true);
+        assert_eq!(garps_by_port(&mut lb.p), [0u16; 0]);
+    }
+
     #[test]
     fn expire_nodest_conn_drops_connections_of_removed_servers() {
         let first = with_reals(&[(RS1, 1)], SchedulerKind::Rr, true);
