@@ -4,8 +4,8 @@
 //! replies to what was forwarded to them, ICMP errors about it, pings,
 //! ARP and raw bytes; each frame then made a fragment now and then,
 //! corrupted, cut short or padded, with any room before and after it. Health flips, reloads (servers removed
-//! or made quiescent, a service removed or turned from NAT to FullNAT)
-//! and time passing between.
+//! or made quiescent, a service removed or turned from NAT to FullNAT),
+//! links going down and up, and time passing between.
 //!
 //! Every frame gets a decision and none panics; and what goes out is well
 //! formed whenever what came in was: a frame sent on carries a right IPv4
@@ -16,7 +16,10 @@
 //! server's TCP or UDP reply goes back to its client as the reverse of
 //! what the client sent. Two worker
 //! cores: a frame one hands to the other (the connection is the other's)
-//! is processed there, and never handed on again.
+//! is processed there, and never handed on again. Gratuitous ARPs go out
+//! from core 0 only, never on a down link, and on every interface whose
+//! announcement is due (at start, after a reload, after its link came
+//! back up) at the first chance its link is up.
 #![no_main]
 
 use dataplane::config::{ForwardingMode, Interface, L4Proto, RealServer, Service, Snapshot};
@@ -401,6 +404,56 @@ fn mangle(input: &mut Input, f: &mut Vec<u8>) {
 }
 
 /// One frame through one core, with the hint its prefetch stages give.
+/// The ports' links as the workers were told (`down`), and the ports
+/// whose announcement is due (`due`): the model of what core 0 announces.
+#[derive(Default)]
+struct Links {
+    down: [bool; 2],
+    due: [bool; 2],
+}
+
+impl Links {
+    /// Both cores are told port `port`'s link is `up` or down, as the
+    /// worker tells its pipeline.
+    fn set(&mut self, lab: &mut Lab, port: usize, up: bool) {
+        if up && self.down[port] {
+            self.due[port] = true;
+        }
+        self.down[port] = !up;
+        lab.cores.iter_mut().for_each(|p| p.set_link(port as u16, up));
+    }
+
+    /// Each core's ARP pass: what it sends is ARP, announcements only from
+    /// core 0, each due interface announced once its link is up.
+    fn pass(&mut self, lab: &mut Lab, now: u64) {
+        for (core, p) in lab.cores.iter_mut().enumerate() {
+            let mut garps = [0usize; 2];
+            p.arp_requests(
+                now,
+                || Some(vec![0u8; 60]),
+                |port, buf: Vec<u8>, len| {
+                    assert!(port < 2 && len <= buf.len(), "to port {port}, {len} bytes");
+                    let f = &buf[..len];
+                    assert_eq!(f[12..14], [8, 6], "ARP");
+                    if f[28..32] == f[38..42] {
+                        garps[usize::from(port)] += 1;
+                    }
+                },
+            );
+            for port in 0..2 {
+                if core != 0 || self.down[port] {
+                    assert_eq!(garps[port], 0, "core {core} announced on port {port} (link down: {})", self.down[port]);
+                } else if self.due[port] {
+                    assert!(garps[port] > 0, "port {port}'s announcement is due and its link is up");
+                    self.due[port] = false;
+                } else {
+                    assert_eq!(garps[port], 0, "port {port} announced again, not due");
+                }
+            }
+        }
+    }
+}
+
 fn run(p: &mut Pipeline, port: u16, buf: &mut [u8], at: &mut usize, len: &mut usize, now: u64, received: Received) -> Action {
     let hint = p.prefetch_entry(p.prefetch_index(&buf[*at..*at + *len]));
     p.process_hinted(port, buf, at, len, now, Received { hint, ..received })
@@ -418,6 +471,7 @@ fuzz_target!(|data: &[u8]| {
     // their server's replies, the tuple their client sent.
     let mut nat: std::collections::HashMap<Tuple, Tuple> = Default::default();
     let client_mac = MacAddr([2, 0, 0, 0, 1, 10]);
+    let mut links = Links { down: [false; 2], due: [true; 2] };
     for _ in 0..48 {
         if input.is_empty() {
             break;
@@ -475,14 +529,20 @@ fuzz_target!(|data: &[u8]| {
                 (port, input.bytes(len))
             }
             _ => {
-                // A health flip, or now and then a reload.
+                // A health flip, or now and then a reload or a link
+                // going down or up; then each core's housekeeping.
                 match input.byte() {
-                    b if b < 16 => lab.reload(input.byte()),
+                    b if b < 16 => {
+                        lab.reload(input.byte());
+                        links.due = [true; 2];
+                    }
+                    b if b < 40 => links.set(&mut lab, usize::from(b & 1), b & 2 != 0),
                     b => {
                         let _ = lab.board.set(usize::from(b) % ((SERVICES.len() + 1) * REALS.len()), input.byte() & 1 == 1);
                     }
                 }
                 lab.cores.iter_mut().for_each(|p| p.tick(now));
+                links.pass(&mut lab, now);
                 continue;
             }
         };
