@@ -108,6 +108,28 @@ fn udp_carrying(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
     f
 }
 
+/// The ARP frames one pass of [`Pipeline::arp_requests`] sends: (port,
+/// sender address, target address); the sender is the target in an
+/// announcement (gratuitous ARP).
+fn arp_sent(p: &mut Pipeline) -> Vec<(u16, Ipv4Addr, Ipv4Addr)> {
+    let mut sent = Vec::new();
+    p.arp_requests(
+        0,
+        || Some(vec![0u8; 64]),
+        |port, buf, len| {
+            let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
+            let a = ArpPacket::new_checked(eth.payload()).unwrap();
+            sent.push((port, a.sender_ip(), a.target_ip()));
+        },
+    );
+    sent
+}
+
+/// The ports one pass announced on, one entry per gratuitous ARP.
+fn garps_by_port(p: &mut Pipeline) -> Vec<u16> {
+    arp_sent(p).into_iter().filter(|&(_, sender, target)| sender == target).map(|(port, ..)| port).collect()
+}
+
 fn dst_mac(f: &[u8]) -> MacAddr {
     MacAddr(f[0..6].try_into().unwrap())
 }
@@ -1121,18 +1143,8 @@ mod routes {
         for mode in [ForwardingMode::Nat, ForwardingMode::Tun] {
             let mut p = routed(mode);
             // The gateway is what gets resolved, not the server behind it.
-            let mut asked = Vec::new();
-            p.arp_requests(
-                0,
-                || Some(vec![0u8; 64]),
-                |_, buf, len| {
-                    let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
-                    let a = ArpPacket::new_checked(eth.payload()).unwrap();
-                    if a.sender_ip() != a.target_ip() {
-                        asked.push(a.target_ip()); // not the VIP's announcement
-                    }
-                },
-            );
+            // Not the VIP's announcement (sender = target): the requests.
+            let asked: Vec<Ipv4Addr> = arp_sent(&mut p).into_iter().filter(|&(_, sender, target)| sender != target).map(|(.., target)| target).collect();
             assert_eq!(asked, [GW], "{mode:?}");
             p.process(0, &mut arp_frame(arp::OP_REPLY, GW_MAC, GW, LB_IP), 0);
             let f = tcp(40000, 80, SYN);
@@ -1311,40 +1323,11 @@ mod reload {
     #[test]
     fn a_reload_announces_the_addresses_again() {
         let mut lb = Lb::new(with_reals(&[(RS1, 1)], SchedulerKind::Rr, false));
-        let garps = |p: &mut Pipeline| {
-            let mut n = 0;
-            p.arp_requests(
-                0,
-                || Some(vec![0u8; 64]),
-                |_, buf, len| {
-                    let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
-                    let a = ArpPacket::new_checked(eth.payload()).unwrap();
-                    n += usize::from(a.sender_ip() == a.target_ip());
-                },
-            );
-            n
-        };
+        let garps = |p: &mut Pipeline| garps_by_port(p).len();
         assert_eq!(garps(&mut lb.p), 1, "at start");
         assert_eq!(garps(&mut lb.p), 0, "once");
         lb.reload(with_reals(&[(RS1, 2)], SchedulerKind::Rr, false)).unwrap();
         assert_eq!(garps(&mut lb.p), 1, "after a reload");
-    }
-
-    /// The gratuitous ARPs a pass sends, by port.
-    fn garps_by_port(p: &mut Pipeline) -> Vec<u16> {
-        let mut ports = Vec::new();
-        p.arp_requests(
-            0,
-            || Some(vec![0u8; 64]),
-            |port, buf, len| {
-                let eth = EthernetFrame::new_checked(&buf[..len]).unwrap();
-                let a = ArpPacket::new_checked(eth.payload()).unwrap();
-                if a.sender_ip() == a.target_ip() {
-                    ports.push(port);
-                }
-            },
-        );
-        ports
     }
 
     #[test]
