@@ -476,7 +476,10 @@ impl Pipeline {
         if !self.announce.is_empty() && self.core != 0 {
             self.announce.clear();
         }
-        if !self.announce.is_empty() {
+        // Only when one is due on a link that is up: while a link stays
+        // down its announcement waits, and every pass checks (two short
+        // lists) without gathering the addresses.
+        if self.announce.iter().any(|p| !self.links_down.contains(p)) {
             // Every address we answer for, on every interface whose link
             // is up: clients and switches learn (or relearn, after a
             // failover) where they are. A down link's turn waits.
