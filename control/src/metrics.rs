@@ -243,6 +243,13 @@ fn families(s: &Sources) -> Vec<MetricFamily> {
             }
         }
     }
+    t.family("rvs_core_arp_sent_total", "counter", "ARP frames the core sent: replies, requests for next hops, announcements.");
+    for (lcore, c) in &s.cores {
+        let core = lcore.to_string();
+        for (kind, n) in [("reply", c.arp_replies_sent.get()), ("request", c.arp_requests_sent.get()), ("announcement", c.garp_sent.get())] {
+            t.sample("rvs_core_arp_sent_total", &[("core", &core), ("kind", kind)], n as f64);
+        }
+    }
     t.family("rvs_core_drops_total", "counter", "Frames dropped by the worker core, by reason.");
     for (lcore, c) in &s.cores {
         let core = lcore.to_string();
