@@ -265,6 +265,19 @@ impl NeighborTable {
         }
     }
 
+    /// Port `port`'s link came back up: the addresses reached through it
+    /// that need a request get it at the next [`Self::due_requests`], not
+    /// a retry interval later (the requests made while the link was down
+    /// were refused), so traffic to them resumes at once.
+    pub fn link_up(&mut self, port: u16) {
+        for (asked, &(_, p)) in self.requested_at.iter_mut().zip(&self.shared.addrs) {
+            if p == port {
+                *asked = None;
+            }
+        }
+        self.next_scan = 0;
+    }
+
     /// Calls `send(port, ip)` for every address that needs an ARP request
     /// now (unresolved, or resolved but older than `refresh`), at most once
     /// per `retry` interval each from this worker.
@@ -338,7 +351,7 @@ mod tests {
     }
 
     /// Skipping the scans changes no request: through learning, time,
-    /// failed sends and `request_soon`, with several addresses (a static
+    /// failed sends, `request_soon` and `link_up`, with several addresses (a static
     /// one among them), every call asks for exactly what a scan of every
     /// address at every call asks for (how it first worked, modelled here).
     #[test]
@@ -367,6 +380,15 @@ mod tests {
                         asked[i] = None;
                     }
                 }
+                4 => {
+                    let port = addrs[i].1;
+                    t.link_up(port);
+                    for (k, &(_, p)) in addrs.iter().enumerate() {
+                        if p == port {
+                            asked[k] = None;
+                        }
+                    }
+                }
                 _ => {}
             }
             let fails = (rng >> 48) % 5 == 0;
@@ -391,6 +413,21 @@ mod tests {
             requests += got.len();
         }
         assert!(requests > 500, "the sequence must make requests ({requests})");
+    }
+
+    #[test]
+    fn a_link_coming_back_up_asks_again_at_once() {
+        let other = Ipv4Addr::new(198, 18, 9, 11);
+        let mut t = NeighborTable::new(Arc::new(SharedNeighbors::new([(RS, 0), (other, 1)])), timers());
+        assert_eq!(due(&mut t, 0), [(0, RS), (1, other)]);
+        assert!(due(&mut t, SEC / 2).is_empty(), "retry spacing");
+        t.link_up(0);
+        assert_eq!(due(&mut t, SEC / 2), [(0, RS)], "only what port 0 reaches");
+        assert!(due(&mut t, SEC / 2 + 1).is_empty(), "then the spacing again");
+        // A fresh entry is not asked for because its link came back.
+        assert!(t.learn(RS, MAC, SEC));
+        t.link_up(0);
+        assert!(due(&mut t, 2 * SEC).iter().all(|&(_, ip)| ip != RS));
     }
 
     #[test]

@@ -403,11 +403,13 @@ impl Pipeline {
     /// for a link that is up: sent on a down one they are lost (a memif
     /// port before its peer connects, a NIC before its cable is in). A
     /// link that comes back up is announced again: the switch on the
-    /// other side may have forgotten where our addresses are.
+    /// other side may have forgotten where our addresses are; and the
+    /// next hops behind it are asked for at once.
     pub fn set_link(&mut self, port: u16, up: bool) {
         let was_down = self.links_down.contains(&port);
         if up && was_down {
             self.links_down.retain(|&p| p != port);
+            self.neighbors.link_up(port);
             if !self.announce.contains(&port) {
                 self.announce.push(port);
             }
