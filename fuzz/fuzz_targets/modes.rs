@@ -1,6 +1,7 @@
 //! Every forwarding mode's data path, over frames built from the input:
 //! clients opening and continuing connections to DR, NAT, FullNAT and TUN
-//! services (TCP and UDP, with IP and TCP options), the real servers'
+//! services (TCP and UDP, with IP and TCP options; one FullNAT service
+//! with two local addresses, taken in turn), the real servers'
 //! replies to what was forwarded to them, ICMP errors about it, pings,
 //! ARP and raw bytes; each frame then made a fragment now and then,
 //! corrupted, cut short or padded, with any room before and after it. Health flips, reloads (servers removed
@@ -36,6 +37,8 @@ const LB0: MacAddr = MacAddr([2, 0, 0, 0, 1, 2]); // clients' side, port 0
 const LB1: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]); // servers' side, port 1
 const LB1_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const LIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+/// The second local address of the persistent FullNAT service.
+const LIP2: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 4);
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 100);
 /// A VIP with ICMP services (pings to `VIP` are answered by the pipeline).
 const VIP2: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 101);
@@ -78,7 +81,11 @@ fn snapshot(change: u8) -> Snapshot {
                 scheduler: sched::SchedulerSpec::new(sched::SchedulerKind::Rr),
                 persistence: persistent.then(|| sched::PersistenceConfig::new(300)),
                 mode,
-                local_addrs: if mode == ForwardingMode::FullNat { vec![LIP] } else { vec![] },
+                local_addrs: match (mode, persistent) {
+                    (ForwardingMode::FullNat, true) => vec![LIP, LIP2],
+                    (ForwardingMode::FullNat, false) => vec![LIP],
+                    _ => vec![],
+                },
                 reals: reals(change, matches!(mode, ForwardingMode::Nat | ForwardingMode::FullNat)),
             }
         })
