@@ -167,7 +167,8 @@ pub struct Pipeline {
     ip_ident: u16,
     /// The ports on whose interfaces a gratuitous ARP for the VIPs and
     /// local addresses is due: every one at start and after a reload, one
-    /// whose link came back up. Core 0 sends it once the link is up.
+    /// whose link came back up; sent once the link is up. Core 0's only:
+    /// one core announces for all.
     announce: Vec<u16>,
     /// The ports whose link the worker last saw down ([`Self::set_link`]).
     links_down: Vec<u16>,
@@ -394,9 +395,12 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Every interface's addresses are to be announced.
+    /// Every interface's addresses are to be announced (by core 0).
     fn announce_all(&mut self) {
-        self.announce = self.snapshot.interfaces.iter().map(|i| i.port).collect();
+        self.announce.clear();
+        if self.core == 0 {
+            self.announce.extend(self.snapshot.interfaces.iter().map(|i| i.port));
+        }
     }
 
     /// The worker saw port `port`'s link go up or down. Announcements wait
@@ -410,7 +414,7 @@ impl Pipeline {
         if up && was_down {
             self.links_down.retain(|&p| p != port);
             self.neighbors.link_up(port);
-            if !self.announce.contains(&port) {
+            if self.core == 0 && !self.announce.contains(&port) {
                 self.announce.push(port);
             }
         } else if !up && !was_down {
@@ -436,6 +440,7 @@ impl Pipeline {
     pub fn for_core(mut self, core: u32) -> Self {
         let cores = self.snapshot.worker_cores;
         self.core = core;
+        self.announce_all();
         for s in &mut self.services {
             if s.local_ports.is_some() {
                 s.local_ports = Some(LocalPorts::new(&s.local_addrs, core, cores));
@@ -475,9 +480,6 @@ impl Pipeline {
     pub fn arp_requests<B: AsMut<[u8]>>(&mut self, now: u64, mut alloc: impl FnMut() -> Option<B>, mut send: impl FnMut(u16, B, usize)) {
         let ifaces = &self.snapshot.interfaces;
         let counters = &self.counters;
-        if !self.announce.is_empty() && self.core != 0 {
-            self.announce.clear();
-        }
         // Only when one is due on a link that is up: while a link stays
         // down its announcement waits, and every pass checks (two short
         // lists) without gathering the addresses.
