@@ -30,15 +30,6 @@ fn servers(lines: &[String]) -> Vec<String> {
     lines.iter().map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("server=")).map_or_else(|| format!("FAILED: {l}"), str::to_string)).collect()
 }
 
-fn wait_log(lab: &Lab, needle: &str, limit: Duration) -> Duration {
-    let t = Instant::now();
-    while !lab.log().contains(needle) {
-        assert!(t.elapsed() < limit, "no {needle:?} within {limit:?}:\n{}", lab.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t.elapsed()
-}
-
 #[test]
 fn exception_path_and_health_checks() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -100,7 +91,7 @@ fn exception_path_and_health_checks() {
     // (plus one probe timeout, and slack for this busy machine).
     lab.kill_real_server("rs1");
     let killed = Instant::now();
-    wait_log(&lab, "tcp 198.18.0.100:80 -> 198.18.0.11:80 is DOWN", Duration::from_secs(10));
+    lab.wait_log("tcp 198.18.0.100:80 -> 198.18.0.11:80 is DOWN", Duration::from_secs(10));
     let took = killed.elapsed();
     let bound = Duration::from_secs_f64(INTERVAL * f64::from(FALL) + TIMEOUT + 1.5);
     assert!(took <= bound, "marked down after {took:?}, bound {bound:?}");
@@ -124,7 +115,7 @@ fn exception_path_and_health_checks() {
     // --- Restart it: back after rise successes.
     lab.start_real_server("rs1", 80);
     let restarted = Instant::now();
-    wait_log(&lab, "tcp 198.18.0.100:80 -> 198.18.0.11:80 is UP", Duration::from_secs(10));
+    lab.wait_log("tcp 198.18.0.100:80 -> 198.18.0.11:80 is UP", Duration::from_secs(10));
     // Python needs a moment to listen; then rise probes, one interval apart.
     assert!(restarted.elapsed() <= Duration::from_secs_f64(INTERVAL * f64::from(RISE) + 3.0), "{:?}", restarted.elapsed());
     std::thread::sleep(Duration::from_millis(100));

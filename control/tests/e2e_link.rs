@@ -7,15 +7,11 @@
 
 mod common;
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Waits until `check` holds (at most 10 s); panics with `what` and the log.
-fn wait_for(lab: &Lab, what: &str, mut check: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !check() {
-        assert!(t.elapsed() < Duration::from_secs(10), "{what}:\n{}", lab.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(lab: &Lab, what: &str, check: impl FnMut() -> bool) {
+    lab.wait_until(what, Duration::from_secs(10), check);
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const RS1_BLOCK: &str = "  [[services.reals]]\n  address = \"198.18.0.11\"\n  port = 8080\n";
 const RS2_BLOCK: &str = "  [[services.reals]]\n  address = \"198.18.0.12\"\n  port = 8080\n";
@@ -29,11 +29,7 @@ fn hup(lab: &Lab) {
 }
 
 fn wait_for(lab: &Lab, needle: &str) {
-    let t = Instant::now();
-    while !lab.log().contains(needle) {
-        assert!(t.elapsed() < Duration::from_secs(10), "no {needle:?} in:\n{}", lab.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    lab.wait_log(needle, Duration::from_secs(10));
 }
 
 #[test]

@@ -188,6 +188,21 @@ impl Lab {
         }
     }
 
+    /// Waits until `check` holds, at most `limit`; else panics saying
+    /// `what`, with rvsd's log.
+    pub(crate) fn wait_until(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !check() {
+            assert!(t.elapsed() < limit, "{what} (waited {limit:?}):\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until rvsd's log says `needle`, at most `limit`.
+    pub(crate) fn wait_log(&self, needle: &str, limit: Duration) {
+        self.wait_until(&format!("no {needle:?}"), limit, || self.log().contains(needle));
+    }
+
     /// Starts rvsd and waits until it runs, sending no traffic.
     pub(crate) fn start_rvsd_quiet(&mut self, config: &Path) {
         let log = std::fs::File::create(self.dir.join("rvsd.log")).unwrap();
