@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Issue 8's targets against one run of `bench/run.sh`: reads the run's
+output (run.sh keeps it in a log and calls this at its end) and prints each
+target, what this run measured for it, and whether it was met, by how much
+it was missed if not. Nothing here is typed in by hand: a part the log
+lacks (a run cut short) is reported as not measured.
+
+The port ratios depend on this machine's phase (ENVIRONMENT.md): the lean
+forwarder's ratio in the same run says which phase it met (0.95-1.04 in
+steady fast phases, about 0.5 in mixed ones), and the verdict says so when
+it was not steady. Instruction counts do not depend on the phase.
+
+usage: bench/verdict.py LOG
+"""
+import re
+import statistics
+import sys
+
+# The targets (issue 8).
+DR_TUN_MAX = 300
+NAT_FULLNAT_MAX = 400
+NEW_MAX = 2000
+LOOKUP_MAX_RATIO = 2.0
+PORT_MIN_RATIO = 0.9
+NFT_MIN_RATIO = 1.0
+HAPROXY_MIN_RATIO = 2.0
+# The lean forwarder keeps at least this much of the ceiling in a steady
+# phase (bench/RESULTS.md, port section); below it, the run met a mixed or
+# slow phase.
+STEADY_LEAN = 0.9
+
+
+def table_rows(log, cells):
+    """The markdown table rows of `log` with `cells` cells, as lists of
+    stripped strings (header and separator rows included).
+
+    >>> table_rows("| a | b |\\n|---|---|\\n| x | 1 |\\n| y | 2 | 3 |", 2)
+    [['a', 'b'], ['---', '---'], ['x', '1']]
+    """
+    rows = []
+    for line in log.splitlines():
+        line = line.strip()
+        if line.startswith("|") and line.endswith("|"):
+            row = [c.strip() for c in line[1:-1].split("|")]
+            if len(row) == cells:
+                rows.append(row)
+    return rows
+
+
+def instructions(log):
+    """bench/pipeline.sh's counts: {case: instructions per packet}.
+
+    >>> instructions("| mode | instructions per packet |\\n|---|---|\\n| established-dr | 241 |\\n| new | 1119 |\\n| rr | 17.6 |")
+    {'established-dr': 241, 'new': 1119}
+    """
+    return {name: int(n) for name, n in table_rows(log, 2)
+            if (name.startswith("established") or name == "new") and n.isdigit()}
+
+
+def lookups(log):
+    """pipeline_bench lookup's table: {connections: [seven columns]}.
+
+    >>> lookups("| 1000 | 7.5 | 9.4 | 5.3 | 7.6 | 7.4 | 8.7 | 205 |\\n| 10000000 | 12.0 | 42.0 | 236.2 | 10.5 | 12.5 | 27.1 | 159 |")
+    {1000: [7.5, 9.4, 5.3, 7.6, 7.4, 8.7, 205.0], 10000000: [12.0, 42.0, 236.2, 10.5, 12.5, 27.1, 159.0]}
+    """
+    out = {}
+    for row in table_rows(log, 8):
+        if row[0].isdigit():
+            try:
+                out[int(row[0])] = [float(c) for c in row[1:]]
+            except ValueError:
+                pass
+    return out
+
+
+def port_ratios(log):
+    """bench/throughput.py's mean of the 10 best seconds over all rounds:
+    ({forwarder: ratio to the ceiling}, the ceiling's Mpps).
+
+    >>> port_ratios("Mean of the 10 best seconds over all rounds (samples: ceiling 55, lean 24): ceiling 39.84 Mpps (1.00), lean 21.06 Mpps (0.53), dr 24.10 Mpps (0.61)")
+    ({'ceiling': 1.0, 'lean': 0.53, 'dr': 0.61}, 39.84)
+    >>> port_ratios("nothing here")
+    ({}, None)
+    """
+    line = next((l for l in log.splitlines() if l.startswith("Mean of the 10 best seconds over all rounds")), None)
+    if line is None:
+        return {}, None
+    _, _, figures = line.partition("):")
+    found = re.findall(r"(\w+) ([\d.]+) Mpps \(([\d.]+)\)", figures)
+    ratios = {name: float(ratio) for name, _, ratio in found}
+    ceiling = next((float(mpps) for name, mpps, _ in found if name == "ceiling"), None)
+    return ratios, ceiling
+
+
+def real_tcp(log):
+    """bench/realtcp.sh's medians: {contender: {key: value}}.
+
+    >>> real_tcp("  rvs-dr cps=13203.89 gbps=3.329 vs-nft=1.35x vs-haproxy=1.71x vs-direct=0.96x\\nround 1 nft cps 1.0")
+    {'rvs-dr': {'cps': 13203.89, 'gbps': 3.329, 'vs-nft': 1.35, 'vs-haproxy': 1.71, 'vs-direct': 0.96}}
+    """
+    out = {}
+    for line in log.splitlines():
+        m = re.fullmatch(r"\s+([\w-]+) ((?:[\w-]+=[\d.]+x? ?)+)", line)
+        if m:
+            out[m.group(1)] = {k: float(v.rstrip("x")) for k, v in re.findall(r"([\w-]+)=([\d.]+x?)", m.group(2))}
+    return out
+
+
+def at_most(values, limit):
+    """The verdict on counts that must be at most `limit`.
+
+    >>> at_most({"a": 241, "b": 300}, 300)
+    'met'
+    >>> at_most({"a": 241, "b": 309}, 300)
+    'missed: b 9 over'
+    >>> at_most({}, 300)
+    'not measured'
+    """
+    if not values:
+        return "not measured"
+    over = [f"{k} {v - limit} over" for k, v in values.items() if v > limit]
+    return "met" if not over else "missed: " + ", ".join(over)
+
+
+def counts_rows(counts):
+    """Rows for the instruction-count targets.
+
+    >>> for row in counts_rows({"established-dr": 241, "established-tun-tcp": 301, "established-nat-reply": 316}):
+    ...     print(row[1:])
+    ('DR 241, TUN TCP 301', 'missed: TUN TCP 1 over')
+    ('NAT replies 316', 'met')
+    ('-', 'not measured')
+    """
+    def pick(*modes):
+        return {f"{m}{label}": counts[f"established-{m.lower()}{suffix}"]
+                for m in modes for suffix, label in (("", ""), ("-tcp", " TCP"), ("-reply", " replies"))
+                if f"established-{m.lower()}{suffix}" in counts}
+
+    def shown(values):
+        return ", ".join(f"{k} {v}" for k, v in values.items()) or "-"
+
+    dr_tun, nat = pick("DR", "TUN"), pick("NAT", "FullNAT")
+    new = {"new": counts["new"]} if "new" in counts else {}
+    return [
+        (f"established flow <= {DR_TUN_MAX} instructions a packet, DR and TUN", shown(dr_tun), at_most(dr_tun, DR_TUN_MAX)),
+        (f"<= {NAT_FULLNAT_MAX}, NAT and FullNAT (both directions)", shown(nat), at_most(nat, NAT_FULLNAT_MAX)),
+        (f"new connection <= {NEW_MAX:,} instructions", shown(new), at_most(new, NEW_MAX)),
+    ]
+
+
+def lookup_row(table):
+    """The lookup target: 10 million connections (bursts prefetched, as the
+    worker looks up) against 1,000 (the median of the three one-at-a-time
+    columns, which at 1,000 connections are all the same working set).
+
+    >>> lookup_row({1000: [4.7, 4.5, 4.6, 6.1, 6.1, 7.0, 205], 10000000: [9.2, 18.4, 95.1, 7.5, 9.9, 22.4, 155]})[1:]
+    ('1,000: 4.6 ns; 10 million: the same 1,024 flows hot 7.5 ns (1.6x), 4,096 hot 9.9 (2.2x), uniform over all 22.4 (4.9x); 155 bytes a connection', 'met for the same hot set; missed: 4,096 hot 2.2x, uniform 4.9x')
+    """
+    name = f"lookup within {LOOKUP_MAX_RATIO:g}x from 1 thousand to 10 million connections"
+    if 1000 not in table or 10_000_000 not in table:
+        return name, "-", "not measured"
+    small, big = table[1000], table[10_000_000]
+    ref = statistics.median(small[:3])
+    hot, wider, uniform = (big[3] / ref, big[4] / ref, big[5] / ref)
+    measured = (f"1,000: {ref:.1f} ns; 10 million: the same 1,024 flows hot {big[3]:.1f} ns ({hot:.1f}x), "
+                f"4,096 hot {big[4]:.1f} ({wider:.1f}x), uniform over all {big[5]:.1f} ({uniform:.1f}x); "
+                f"{big[6]:.0f} bytes a connection")
+    missed = [f"{what} {r:.1f}x" for what, r in (("4,096 hot", wider), ("uniform", uniform)) if r > LOOKUP_MAX_RATIO]
+    verdict = ("met" if hot <= LOOKUP_MAX_RATIO else f"missed: the same hot set {hot:.1f}x") + \
+        (" for the same hot set" if hot <= LOOKUP_MAX_RATIO and missed else "")
+    if missed:
+        verdict += "; missed: " + ", ".join(missed)
+    return name, measured, verdict
+
+
+def port_row(ratios, ceiling):
+    """The port target, with the phase the run met.
+
+    >>> port_row({"ceiling": 1.0, "lean": 0.53, "dr": 0.61, "nat": 0.49}, 39.84)[1:]
+    ('mean of the 10 best seconds against the ceiling 39.84 Mpps: DR 0.61, NAT 0.49 (the lean forwarder 0.53)', 'missed by 0.29-0.41; the lean forwarder kept 0.53 of the ceiling: a mixed or slow phase, not a steady one (compare with a run where it keeps >= 0.9)')
+    >>> port_row({"ceiling": 1.0, "lean": 1.02, "dr": 0.93}, 50.0)[2]
+    'met'
+    """
+    name = f"port throughput >= {PORT_MIN_RATIO:g}x testpmd io-forward"
+    modes = [(m, ratios[m]) for m in ("dr", "nat", "fullnat", "tun") if m in ratios]
+    if not modes or ceiling is None:
+        return name, "-", "not measured"
+    label = {"dr": "DR", "nat": "NAT", "fullnat": "FullNAT", "tun": "TUN"}
+    lean = ratios.get("lean")
+    measured = f"mean of the 10 best seconds against the ceiling {ceiling:.2f} Mpps: " + \
+        ", ".join(f"{label[m]} {r:.2f}" for m, r in modes) + \
+        (f" (the lean forwarder {lean:.2f})" if lean is not None else "")
+    short = [PORT_MIN_RATIO - r for _, r in modes if r < PORT_MIN_RATIO]
+    verdict = "met" if not short else f"missed by {min(short):.2f}-{max(short):.2f}" if len(short) > 1 else f"missed by {short[0]:.2f}"
+    if lean is not None and lean < STEADY_LEAN:
+        verdict += (f"; the lean forwarder kept {lean:.2f} of the ceiling: a mixed or slow phase, not a steady one "
+                    f"(compare with a run where it keeps >= {STEADY_LEAN:g})")
+    return name, measured, verdict
+
+
+def tcp_rows(tcp):
+    """The real-TCP targets; the client straight to the servers ("direct")
+    is what no balancer can beat on the rig.
+
+    >>> rows = tcp_rows({"rvs-dr": {"vs-nft": 1.35, "vs-haproxy": 1.71}, "rvs-nat": {"vs-nft": 0.98, "vs-haproxy": 1.52}, "direct": {"vs-haproxy": 1.79}})
+    >>> [r[2] for r in rows]
+    ['missed: NAT 0.98x', 'missed by 0.29-0.48; the client straight to the servers made 1.79x haproxy, RVS DR 0.96x of that']
+    """
+    label = {"rvs-dr": "DR", "rvs-nat": "NAT", "rvs-fullnat": "FullNAT"}
+    present = [(label[k], tcp[k]) for k in label if k in tcp]
+    rows = []
+    for key, limit, name in (("vs-nft", NFT_MIN_RATIO, "real-TCP connections/s >= nftables DNAT"),
+                             ("vs-haproxy", HAPROXY_MIN_RATIO, f"real-TCP connections/s >= {HAPROXY_MIN_RATIO:g}x haproxy")):
+        got = [(m, v[key]) for m, v in present if key in v]
+        if not got:
+            rows.append((name, "-", "not measured"))
+            continue
+        measured = ", ".join(f"{m} {r:.2f}x" for m, r in got)
+        short = [(m, r) for m, r in got if r < limit]
+        if not short:
+            verdict = "met"
+        elif key == "vs-nft":
+            verdict = "missed: " + ", ".join(f"{m} {r:.2f}x" for m, r in short)
+        else:
+            gaps = [limit - r for _, r in short]
+            verdict = f"missed by {min(gaps):.2f}-{max(gaps):.2f}" if len(gaps) > 1 else f"missed by {gaps[0]:.2f}"
+            direct = tcp.get("direct", {}).get("vs-haproxy")
+            best = max(r for _, r in got)
+            if direct:
+                verdict += f"; the client straight to the servers made {direct:.2f}x haproxy, RVS {max(got, key=lambda g: g[1])[0]} {best / direct:.2f}x of that"
+        rows.append((name, measured, verdict))
+    return rows
+
+
+def verdicts(log):
+    """Every target's (name, measured, verdict) from a run's log; a part
+    the log lacks is not measured.
+
+    >>> [v for _, _, v in verdicts("| established-dr | 241 |")]
+    ['met', 'not measured', 'not measured', 'not measured', 'not measured', 'not measured', 'not measured']
+    """
+    ratios, ceiling = port_ratios(log)
+    return counts_rows(instructions(log)) + [lookup_row(lookups(log)), port_row(ratios, ceiling)] + tcp_rows(real_tcp(log))
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    try:
+        with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
+            log = f.read()
+    except OSError as e:
+        sys.exit(f"verdict: {e}")
+    print("| target | measured in this run | verdict |")
+    print("|---|---|---|")
+    for name, measured, verdict in verdicts(log):
+        print(f"| {name} | {measured} | {verdict} |")
+
+
+if __name__ == "__main__":
+    main()
