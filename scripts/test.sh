@@ -14,8 +14,8 @@ scripts/deps.sh
 echo "== shell and python syntax"
 for f in scripts/*.sh bench/*.sh .ci/run; do bash -n "$f"; done
 python3 -m py_compile scripts/*.py bench/*.py && rm -rf scripts/__pycache__ bench/__pycache__
-echo "== python doctests (bench/ab.py's reading of time_profile.py's table, bench/verdict.py's of a run's log)"
-python3 -m doctest bench/ab.py bench/verdict.py && rm -rf bench/__pycache__
+echo "== python doctests (bench/ab.py, bench/verdict.py, bench/throughput.py: how they read and sum what the benchmarks print)"
+python3 -m doctest bench/ab.py bench/verdict.py bench/throughput.py && rm -rf bench/__pycache__
 
 if cargo clippy --version >/dev/null 2>&1; then
     echo "== clippy (warnings are errors)"
