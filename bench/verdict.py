@@ -207,16 +207,43 @@ def port_row(ratios, ceiling, top="the 10 best seconds of each"):
     return name, measured, verdict
 
 
-def tcp_rows(tcp):
+def tcp_rounds(log):
+    """bench/realtcp.sh's connections/s per contender and round.
+
+    >>> tcp_rounds("round 1 direct cps 10787.05 (share of rs1: 50%)\\nround 1 direct gbps 5.3\\nround 2 direct cps 6174.32 (share of rs1: 50%)")
+    {'direct': [10787.05, 6174.32]}
+    """
+    out = {}
+    for m in re.finditer(r"^round \d+ (\S+) cps ([\d.]+)", log, re.M):
+        out.setdefault(m.group(1), []).append(float(m.group(2)))
+    return out
+
+
+# The rig without a balancer varying more than this between rounds: the
+# rounds met different phases of the machine.
+NOISY_SPREAD = 1.3
+
+
+def tcp_rows(tcp, rounds=None):
     """The real-TCP targets; the client straight to the servers ("direct")
-    is what no balancer can beat on the rig.
+    is what no balancer can beat on the rig, and how much its rounds
+    varied says how noisy the run was.
 
     >>> rows = tcp_rows({"rvs-dr": {"vs-nft": 1.35, "vs-haproxy": 1.71}, "rvs-nat": {"vs-nft": 0.98, "vs-haproxy": 1.52}, "direct": {"vs-haproxy": 1.79}})
     >>> [r[2] for r in rows]
-    ['missed: NAT 0.98x', 'missed by 0.29-0.48; the client straight to the servers made 1.79x haproxy, RVS DR 0.96x of that']
+    ['missed: NAT 0.98x', 'missed: DR 1.71x, NAT 1.52x (by 0.29-0.48); the client straight to the servers made 1.79x haproxy, RVS DR 0.96x of that']
+    >>> rows = tcp_rows({"rvs-dr": {"vs-nft": 2.07, "vs-haproxy": 3.47}, "rvs-nat": {"vs-nft": 1.15, "vs-haproxy": 1.92}, "direct": {"vs-haproxy": 2.36}},
+    ...                 {"direct": [10787.05, 7746.87, 6174.32]})
+    >>> [r[2] for r in rows]
+    ['met; noisy: the client straight to the servers made 6,174-10,787 connections/s over the rounds (1.75x)', 'missed: NAT 1.92x (by 0.08); the client straight to the servers made 2.36x haproxy, RVS DR 1.47x of that; noisy: the client straight to the servers made 6,174-10,787 connections/s over the rounds (1.75x)']
     """
     label = {"rvs-dr": "DR", "rvs-nat": "NAT", "rvs-fullnat": "FullNAT"}
     present = [(label[k], tcp[k]) for k in label if k in tcp]
+    direct_rounds = (rounds or {}).get("direct", [])
+    noise = ""
+    if direct_rounds and min(direct_rounds) > 0 and max(direct_rounds) / min(direct_rounds) > NOISY_SPREAD:
+        noise = (f"; noisy: the client straight to the servers made {min(direct_rounds):,.0f}-{max(direct_rounds):,.0f} "
+                 f"connections/s over the rounds ({max(direct_rounds) / min(direct_rounds):.2f}x)")
     rows = []
     for key, limit, name in (("vs-nft", NFT_MIN_RATIO, "real-TCP connections/s >= nftables DNAT"),
                              ("vs-haproxy", HAPROXY_MIN_RATIO, f"real-TCP connections/s >= {HAPROXY_MIN_RATIO:g}x haproxy")):
@@ -232,12 +259,13 @@ def tcp_rows(tcp):
             verdict = "missed: " + ", ".join(f"{m} {r:.2f}x" for m, r in short)
         else:
             gaps = [limit - r for _, r in short]
-            verdict = f"missed by {min(gaps):.2f}-{max(gaps):.2f}" if len(gaps) > 1 else f"missed by {gaps[0]:.2f}"
+            verdict = "missed: " + ", ".join(f"{m} {r:.2f}x" for m, r in short) + \
+                (f" (by {min(gaps):.2f}-{max(gaps):.2f})" if len(gaps) > 1 else f" (by {gaps[0]:.2f})")
             direct = tcp.get("direct", {}).get("vs-haproxy")
-            best = max(r for _, r in got)
+            best_mode, best = max(got, key=lambda g: g[1])
             if direct:
-                verdict += f"; the client straight to the servers made {direct:.2f}x haproxy, RVS {max(got, key=lambda g: g[1])[0]} {best / direct:.2f}x of that"
-        rows.append((name, measured, verdict))
+                verdict += f"; the client straight to the servers made {direct:.2f}x haproxy, RVS {best_mode} {best / direct:.2f}x of that"
+        rows.append((name, measured, verdict + noise))
     return rows
 
 
@@ -249,7 +277,8 @@ def verdicts(log):
     ['met', 'not measured', 'not measured', 'not measured', 'not measured', 'not measured', 'not measured']
     """
     ratios, ceiling, top = port_ratios(log)
-    return counts_rows(instructions(log)) + [lookup_row(lookups(log)), port_row(ratios, ceiling, top)] + tcp_rows(real_tcp(log))
+    return counts_rows(instructions(log)) + [lookup_row(lookups(log)), port_row(ratios, ceiling, top)] + \
+        tcp_rows(real_tcp(log), tcp_rounds(log))
 
 
 def main():
