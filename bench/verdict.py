@@ -5,10 +5,13 @@ target, what this run measured for it, and whether it was met, by how much
 it was missed if not. Nothing here is typed in by hand: a part the log
 lacks (a run cut short) is reported as not measured.
 
-The port ratios depend on this machine's phase (ENVIRONMENT.md): the lean
-forwarder's ratio in the same run says which phase it met (0.95-1.04 in
-steady fast phases, about 0.5 in mixed ones), and the verdict says so when
-it was not steady. Instruction counts do not depend on the phase.
+The port ratios depend on this machine's phase (ENVIRONMENT.md). Two
+figures of the same run say which it met: the lean forwarder's ratio
+(0.95-1.04 when the generator was steady, about 0.5 in mixed phases; the
+verdict says so below 0.9) and RVS's in-process time a packet (about
+twice its fast-phase time in slow phases of the core, which the lean
+forwarder, with little work of its own, rides through). Instruction
+counts do not depend on the phase.
 
 usage: bench/verdict.py LOG
 """
@@ -24,6 +27,12 @@ LOOKUP_MAX_RATIO = 2.0
 PORT_MIN_RATIO = 0.9
 NFT_MIN_RATIO = 1.0
 HAPROXY_MIN_RATIO = 2.0
+# pipeline_bench time's DR figure at 1,024 flows in a fast phase of the
+# project's 2-vCPU VM (session 13, bench/RESULTS.md): the yardstick of the
+# machine's pace in a run (the lean forwarder's ratio says only whether
+# the generator was steady: its own work is small enough to keep up
+# through a slow phase of the forwarding core, RVS's is not).
+FAST_PHASE_DR_NS = 14.0
 # The lean forwarder keeps at least this much of the ceiling in a steady
 # phase (bench/RESULTS.md, port section); below it, the run met a mixed or
 # slow phase.
@@ -99,6 +108,20 @@ def port_ratios(log):
         ceiling = next((float(mpps) for name, mpps, _ in found if name == "ceiling"), None)
         return ratios, ceiling, what.format(re.match(start, line).group(1))
     return {}, None, None
+
+
+def pipeline_dr_ns(log):
+    """pipeline_bench time's DR figure at 1,024 flows without the restore:
+    how fast the machine ran this run's in-process work (its fast phases
+    about 14 ns, its slow ones twice that; bench/RESULTS.md).
+
+    >>> pipeline_dr_ns("established DR flow, 1024 flows, client to server, frames restored a burst at a time: 28.7 ns/packet, 25.5 without the restore (median of 7 x 2M)")
+    25.5
+    >>> pipeline_dr_ns("") is None
+    True
+    """
+    m = re.search(r"established DR flow, 1024 flows, client to server, frames restored a burst at a time: [\d.]+ ns/packet, ([\d.]+) without", log)
+    return float(m.group(1)) if m else None
 
 
 def real_tcp(log):
@@ -182,13 +205,15 @@ def lookup_row(table):
     return name, measured, verdict
 
 
-def port_row(ratios, ceiling, top="the 10 best seconds of each"):
+def port_row(ratios, ceiling, top="the 10 best seconds of each", dr_ns=None):
     """The port target, with the phase the run met.
 
     >>> port_row({"ceiling": 1.0, "lean": 0.53, "dr": 0.61, "nat": 0.49}, 39.84)[1:]
     ('mean of the 10 best seconds of each, against the ceiling 39.84 Mpps: DR 0.61, NAT 0.49 (the lean forwarder 0.53)', 'missed by 0.29-0.41; the lean forwarder kept 0.53 of the ceiling: a mixed or slow phase, not a steady one (compare with a run where it keeps >= 0.9)')
     >>> port_row({"ceiling": 1.0, "lean": 1.02, "dr": 0.93}, 50.0)[2]
     'met'
+    >>> port_row({"ceiling": 1.0, "lean": 1.01, "dr": 0.55}, 38.64, dr_ns=25.5)[1]
+    "mean of the 10 best seconds of each, against the ceiling 38.64 Mpps: DR 0.55 (the lean forwarder 1.01; RVS DR in-process this run 25.5 ns a packet at 1,024 flows, against 14.0 in a fast phase of the project's VM)"
     """
     name = f"port throughput >= {PORT_MIN_RATIO:g}x testpmd io-forward"
     modes = [(m, ratios[m]) for m in ("dr", "nat", "fullnat", "tun") if m in ratios]
@@ -196,9 +221,11 @@ def port_row(ratios, ceiling, top="the 10 best seconds of each"):
         return name, "-", "not measured"
     label = {"dr": "DR", "nat": "NAT", "fullnat": "FullNAT", "tun": "TUN"}
     lean = ratios.get("lean")
+    notes = ([f"the lean forwarder {lean:.2f}"] if lean is not None else []) + \
+        ([f"RVS DR in-process this run {dr_ns:.1f} ns a packet at 1,024 flows, against {FAST_PHASE_DR_NS} in a fast phase of the project's VM"]
+         if dr_ns is not None else [])
     measured = f"mean of {top}, against the ceiling {ceiling:.2f} Mpps: " + \
-        ", ".join(f"{label[m]} {r:.2f}" for m, r in modes) + \
-        (f" (the lean forwarder {lean:.2f})" if lean is not None else "")
+        ", ".join(f"{label[m]} {r:.2f}" for m, r in modes) + (f" ({'; '.join(notes)})" if notes else "")
     short = [PORT_MIN_RATIO - r for _, r in modes if r < PORT_MIN_RATIO]
     verdict = "met" if not short else f"missed by {min(short):.2f}-{max(short):.2f}" if len(short) > 1 else f"missed by {short[0]:.2f}"
     if lean is not None and lean < STEADY_LEAN:
@@ -277,7 +304,7 @@ def verdicts(log):
     ['met', 'not measured', 'not measured', 'not measured', 'not measured', 'not measured', 'not measured']
     """
     ratios, ceiling, top = port_ratios(log)
-    return counts_rows(instructions(log)) + [lookup_row(lookups(log)), port_row(ratios, ceiling, top)] + \
+    return counts_rows(instructions(log)) + [lookup_row(lookups(log)), port_row(ratios, ceiling, top, pipeline_dr_ns(log))] + \
         tcp_rows(real_tcp(log), tcp_rounds(log))
 
 
