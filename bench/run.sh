@@ -58,7 +58,10 @@ set +e
 parts 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
 set -e
-verdict=$(python3 bench/verdict.py "$LOG")
+if ! verdict=$(python3 bench/verdict.py "$LOG"); then
+    verdict="bench/verdict.py could not read $LOG"
+    [ "$status" != 0 ] || status=1
+fi
 { section "Issue 8's targets in this run (bench/verdict.py $LOG)"; echo "$verdict"; } | tee -a "$LOG"
-[ "$status" = 0 ] || echo "bench: a part failed (exit $status): see $LOG" >&2
+[ "$status" = 0 ] || echo "bench: a part or the verdict failed (exit $status): see $LOG" >&2
 exit "$status"
