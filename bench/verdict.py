@@ -38,6 +38,9 @@ FAST_PHASE_DR_NS = 13.5
 # phase (bench/RESULTS.md, port section); below it, the run met a mixed or
 # slow phase.
 STEADY_LEAN = 0.9
+# How the modes are named in the verdict (the logs use the lower-case
+# word; realtcp.sh prefixes its RVS contenders with "rvs-").
+LABEL = {"dr": "DR", "nat": "NAT", "fullnat": "FullNAT", "tun": "TUN"}
 
 
 def table_rows(log, cells):
@@ -155,6 +158,15 @@ def at_most(values, limit):
     return "met" if not over else "missed: " + ", ".join(over)
 
 
+def shortfall(gaps):
+    """How far below their target some figures are, as a range.
+
+    >>> shortfall([0.44]), shortfall([0.29, 0.48, 0.38])
+    ('0.44', '0.29-0.48')
+    """
+    return f"{min(gaps):.2f}-{max(gaps):.2f}" if len(gaps) > 1 else f"{gaps[0]:.2f}"
+
+
 def counts_rows(counts):
     """Rows for the instruction-count targets.
 
@@ -198,11 +210,14 @@ def lookup_row(table):
     measured = (f"1,000: {ref:.1f} ns; 10 million: the same 1,024 flows hot {big[3]:.1f} ns ({hot:.1f}x), "
                 f"4,096 hot {big[4]:.1f} ({wider:.1f}x), uniform over all {big[5]:.1f} ({uniform:.1f}x); "
                 f"{big[6]:.0f} bytes a connection")
-    missed = [f"{what} {r:.1f}x" for what, r in (("4,096 hot", wider), ("uniform", uniform)) if r > LOOKUP_MAX_RATIO]
-    verdict = ("met" if hot <= LOOKUP_MAX_RATIO else f"missed: the same hot set {hot:.1f}x") + \
-        (" for the same hot set" if hot <= LOOKUP_MAX_RATIO and missed else "")
-    if missed:
-        verdict += "; missed: " + ", ".join(missed)
+    missed = ", ".join(f"{what} {r:.1f}x" for what, r in (("the same hot set", hot), ("4,096 hot", wider), ("uniform", uniform))
+                       if r > LOOKUP_MAX_RATIO)
+    if not missed:
+        verdict = "met"
+    elif hot <= LOOKUP_MAX_RATIO:
+        verdict = "met for the same hot set; missed: " + missed
+    else:
+        verdict = "missed: " + missed
     return name, measured, verdict
 
 
@@ -220,15 +235,14 @@ def port_row(ratios, ceiling, top="the 10 best seconds of each", dr_ns=None):
     modes = [(m, ratios[m]) for m in ("dr", "nat", "fullnat", "tun") if m in ratios]
     if not modes or ceiling is None:
         return name, "-", "not measured"
-    label = {"dr": "DR", "nat": "NAT", "fullnat": "FullNAT", "tun": "TUN"}
     lean = ratios.get("lean")
     notes = ([f"the lean forwarder {lean:.2f}"] if lean is not None else []) + \
         ([f"RVS DR in-process this run {dr_ns:.1f} ns a packet at 1,024 flows, against {FAST_PHASE_DR_NS} in a fast phase of the project's VM"]
          if dr_ns is not None else [])
     measured = f"mean of {top}, against the ceiling {ceiling:.2f} Mpps: " + \
-        ", ".join(f"{label[m]} {r:.2f}" for m, r in modes) + (f" ({'; '.join(notes)})" if notes else "")
+        ", ".join(f"{LABEL[m]} {r:.2f}" for m, r in modes) + (f" ({'; '.join(notes)})" if notes else "")
     short = [PORT_MIN_RATIO - r for _, r in modes if r < PORT_MIN_RATIO]
-    verdict = "met" if not short else f"missed by {min(short):.2f}-{max(short):.2f}" if len(short) > 1 else f"missed by {short[0]:.2f}"
+    verdict = f"missed by {shortfall(short)}" if short else "met"
     if lean is not None and lean < STEADY_LEAN:
         verdict += (f"; the lean forwarder kept {lean:.2f} of the ceiling: a mixed or slow phase, not a steady one "
                     f"(compare with a run where it keeps >= {STEADY_LEAN:g})")
@@ -265,8 +279,7 @@ def tcp_rows(tcp, rounds=None):
     >>> [r[2] for r in rows]
     ['met; noisy: the client straight to the servers made 6,174-10,787 connections/s over the rounds (1.75x)', 'missed: NAT 1.92x (by 0.08); the client straight to the servers made 2.36x haproxy, RVS DR 1.47x of that; noisy: the client straight to the servers made 6,174-10,787 connections/s over the rounds (1.75x)']
     """
-    label = {"rvs-dr": "DR", "rvs-nat": "NAT", "rvs-fullnat": "FullNAT"}
-    present = [(label[k], tcp[k]) for k in label if k in tcp]
+    present = [(LABEL[m], tcp[f"rvs-{m}"]) for m in ("dr", "nat", "fullnat") if f"rvs-{m}" in tcp]
     direct_rounds = (rounds or {}).get("direct", [])
     noise = ""
     if direct_rounds and min(direct_rounds) > 0 and max(direct_rounds) / min(direct_rounds) > NOISY_SPREAD:
@@ -286,9 +299,7 @@ def tcp_rows(tcp, rounds=None):
         elif key == "vs-nft":
             verdict = "missed: " + ", ".join(f"{m} {r:.2f}x" for m, r in short)
         else:
-            gaps = [limit - r for _, r in short]
-            verdict = "missed: " + ", ".join(f"{m} {r:.2f}x" for m, r in short) + \
-                (f" (by {min(gaps):.2f}-{max(gaps):.2f})" if len(gaps) > 1 else f" (by {gaps[0]:.2f})")
+            verdict = "missed: " + ", ".join(f"{m} {r:.2f}x" for m, r in short) + f" (by {shortfall([limit - r for _, r in short])})"
             direct = tcp.get("direct", {}).get("vs-haproxy")
             best_mode, best = max(got, key=lambda g: g[1])
             if direct:
