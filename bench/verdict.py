@@ -261,6 +261,23 @@ def tcp_rounds(log):
     return out
 
 
+def per_round(rounds, contender, ref):
+    """Each round's ratio of `contender`'s connections/s to `ref`'s (run
+    within minutes of each other; a phase of the machine that moves in
+    between shows as ratios far apart), or [] without two or more rounds
+    of both.
+
+    >>> per_round({"rvs-nat": [9175.39, 5029.01, 4530.7], "nft": [5863.95, 5374.19, 6131.32]}, "rvs-nat", "nft")
+    [1.56, 0.94, 0.74]
+    >>> per_round({"rvs-nat": [9175.39]}, "rvs-nat", "nft")
+    []
+    """
+    a, b = rounds.get(contender, []), rounds.get(ref, [])
+    if len(a) < 2 or len(a) != len(b) or min(b) <= 0:
+        return []
+    return [round(x / y, 2) for x, y in zip(a, b)]
+
+
 # The rig without a balancer varying more than this between rounds: the
 # rounds met different phases of the machine.
 NOISY_SPREAD = 1.3
@@ -278,13 +295,27 @@ def tcp_rows(tcp, rounds=None):
     ...                 {"direct": [10787.05, 7746.87, 6174.32]})
     >>> [r[2] for r in rows]
     ['met; noisy: the client straight to the servers made 6,174-10,787 connections/s over the rounds (1.75x)', 'missed: NAT 1.92x (by 0.08); the client straight to the servers made 2.36x haproxy, RVS DR 1.47x of that; noisy: the client straight to the servers made 6,174-10,787 connections/s over the rounds (1.75x)']
+
+    A miss also gives each round's ratio, where the log has the rounds:
+
+    >>> tcp_rows({"rvs-nat": {"vs-nft": 0.86}}, {"rvs-nat": [9175.39, 5029.01, 4530.7], "nft": [5863.95, 5374.19, 6131.32]})[0][2]
+    'missed: NAT 0.86x (rounds 1.56x, 0.94x, 0.74x)'
     """
+    rounds = rounds or {}
     present = [(LABEL[m], tcp[f"rvs-{m}"]) for m in ("dr", "nat", "fullnat") if f"rvs-{m}" in tcp]
-    direct_rounds = (rounds or {}).get("direct", [])
+    contender = {LABEL[m]: f"rvs-{m}" for m in ("dr", "nat", "fullnat")}
+    direct_rounds = rounds.get("direct", [])
     noise = ""
     if direct_rounds and min(direct_rounds) > 0 and max(direct_rounds) / min(direct_rounds) > NOISY_SPREAD:
         noise = (f"; noisy: the client straight to the servers made {min(direct_rounds):,.0f}-{max(direct_rounds):,.0f} "
                  f"connections/s over the rounds ({max(direct_rounds) / min(direct_rounds):.2f}x)")
+    def missed(short, ref):
+        """The modes that missed, each with its rounds' ratios to `ref`."""
+        def each(m, r):
+            ratios = per_round(rounds, contender[m], ref)
+            return f"{m} {r:.2f}x" + (f" (rounds {', '.join(f'{x:.2f}x' for x in ratios)})" if ratios else "")
+        return "missed: " + ", ".join(each(m, r) for m, r in short)
+
     rows = []
     for key, limit, name in (("vs-nft", NFT_MIN_RATIO, "real-TCP connections/s >= nftables DNAT"),
                              ("vs-haproxy", HAPROXY_MIN_RATIO, f"real-TCP connections/s >= {HAPROXY_MIN_RATIO:g}x haproxy")):
@@ -297,9 +328,9 @@ def tcp_rows(tcp, rounds=None):
         if not short:
             verdict = "met"
         elif key == "vs-nft":
-            verdict = "missed: " + ", ".join(f"{m} {r:.2f}x" for m, r in short)
+            verdict = missed(short, "nft")
         else:
-            verdict = "missed: " + ", ".join(f"{m} {r:.2f}x" for m, r in short) + f" (by {shortfall([limit - r for _, r in short])})"
+            verdict = missed(short, "haproxy") + f" (by {shortfall([limit - r for _, r in short])})"
             direct = tcp.get("direct", {}).get("vs-haproxy")
             best_mode, best = max(got, key=lambda g: g[1])
             if direct:
