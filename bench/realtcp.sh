@@ -314,10 +314,11 @@ open_connections() {
 # Lets the contender's connections end before it is taken down, and ends
 # those that do not: wrk stops in the middle of a 1 MiB response, and a
 # server can be left with the rest of it queued (LAST-ACK), retransmitting
-# for minutes after its path is gone. Its segments then reach the client
-# through the next contender, whose answers the next contender drops
-# (RVS counted them as drop_tcp_no_connection, 5-13 a run after "direct",
-# growing with the retransmissions' back-off). Such a connection is not
+# for minutes after its path is gone. Its segments then reach the client,
+# whose answers go to the VIP through the next contender, which has no
+# connection for them (RVS counted them as drop_tcp_no_connection, 5-13 a
+# run after "direct", growing with the retransmissions' back-off; bench/
+# RESULTS.md, real TCP, session 20). Such a connection is not
 # part of any contender's measurement; closing it (ss -K) keeps each
 # contender's counters its own. Says how many it closed.
 end_connections() {

@@ -309,6 +309,7 @@ def tcp_rows(tcp, rounds=None):
     if direct_rounds and min(direct_rounds) > 0 and max(direct_rounds) / min(direct_rounds) > NOISY_SPREAD:
         noise = (f"; noisy: the client straight to the servers made {min(direct_rounds):,.0f}-{max(direct_rounds):,.0f} "
                  f"connections/s over the rounds ({max(direct_rounds) / min(direct_rounds):.2f}x)")
+
     def missed(short, ref):
         """The modes that missed, each with its rounds' ratios to `ref`."""
         def each(m, r):
