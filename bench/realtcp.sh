@@ -305,10 +305,11 @@ accepted() { # host
     ip netns exec "$P-$1" awk '/^Tcp:/ && n++ {for (i = 1; i <= NF; i++) if (h[i] == "PassiveOpens") print $i; next} /^Tcp:/ {for (i = 1; i <= NF; i++) h[i] = $i}' /proc/net/snmp
 }
 
-# Connections still open (not listening, not in TIME_WAIT) in the client,
-# the servers and the LB namespace (haproxy's).
-open_connections() {
-    for h in cl rs1 rs2 lb; do ip netns exec "$P-$h" ss -Htan exclude listening exclude time-wait; done | wc -l
+# The connections still open (not listening, not in TIME_WAIT) in the
+# client, the servers and the LB namespace (haproxy's), a line each; with
+# -K, ss also closes them.
+open_connections() { # [-K]
+    for h in cl rs1 rs2 lb; do ip netns exec "$P-$h" ss -Htan "$@" exclude listening exclude time-wait; done
 }
 
 # Lets the contender's connections end before it is taken down, and ends
@@ -324,12 +325,12 @@ open_connections() {
 end_connections() {
     local n
     for _ in $(seq 20); do
-        n=$(open_connections)
+        n=$(open_connections | wc -l)
         [ "$n" = 0 ] && return
         sleep 0.1
     done
-    for h in cl rs1 rs2 lb; do ip netns exec "$P-$h" ss -Htan -K exclude listening exclude time-wait >/dev/null; done
-    echo "    closed $n connection(s) still open 2 s after the runs (ss -K): $(open_connections) left"
+    open_connections -K >/dev/null
+    echo "    closed $n connection(s) still open 2 s after the runs (ss -K): $(open_connections | wc -l) left"
 }
 
 # wrk's "Requests/sec" and "Transfer/sec" from its summary.

@@ -278,6 +278,18 @@ def per_round(rounds, contender, ref):
     return [round(x / y, 2) for x, y in zip(a, b)]
 
 
+def with_rounds(mode, ratio, rounds, ref):
+    """A mode's ratio to `ref`, with each round's where the log has them.
+
+    >>> with_rounds("NAT", 0.86, {"rvs-nat": [9175.39, 5029.01], "nft": [5863.95, 5374.19]}, "nft")
+    'NAT 0.86x (rounds 1.56x, 0.94x)'
+    >>> with_rounds("NAT", 0.86, {}, "nft")
+    'NAT 0.86x'
+    """
+    ratios = per_round(rounds, f"rvs-{mode.lower()}", ref)
+    return f"{mode} {ratio:.2f}x" + (f" (rounds {', '.join(f'{x:.2f}x' for x in ratios)})" if ratios else "")
+
+
 # The rig without a balancer varying more than this between rounds: the
 # rounds met different phases of the machine.
 NOISY_SPREAD = 1.3
@@ -303,20 +315,11 @@ def tcp_rows(tcp, rounds=None):
     """
     rounds = rounds or {}
     present = [(LABEL[m], tcp[f"rvs-{m}"]) for m in ("dr", "nat", "fullnat") if f"rvs-{m}" in tcp]
-    contender = {LABEL[m]: f"rvs-{m}" for m in ("dr", "nat", "fullnat")}
     direct_rounds = rounds.get("direct", [])
     noise = ""
     if direct_rounds and min(direct_rounds) > 0 and max(direct_rounds) / min(direct_rounds) > NOISY_SPREAD:
         noise = (f"; noisy: the client straight to the servers made {min(direct_rounds):,.0f}-{max(direct_rounds):,.0f} "
                  f"connections/s over the rounds ({max(direct_rounds) / min(direct_rounds):.2f}x)")
-
-    def missed(short, ref):
-        """The modes that missed, each with its rounds' ratios to `ref`."""
-        def each(m, r):
-            ratios = per_round(rounds, contender[m], ref)
-            return f"{m} {r:.2f}x" + (f" (rounds {', '.join(f'{x:.2f}x' for x in ratios)})" if ratios else "")
-        return "missed: " + ", ".join(each(m, r) for m, r in short)
-
     rows = []
     for key, limit, name in (("vs-nft", NFT_MIN_RATIO, "real-TCP connections/s >= nftables DNAT"),
                              ("vs-haproxy", HAPROXY_MIN_RATIO, f"real-TCP connections/s >= {HAPROXY_MIN_RATIO:g}x haproxy")):
@@ -328,10 +331,11 @@ def tcp_rows(tcp, rounds=None):
         short = [(m, r) for m, r in got if r < limit]
         if not short:
             verdict = "met"
-        elif key == "vs-nft":
-            verdict = missed(short, "nft")
         else:
-            verdict = missed(short, "haproxy") + f" (by {shortfall([limit - r for _, r in short])})"
+            # The reference's name is the key's ("vs-nft": "nft").
+            verdict = "missed: " + ", ".join(with_rounds(m, r, rounds, key[3:]) for m, r in short)
+        if short and key == "vs-haproxy":
+            verdict += f" (by {shortfall([limit - r for _, r in short])})"
             direct = tcp.get("direct", {}).get("vs-haproxy")
             best_mode, best = max(got, key=lambda g: g[1])
             if direct:
